@@ -1,0 +1,34 @@
+# tcdesign: `make run` sets up and runs the main job; `make test` sets up and runs the tests.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+OUT    ?= runs/val_predictions.csv
+
+.PHONY: setup run test lint bench clean
+
+$(BIN)/tcdesign: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned, so that nothing pulls a CUDA build
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]' torch==2.13.0
+	@touch $@
+
+setup: $(BIN)/tcdesign
+
+# Main job (for now): Tc of the bundled validation structures with the bundled ensemble.
+run: setup
+	$(BIN)/tcdesign predict src/tcdesign/data/bundled/val.csv --out $(OUT)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/predictor.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

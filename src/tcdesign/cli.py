@@ -1,0 +1,269 @@
+"""``tcdesign <verb>``: parse arguments, call one library function, print.
+
+Exit status: 0 success (also when some rows failed and were reported), 2 unusable input or
+arguments, 1 internal error (set TCDESIGN_DEBUG=1 for the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _print_table(table, target: str, limit: int = 25) -> None:
+    """A readable summary of a prediction table on stdout."""
+    import numpy as np
+
+    ok = table[table.status == "ok"]
+    columns = ["id", "formula", target, f"{target}_std"]
+    ref = f"{target}_ref"
+    if ref in table.columns:
+        columns.append(ref)
+    shown = ok.sort_values(target, ascending=False).head(limit)[columns]
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if len(ok) > limit:
+        print(f"... {len(ok) - limit} more rows (highest {target} first)")
+    line = f"{len(ok)} predicted, {len(table) - len(ok)} failed"
+    if ref in table.columns:
+        valid = ok[np.isfinite(ok[ref])]
+        if len(valid):
+            mae = float(np.mean(np.abs(valid[target] - valid[ref])))
+            cover = float(np.mean(np.abs(valid[target] - valid[ref]) <= 2 * valid[f"{target}_std"]))
+            line += f"; MAE vs {ref}: {mae:.2f} over {len(valid)} rows, {cover:.0%} within 2 std"
+    print(line)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from tcdesign.predict.api import predict_file
+
+    table = predict_file(args.input, args.out, args.model, args.batch_size, progress=not args.quiet)
+    target = next(c for c in table.columns if c not in ("id", "formula")).removesuffix("_std")
+    if not args.quiet:
+        _print_table(table, target)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_train_predictor(args: argparse.Namespace) -> int:
+    import torch
+
+    from tcdesign.predict.alignn import ALIGNNConfig
+    from tcdesign.predict.api import bundled_csv, train_predictor
+    from tcdesign.predict.train import TrainSettings
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    transform = args.transform or ("log1p" if args.target == "tc" else "none")
+    config = ALIGNNConfig(
+        alignn_layers=args.alignn_layers,
+        gcn_layers=args.gcn_layers,
+        hidden=args.hidden,
+        embedding=args.embedding,
+        dropout=args.dropout,
+        cutoff=args.cutoff,
+        max_neighbors=args.max_neighbors,
+        target=args.target,
+        transform=transform,
+        pretrained_features=args.features,
+    )
+    settings = TrainSettings(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        weight_decay=args.weight_decay,
+        loss=args.loss,
+        patience=args.patience,
+        seed=args.seed,
+        accelerator=args.accelerator,
+        devices=args.devices,
+        num_nodes=args.num_nodes,
+        strategy=args.strategy,
+        precision=args.precision,
+        progress=not args.quiet,
+    )
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.resume:
+        print(
+            f"tcdesign: {out} is not empty; pass --resume to continue the training in it, "
+            "or choose another --out",
+            file=sys.stderr,
+        )
+        return 2
+    ensemble = train_predictor(
+        args.train or bundled_csv("train"),
+        args.val or bundled_csv("val"),
+        out,
+        config,
+        settings,
+        args.members,
+        resume=args.resume,
+    )
+    val = ensemble.metrics["val"]
+    unit = " K" if args.target == "tc" else ""
+    print(
+        f"val MAE {val['mae']:.3f}{unit} (members: "
+        + ", ".join(f"{m:.2f}" for m in ensemble.metrics["val_member_mae"])
+        + f"); {val['within_2std']:.0%} of val errors within 2 std"
+    )
+    print(f"wrote {out / 'ensemble.pt'} and {out / 'metrics.json'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tcdesign",
+        description="Inverse design of conventional superconductors: predict Tc of crystals and "
+        "train the predictor. Inputs: a CSV with a 'cif' column (JARVIS/CDVAE "
+        "layout), a CIF or POSCAR file, or a folder of them.",
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    predict = verbs.add_parser(
+        "predict",
+        help="predict Tc (or a trained model's property) of structures",
+        description="Predict Tc (K) with the bundled ALIGNN ensemble, or a property with "
+        "--model. Writes CSV columns id, formula, tc, tc_std, status, error (and "
+        "tc_ref when the input has 'prop'). Bad rows are reported and kept as "
+        "status=error.",
+    )
+    predict.add_argument("input", help="CSV with a 'cif' column, a CIF/POSCAR file, or a folder")
+    predict.add_argument("--out", required=True, help="output CSV path")
+    predict.add_argument(
+        "--model",
+        default=None,
+        help="ensemble.pt or model.pt from 'tcdesign train predictor' "
+        "(default: the bundled Tc ensemble)",
+    )
+    predict.add_argument(
+        "--batch-size", type=int, default=128, help="structures per forward pass (default 128)"
+    )
+    predict.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    predict.set_defaults(func=cmd_predict)
+
+    train = verbs.add_parser(
+        "train", help="train a model", description="Train a model ('predictor')."
+    )
+    models = train.add_subparsers(dest="model", required=True, metavar="MODEL")
+    pred = models.add_parser(
+        "predictor",
+        help="train an ALIGNN ensemble for Tc or any numeric property",
+        description="Train an ensemble of ALIGNN models (different seeds) with AdamW, a "
+        "one-cycle schedule and early stopping on val MAE; calibrates the ensemble "
+        "std on val so ~95%% of val errors fall within 2 std. Writes DIR/member_k/ "
+        "(checkpoints every epoch), DIR/ensemble.pt and DIR/metrics.json.",
+    )
+    pred.add_argument(
+        "--train",
+        default=None,
+        help="training CSV (default: the bundled JARVIS superconductor train split)",
+    )
+    pred.add_argument(
+        "--val",
+        default=None,
+        help="validation CSV for early stopping and calibration (default: bundled)",
+    )
+    pred.add_argument("--out", required=True, help="output folder")
+    pred.add_argument(
+        "--target",
+        default="tc",
+        help="property to learn: 'tc' (Tc in K from -prop, default) or any numeric "
+        "column of the CSVs, e.g. formation_energy_peratom, optb88vdw_bandgap",
+    )
+    pred.add_argument(
+        "--transform",
+        choices=["none", "log1p"],
+        default=None,
+        help="learn transform(target); default log1p for tc, none otherwise",
+    )
+    pred.add_argument("--members", type=int, default=5, help="ensemble size (default 5)")
+    pred.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the first member; member k uses seed+k (default 0)",
+    )
+    pred.add_argument("--epochs", type=int, default=150, help="maximum epochs (default 150)")
+    pred.add_argument(
+        "--patience",
+        type=int,
+        default=40,
+        help="early-stopping patience in epochs on val MAE (default 40)",
+    )
+    pred.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
+    pred.add_argument(
+        "--lr",
+        type=float,
+        default=1e-3,
+        help="peak learning rate of the one-cycle schedule (default 1e-3)",
+    )
+    pred.add_argument("--weight-decay", type=float, default=1e-5, help="AdamW weight decay")
+    pred.add_argument(
+        "--loss",
+        choices=["mse", "l1", "huber"],
+        default="mse",
+        help="loss on the standardised transformed target (default mse)",
+    )
+    pred.add_argument("--hidden", type=int, default=64, help="hidden width (default 64)")
+    pred.add_argument(
+        "--embedding", type=int, default=64, help="bond/angle embedding width (default 64)"
+    )
+    pred.add_argument("--alignn-layers", type=int, default=2, help="ALIGNN layers (default 2)")
+    pred.add_argument("--gcn-layers", type=int, default=2, help="GCN layers (default 2)")
+    pred.add_argument("--dropout", type=float, default=0.0, help="dropout before the head")
+    pred.add_argument(
+        "--features",
+        choices=["none", "chgnet"],
+        default="none",
+        help="pretrained atom features beside CGCNN's (chgnet: 64 CHGNet features)",
+    )
+    pred.add_argument("--cutoff", type=float, default=8.0, help="neighbour search radius (A)")
+    pred.add_argument("--max-neighbors", type=int, default=12, help="neighbours per atom")
+    pred.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted training in --out (finished members are kept)",
+    )
+    pred.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: all)")
+    pred.add_argument("--accelerator", default="auto", help="Lightning accelerator: cpu, gpu, auto")
+    pred.add_argument("--devices", default=1, help="devices per node (Lightning), e.g. 4 or auto")
+    pred.add_argument("--num-nodes", type=int, default=1, help="nodes for multi-node DDP")
+    pred.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
+    pred.add_argument(
+        "--precision",
+        default="32-true",
+        help="Lightning precision, e.g. 32-true, bf16-mixed, 16-mixed",
+    )
+    pred.add_argument("--quiet", action="store_true", help="no progress bars")
+    pred.set_defaults(func=cmd_train_predictor)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", module="pymatgen")
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    from tcdesign.data.io import InputError
+
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"tcdesign: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tcdesign: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the CLI's last line of defence: one line, exit 1
+        if os.environ.get("TCDESIGN_DEBUG"):
+            traceback.print_exc()
+        print(f"tcdesign: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Library entry points behind ``tcdesign predict`` and ``tcdesign train predictor``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tcdesign.data.io import TC_TARGET, InputError, StructureRecord, read_structures
+from tcdesign.predict.alignn import ALIGNNConfig
+from tcdesign.predict.dataset import GraphDataset
+from tcdesign.predict.ensemble import Ensemble, train_ensemble
+from tcdesign.predict.train import TrainData, TrainSettings
+
+BUNDLED_DATA = "data/bundled"  # train.csv and val.csv inside the package
+
+
+def bundled_csv(split: str) -> Path:
+    """Path of the bundled JARVIS superconductor split ``train`` or ``val``."""
+    path = resources.files("tcdesign").joinpath(f"{BUNDLED_DATA}/{split}.csv")
+    return Path(str(path))
+
+
+def report_bad_rows(records: Sequence[StructureRecord], stream=None) -> None:
+    """One line per bad row (and per warning) on ``stream`` (stderr): id and reason."""
+    stream = stream or sys.stderr
+    for record in records:
+        if record.error is not None:
+            print(f"tcdesign: {record.id}: {record.error}", file=stream)
+        elif record.warning is not None:
+            print(f"tcdesign: {record.id}: warning: {record.warning}", file=stream)
+
+
+def predict_records(
+    records: Sequence[StructureRecord],
+    ensemble: Ensemble,
+    batch_size: int = 128,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Predictions for good records, status rows for bad ones, in input order.
+
+    Columns: ``id, formula, <target>, <target>_std, status, error`` and, when the input carried
+    reference values of the target, ``<target>_ref``.
+    """
+    target = ensemble.target
+    good = [r for r in records if r.ok]
+    mean = std = np.zeros(0)
+    if good:
+        mean, std = ensemble.predict([r.structure for r in good], batch_size, progress)
+    has_ref = any(target in r.targets for r in records)
+    rows = []
+    k = 0  # position among the good records
+    for record in records:
+        row = {"id": record.id, "formula": record.formula}
+        if record.ok:
+            row.update(
+                {
+                    target: float(mean[k]),
+                    f"{target}_std": float(std[k]),
+                    "status": "ok",
+                    "error": record.warning or "",
+                }
+            )
+            k += 1
+        else:
+            row.update(
+                {target: np.nan, f"{target}_std": np.nan, "status": "error", "error": record.error}
+            )
+        if has_ref:
+            row[f"{target}_ref"] = record.targets.get(target, np.nan)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def predict_file(
+    input_path: str | Path,
+    out_csv: str | Path,
+    model: str | Path | None = None,
+    batch_size: int = 128,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Read an input (CSV, CIF/POSCAR or folder), predict, write ``out_csv``; return the table."""
+    ensemble = Ensemble.load(model)
+    records = read_structures(input_path, [ensemble.target])
+    report_bad_rows(records)
+    table = predict_records(records, ensemble, batch_size, progress)
+    out_csv = Path(out_csv)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out_csv, index=False, float_format="%.4f")
+    return table
+
+
+def load_training_data(
+    train_csv: str | Path,
+    val_csv: str | Path,
+    target: str,
+    config: ALIGNNConfig,
+    progress: bool = True,
+) -> TrainData:
+    """Read both CSVs (rows without a usable target are reported and left out) and build graphs."""
+    splits = {}
+    for name, path in (("train", train_csv), ("val", val_csv)):
+        records = read_structures(path, [target], require_targets=True)
+        report_bad_rows(records)
+        good = [r for r in records if r.ok]
+        if len(good) < 2:
+            raise InputError(f"{path}: fewer than 2 usable rows with target {target!r}")
+        splits[name] = GraphDataset(
+            [r.structure for r in good],
+            [r.targets[target] for r in good],
+            config.graph_settings,
+            config.pretrained_features,
+            progress,
+        )
+        splits[f"{name}_rows"] = (len(good), len(records))
+    meta = {
+        "data": {
+            name: {
+                "path": str(path),
+                "rows_used": splits[f"{name}_rows"][0],
+                "rows": splits[f"{name}_rows"][1],
+            }
+            for name, path in (("train", train_csv), ("val", val_csv))
+        }
+    }
+    return TrainData(splits["train"], splits["val"], target, meta)
+
+
+def train_predictor(
+    train_csv: str | Path,
+    val_csv: str | Path,
+    out_dir: str | Path,
+    config: ALIGNNConfig,
+    settings: TrainSettings,
+    n_members: int = 5,
+    resume: bool = True,
+) -> Ensemble:
+    """Train an ensemble on ``train_csv`` (early stopping on ``val_csv``) into ``out_dir``."""
+    data = load_training_data(train_csv, val_csv, config.target, config, settings.progress)
+    threshold = 5.0 if config.target == TC_TARGET else None
+    return train_ensemble(
+        data, config, replace(settings), Path(out_dir), n_members, resume, threshold
+    )

@@ -1,0 +1,206 @@
+"""An ensemble of ALIGNN members: mean prediction and a calibrated standard deviation.
+
+The spread of independently seeded members is the uncertainty; one scale factor, fitted on the
+validation set, makes about 95 % of validation errors fall within 2 standard deviations.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from pymatgen.core import Structure
+from tqdm.auto import tqdm
+
+from tcdesign.data.io import InputError
+from tcdesign.predict.alignn import ALIGNN, ALIGNNConfig
+from tcdesign.predict.dataset import GraphDataset
+from tcdesign.predict.train import TrainData, TrainSettings, member_dirs, seeds_for, train_member
+
+BUNDLED_MODEL = "models/tc_ensemble/ensemble.pt"  # inside the tcdesign package
+COVERAGE = 0.95  # fraction of validation errors meant to fall within 2 calibrated std
+
+
+def calibrate_std_scale(errors: np.ndarray, stds: np.ndarray, coverage: float = COVERAGE) -> float:
+    """Scale s such that a fraction ``coverage`` of |errors| <= 2 * s * stds."""
+    ratios = np.abs(errors) / np.maximum(stds, 1e-6) / 2.0
+    return float(np.quantile(ratios, coverage))
+
+
+class Ensemble:
+    """Members of one target; ``predict`` gives mean and calibrated std in target units."""
+
+    def __init__(
+        self, members: Sequence[ALIGNN], std_scale: float = 1.0, metrics: dict | None = None
+    ) -> None:
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        configs = {replace(m.config) for m in members}
+        if (
+            len({(c.cutoff, c.max_neighbors, c.target, c.pretrained_features) for c in configs})
+            != 1
+        ):
+            raise ValueError("ensemble members disagree on graph settings, target or features")
+        self.members = [m.eval() for m in members]
+        self.std_scale = std_scale
+        self.metrics = metrics or {}
+
+    @property
+    def config(self) -> ALIGNNConfig:
+        return self.members[0].config
+
+    @property
+    def target(self) -> str:
+        return self.config.target
+
+    def dataset(self, structures: Sequence[Structure], progress: bool = False) -> GraphDataset:
+        return GraphDataset(
+            structures,
+            None,
+            self.config.graph_settings,
+            self.config.pretrained_features,
+            progress=progress,
+        )
+
+    @torch.no_grad()
+    def member_predictions(
+        self, data: GraphDataset, batch_size: int = 128, progress: bool = False
+    ) -> np.ndarray:
+        """(n_members, n_structures) predictions in target units."""
+        outputs = []
+        bar = tqdm(
+            total=len(data), desc="predict", unit="structure", disable=not progress, leave=False
+        )
+        for batch in data.loader(batch_size):
+            outputs.append(torch.stack([m.inverse_transform(m(batch)) for m in self.members]))
+            bar.update(batch.num_crystals)
+        bar.close()
+        return torch.cat(outputs, dim=1).numpy() if outputs else np.zeros((len(self.members), 0))
+
+    def predict_dataset(
+        self, data: GraphDataset, batch_size: int = 128, progress: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        values = self.member_predictions(data, batch_size, progress)
+        return values.mean(axis=0), values.std(axis=0) * self.std_scale
+
+    def predict(
+        self, structures: Sequence[Structure], batch_size: int = 128, progress: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and calibrated std (target units, e.g. K) for each structure."""
+        return self.predict_dataset(self.dataset(structures, progress), batch_size, progress)
+
+    def to_checkpoint(self) -> dict:
+        return {
+            "model": "ensemble",
+            "members": [m.to_checkpoint() for m in self.members],
+            "std_scale": self.std_scale,
+            "metrics": self.metrics,
+            "version": 1,
+        }
+
+    def save(self, path: Path) -> None:
+        torch.save(self.to_checkpoint(), path)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Ensemble:
+        """Load an ensemble file, a single member's ``model.pt``, or the bundled Tc model."""
+        if path is None:
+            with resources.as_file(resources.files("tcdesign").joinpath(BUNDLED_MODEL)) as p:
+                if not p.exists():
+                    raise FileNotFoundError(f"bundled model missing: {p}; reinstall tcdesign")
+                checkpoint = torch.load(p, map_location="cpu", weights_only=False)
+        else:
+            path = Path(path)
+            if not path.is_file():
+                raise InputError(f"{path}: model file not found")
+            try:
+                checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+            except (RuntimeError, pickle.UnpicklingError, EOFError) as exc:
+                raise InputError(f"{path}: not a tcdesign model file ({exc})") from None
+        if not isinstance(checkpoint, dict):
+            raise InputError(f"{path}: not a tcdesign model file")
+        if checkpoint.get("model") == "ensemble":
+            members = [ALIGNN.from_checkpoint(c) for c in checkpoint["members"]]
+            return cls(members, checkpoint["std_scale"], checkpoint.get("metrics"))
+        if checkpoint.get("model") == "alignn":
+            return cls([ALIGNN.from_checkpoint(checkpoint)])
+        raise InputError(f"{path}: not a tcdesign model file")
+
+
+def regression_metrics(
+    pred: np.ndarray,
+    truth: np.ndarray,
+    std: np.ndarray | None = None,
+    threshold: float | None = None,
+) -> dict[str, float]:
+    """MAE, RMSE, R^2; coverage of 2 std; precision/recall above ``threshold``."""
+    errors = pred - truth
+    metrics = {
+        "mae": float(np.mean(np.abs(errors))),
+        "rmse": float(np.sqrt(np.mean(errors**2))),
+        "r2": float(1 - np.sum(errors**2) / max(np.sum((truth - truth.mean()) ** 2), 1e-12)),
+        "n": int(len(truth)),
+    }
+    if std is not None:
+        metrics["within_2std"] = float(np.mean(np.abs(errors) <= 2 * std))
+        metrics["mean_std"] = float(np.mean(std))
+    if threshold is not None:
+        predicted, actual = pred > threshold, truth > threshold
+        tp = int(np.sum(predicted & actual))
+        metrics["threshold"] = threshold
+        metrics["precision"] = float(tp / max(predicted.sum(), 1))
+        metrics["recall"] = float(tp / max(actual.sum(), 1))
+        metrics["n_predicted_above"] = int(predicted.sum())
+        metrics["n_above"] = int(actual.sum())
+    return metrics
+
+
+def train_ensemble(
+    data: TrainData,
+    config: ALIGNNConfig,
+    settings: TrainSettings,
+    out_dir: Path,
+    n_members: int = 5,
+    resume: bool = True,
+    threshold: float | None = 5.0,
+) -> Ensemble:
+    """Train ``n_members`` seeds, calibrate the std on val, write ensemble.pt and metrics.json."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for k, (member_dir, seed) in enumerate(
+        zip(member_dirs(out_dir, n_members), seeds_for(n_members, settings.seed), strict=True)
+    ):
+        if settings.progress:
+            print(f"member {k + 1}/{n_members} (seed {seed}) -> {member_dir}", flush=True)
+        results.append(train_member(data, config, replace(settings, seed=seed), member_dir, resume))
+    members = [
+        ALIGNN.from_checkpoint(torch.load(d / "model.pt", map_location="cpu", weights_only=False))
+        for d in member_dirs(out_dir, n_members)
+    ]
+    ensemble = Ensemble(members)
+    values = ensemble.member_predictions(data.val)
+    mean, spread = values.mean(axis=0), values.std(axis=0)
+    truth = data.val.targets
+    ensemble.std_scale = calibrate_std_scale(mean - truth, spread)
+    std = spread * ensemble.std_scale
+    member_maes = [float(np.mean(np.abs(v - truth))) for v in values]
+    ensemble.metrics = {
+        "target": config.target,
+        "val": regression_metrics(mean, truth, std, threshold if config.target == "tc" else None),
+        "val_member_mae": member_maes,
+        "std_scale": ensemble.std_scale,
+        "members": [asdict(r) for r in results],
+        "train_seconds": float(sum(r.seconds for r in results)),
+        "config": asdict(config),
+        "settings": asdict(settings),
+        **data.meta,
+    }
+    ensemble.save(out_dir / "ensemble.pt")
+    (out_dir / "metrics.json").write_text(json.dumps(ensemble.metrics, indent=2))
+    return ensemble

@@ -1,0 +1,108 @@
+"""Physics tests of the ALIGNN model: invariances, batching, checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Structure
+from pymatgen.core.operations import SymmOp
+
+from tcdesign.data.batch import collate
+from tcdesign.data.graphs import crystal_graph
+from tcdesign.predict.alignn import ALIGNN, ALIGNNConfig, RBFExpansion, cgcnn_table
+
+SMALL = ALIGNNConfig(alignn_layers=1, gcn_layers=1, hidden=16, embedding=8, target="tc")
+
+
+@pytest.fixture(scope="module")
+def model() -> ALIGNN:
+    torch.manual_seed(0)
+    net = ALIGNN(SMALL).eval()
+    with torch.no_grad():  # non-trivial output statistics so that a bug cannot hide in zeros
+        net.target_mean.fill_(1.0)
+        net.target_std.fill_(0.7)
+    return net
+
+
+def predict(model: ALIGNN, structures: list[Structure]) -> np.ndarray:
+    with torch.no_grad():
+        return model(collate([crystal_graph(s) for s in structures])).numpy()
+
+
+def test_cgcnn_table_has_92_features_for_z_1_to_100() -> None:
+    table = cgcnn_table()
+    assert table.shape == (101, 92)
+    assert torch.all(table[0] == 0)
+    assert torch.all(table[1:].sum(dim=1) > 0)
+
+
+def test_rbf_peaks_at_its_centres() -> None:
+    rbf = RBFExpansion(0.0, 8.0, 80)
+    values = rbf(torch.tensor([0.0, 4.0]))
+    assert values.shape == (2, 80)
+    assert int(values[0].argmax()) == 0
+    assert values[0, 0] == pytest.approx(1.0)
+
+
+def test_rotation_and_translation_invariance(model: ALIGNN, ternary: Structure) -> None:
+    moved = ternary.copy()
+    rotation = SymmOp.from_axis_angle_and_translation([1, 2, 3], 37.0)
+    moved.apply_operation(rotation)
+    moved.translate_sites(range(len(moved)), [0.13, -0.4, 0.27], frac_coords=True)
+    assert predict(model, [moved]) == pytest.approx(predict(model, [ternary]), abs=1e-5)
+
+
+def test_permutation_invariance(model: ALIGNN, ternary: Structure) -> None:
+    order = [2, 0, 3, 1]
+    permuted = Structure(
+        ternary.lattice, [ternary[i].specie for i in order], [ternary[i].frac_coords for i in order]
+    )
+    assert predict(model, [permuted]) == pytest.approx(predict(model, [ternary]), abs=1e-5)
+
+
+def test_periodic_image_invariance(model: ALIGNN, ternary: Structure) -> None:
+    shifted = Structure(
+        ternary.lattice,
+        ternary.species,
+        ternary.frac_coords + np.array([[1, 0, -1], [0, 2, 0], [-1, -1, 1], [3, 0, 0]]),
+    )
+    assert predict(model, [shifted]) == pytest.approx(predict(model, [ternary]), abs=1e-5)
+
+
+def test_supercell_invariance(model: ALIGNN, ternary: Structure, rocksalt: Structure) -> None:
+    for structure in (ternary, rocksalt):
+        supercell = structure * (2, 2, 2)
+        assert predict(model, [supercell]) == pytest.approx(predict(model, [structure]), abs=1e-5)
+
+
+def test_batched_equals_one_by_one(model: ALIGNN, val_structures: list[Structure]) -> None:
+    batched = predict(model, val_structures)
+    single = np.concatenate([predict(model, [s]) for s in val_structures])
+    assert batched == pytest.approx(single, abs=1e-5)
+
+
+def test_no_gradient_leaks_between_crystals(val_structures: list[Structure]) -> None:
+    torch.manual_seed(1)
+    net = ALIGNN(SMALL)
+    batch = collate([crystal_graph(s) for s in val_structures[:3]])
+    batch.edge_vectors.requires_grad_(True)
+    net(batch)[0].backward()
+    grad = batch.edge_vectors.grad.abs().sum(dim=1)  # (n_edges,)
+    first_crystal_edges = batch.batch[batch.edge_index[0]] == 0
+    assert grad[first_crystal_edges].sum() > 0
+    assert torch.all(grad[~first_crystal_edges] == 0)
+
+
+def test_checkpoint_round_trip(model: ALIGNN, val_structures: list[Structure], tmp_path) -> None:
+    path = tmp_path / "model.pt"
+    torch.save(model.to_checkpoint(), path)
+    loaded = ALIGNN.from_checkpoint(torch.load(path, weights_only=False))
+    assert loaded.config == model.config
+    assert predict(loaded, val_structures) == pytest.approx(predict(model, val_structures))
+
+
+def test_log1p_transform_round_trip(model: ALIGNN) -> None:
+    tc = torch.tensor([0.0, 1.5, 30.0])
+    assert model.inverse_transform(model.transform(tc)) == pytest.approx(tc, abs=1e-4)
+    assert torch.all(model.inverse_transform(torch.tensor([-2.0])) >= 0)

@@ -1,0 +1,153 @@
+"""The CLI contract of SPEC: predict on CSV, CIF and folder inputs; bad inputs; exit codes."""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+from pymatgen.io.cif import CifWriter
+
+from tcdesign.cli import main
+from tcdesign.predict.alignn import ALIGNN, ALIGNNConfig
+from tcdesign.predict.ensemble import Ensemble
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> str:
+    """A small untrained two-member ensemble, so CLI tests do not depend on the bundled one."""
+    torch.manual_seed(0)
+    config = ALIGNNConfig(alignn_layers=1, gcn_layers=1, hidden=8, embedding=8)
+    path = tmp_path_factory.mktemp("model") / "ensemble.pt"
+    Ensemble([ALIGNN(config), ALIGNN(config)], std_scale=1.5).save(path)
+    return str(path)
+
+
+@pytest.fixture()
+def csv_input(tmp_path, val_frame) -> str:
+    frame = val_frame.head(4).copy()
+    path = tmp_path / "in.csv"
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_predict_csv(tmp_path, csv_input, tiny_model, val_frame, capsys) -> None:
+    out = tmp_path / "pred.csv"
+    code, stdout, _ = run(["predict", csv_input, "--out", str(out), "--model", tiny_model], capsys)
+    assert code == 0
+    table = pd.read_csv(out)
+    assert list(table.columns[:4]) == ["id", "formula", "tc", "tc_std"]
+    assert list(table.id) == list(val_frame.material_id[:4])
+    assert (table.status == "ok").all()
+    assert np.all(table.tc >= 0) and np.all(table.tc_std >= 0)
+    assert table.tc_ref.to_numpy() == pytest.approx(-val_frame.prop[:4].to_numpy(), abs=1e-3)
+    assert "MAE vs tc_ref" in stdout
+
+
+def test_predict_cif_and_folder(tmp_path, val_frame, tiny_model, capsys) -> None:
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    for rid, cif in zip(val_frame.material_id[:3], val_frame.cif[:3], strict=True):
+        (folder / f"{rid}.cif").write_text(cif)
+    out = tmp_path / "one.csv"
+    assert (
+        run(
+            [
+                "predict",
+                str(folder / f"{val_frame.material_id[0]}.cif"),
+                "--out",
+                str(out),
+                "--model",
+                tiny_model,
+            ],
+            capsys,
+        )[0]
+        == 0
+    )
+    assert list(pd.read_csv(out).id) == [val_frame.material_id[0]]
+    assert run(["predict", str(folder), "--out", str(out), "--model", tiny_model], capsys)[0] == 0
+    assert sorted(pd.read_csv(out).id) == sorted(val_frame.material_id[:3])
+
+
+def test_bad_rows_are_reported_and_good_rows_written(
+    tmp_path, val_frame, tiny_model, capsys
+) -> None:
+    good = val_frame.cif[0]
+    nbc = Structure(Lattice.cubic(4.47), ["Nb", "C"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    unknown = re.sub(r"^(\s+)C(\s+)C(\d)", r"\1Xx\2Xx\3", str(CifWriter(nbc)), flags=re.M)
+    close = Structure(Lattice.cubic(4.47), ["Nb", "C"], [[0, 0, 0], [0.04, 0, 0]])
+    frame = pd.DataFrame(
+        {
+            "material_id": ["good", "malformed", "unknown", "close", "nanprop"],
+            "cif": [
+                good,
+                "data_x\n_cell_length_a 3\nnot a cif",
+                unknown,
+                str(CifWriter(close)),
+                good,
+            ],
+            "prop": [-1.0, -1.0, -1.0, -1.0, math.nan],
+        }
+    )
+    path = tmp_path / "bad.csv"
+    frame.to_csv(path, index=False)
+    out = tmp_path / "pred.csv"
+    code, _, err = run(["predict", str(path), "--out", str(out), "--model", tiny_model], capsys)
+    assert code == 0
+    table = pd.read_csv(out).set_index("id")
+    assert table.loc["good", "status"] == "ok"
+    assert table.loc["nanprop", "status"] == "ok"  # a NaN label does not stop a prediction
+    assert "NaN" in table.loc["nanprop", "error"]
+    for rid, reason in (("malformed", "parse"), ("unknown", "unknown element"), ("close", "apart")):
+        assert table.loc[rid, "status"] == "error"
+        assert reason in table.loc[rid, "error"]
+        assert math.isnan(table.loc[rid, "tc"])
+        assert f"{rid}:" in err
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "no_cif_column", "binary", "bad_cif_file"])
+def test_unusable_input_is_one_line_and_exit_2(tmp_path, tiny_model, kind, capsys) -> None:
+    path = tmp_path / {"bad_cif_file": "x.cif"}.get(kind, "x.csv")
+    if kind == "empty":
+        path.write_text("")
+    elif kind == "no_cif_column":
+        path.write_text("material_id,prop\nA,-1\n")
+    elif kind == "binary":
+        path.write_bytes(bytes(range(256)) * 4)
+    elif kind == "bad_cif_file":
+        path.write_text("this is not a crystal\n")
+    code, _, err = run(
+        ["predict", str(path), "--out", str(tmp_path / "o.csv"), "--model", tiny_model], capsys
+    )
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and "Traceback" not in err
+
+
+def test_bad_arguments_exit_2(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict"])
+    assert exit_info.value.code == 2
+
+
+def test_console_script_help() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tcdesign.cli", "train", "predictor", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for flag in ("--train", "--val", "--out", "--target", "--members", "--resume"):
+        assert flag in result.stdout
