@@ -7,6 +7,7 @@ arguments, 1 internal error (set TCDESIGN_DEBUG=1 for the traceback).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import traceback
@@ -105,11 +106,13 @@ def cmd_train_predictor(args: argparse.Namespace) -> int:
     )
     val = ensemble.metrics["val"]
     unit = " K" if args.target == "tc" else ""
-    print(
-        f"val MAE {val['mae']:.3f}{unit} (members: "
-        + ", ".join(f"{m:.2f}" for m in ensemble.metrics["val_member_mae"])
-        + f"); {val['within_2std']:.0%} of val errors within 2 std"
+    members = ", ".join(f"{m:.2f}" for m in ensemble.metrics["val_member_mae"])
+    coverage = (
+        f"{val['within_2std']:.0%} of val errors within 2 std"
+        if math.isfinite(val["within_2std"])
+        else "no std from a single member"
     )
+    print(f"val MAE {val['mae']:.3f}{unit} (members: {members}); {coverage}")
     print(f"wrote {out / 'ensemble.pt'} and {out / 'metrics.json'}")
     return 0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -11,23 +13,29 @@ from pymatgen.core.operations import SymmOp
 from tcdesign.data.batch import collate
 from tcdesign.data.graphs import crystal_graph
 from tcdesign.predict.alignn import ALIGNN, ALIGNNConfig, RBFExpansion, cgcnn_table
+from tcdesign.predict.dataset import GraphDataset
 
 SMALL = ALIGNNConfig(alignn_layers=1, gcn_layers=1, hidden=16, embedding=8, target="tc")
 
 
-@pytest.fixture(scope="module")
-def model() -> ALIGNN:
+@pytest.fixture(scope="module", params=["none", "composition"])
+def model(request) -> ALIGNN:
+    """The plain model and the one with crystal descriptors in its head."""
     torch.manual_seed(0)
-    net = ALIGNN(SMALL).eval()
+    net = ALIGNN(replace(SMALL, descriptors=request.param)).eval()
     with torch.no_grad():  # non-trivial output statistics so that a bug cannot hide in zeros
         net.target_mean.fill_(1.0)
         net.target_std.fill_(0.7)
+        net.descriptor_mean.fill_(0.5)
     return net
 
 
 def predict(model: ALIGNN, structures: list[Structure]) -> np.ndarray:
+    data = GraphDataset(
+        structures, None, model.config.graph_settings, descriptor_set=model.config.descriptors
+    )
     with torch.no_grad():
-        return model(collate([crystal_graph(s) for s in structures])).numpy()
+        return model(data.collate(range(len(structures)))).numpy()
 
 
 def test_cgcnn_table_has_92_features_for_z_1_to_100() -> None:
@@ -50,7 +58,7 @@ def test_rotation_and_translation_invariance(model: ALIGNN, ternary: Structure) 
     rotation = SymmOp.from_axis_angle_and_translation([1, 2, 3], 37.0)
     moved.apply_operation(rotation)
     moved.translate_sites(range(len(moved)), [0.13, -0.4, 0.27], frac_coords=True)
-    assert predict(model, [moved]) == pytest.approx(predict(model, [ternary]), abs=1e-5)
+    assert predict(model, [moved]) == pytest.approx(predict(model, [ternary]), rel=1e-5, abs=1e-5)
 
 
 def test_permutation_invariance(model: ALIGNN, ternary: Structure) -> None:
@@ -58,7 +66,9 @@ def test_permutation_invariance(model: ALIGNN, ternary: Structure) -> None:
     permuted = Structure(
         ternary.lattice, [ternary[i].specie for i in order], [ternary[i].frac_coords for i in order]
     )
-    assert predict(model, [permuted]) == pytest.approx(predict(model, [ternary]), abs=1e-5)
+    assert predict(model, [permuted]) == pytest.approx(
+        predict(model, [ternary]), rel=1e-5, abs=1e-5
+    )
 
 
 def test_periodic_image_invariance(model: ALIGNN, ternary: Structure) -> None:
@@ -67,19 +77,21 @@ def test_periodic_image_invariance(model: ALIGNN, ternary: Structure) -> None:
         ternary.species,
         ternary.frac_coords + np.array([[1, 0, -1], [0, 2, 0], [-1, -1, 1], [3, 0, 0]]),
     )
-    assert predict(model, [shifted]) == pytest.approx(predict(model, [ternary]), abs=1e-5)
+    assert predict(model, [shifted]) == pytest.approx(predict(model, [ternary]), rel=1e-5, abs=1e-5)
 
 
 def test_supercell_invariance(model: ALIGNN, ternary: Structure, rocksalt: Structure) -> None:
     for structure in (ternary, rocksalt):
         supercell = structure * (2, 2, 2)
-        assert predict(model, [supercell]) == pytest.approx(predict(model, [structure]), abs=1e-5)
+        assert predict(model, [supercell]) == pytest.approx(
+            predict(model, [structure]), rel=1e-5, abs=1e-5
+        )
 
 
 def test_batched_equals_one_by_one(model: ALIGNN, val_structures: list[Structure]) -> None:
     batched = predict(model, val_structures)
     single = np.concatenate([predict(model, [s]) for s in val_structures])
-    assert batched == pytest.approx(single, abs=1e-5)
+    assert batched == pytest.approx(single, rel=1e-5, abs=1e-5)
 
 
 def test_no_gradient_leaks_between_crystals(val_structures: list[Structure]) -> None:

@@ -23,6 +23,7 @@ class GraphBatch:
     batch: torch.Tensor  # (n_atoms,) int64, crystal of each atom
     num_atoms: torch.Tensor  # (n_crystals,) int64
     extra_atom_features: torch.Tensor | None = None  # (n_atoms, d_extra) float32
+    descriptors: torch.Tensor | None = None  # (n_crystals, d_descriptors) float32
     targets: torch.Tensor | None = None  # (n_crystals,) float32, in target units
 
     @property
@@ -41,6 +42,7 @@ def collate(
     graphs: Sequence[CrystalGraph],
     targets: Sequence[float] | None = None,
     extra_atom_features: Sequence[np.ndarray] | None = None,
+    descriptors: np.ndarray | None = None,
 ) -> GraphBatch:
     """Join graphs into one batch; edge and line-graph indices are offset per crystal."""
     num_atoms = np.array([g.num_atoms for g in graphs], dtype=np.int64)  # (n_crystals,)
@@ -65,5 +67,6 @@ def collate(
         batch=torch.from_numpy(np.repeat(np.arange(len(graphs)), num_atoms)),
         num_atoms=torch.from_numpy(num_atoms),
         extra_atom_features=extra,
+        descriptors=None if descriptors is None else torch.as_tensor(descriptors).float(),
         targets=None if targets is None else torch.tensor(targets, dtype=torch.float32),
     )

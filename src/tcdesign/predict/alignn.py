@@ -20,6 +20,7 @@ from torch_geometric.utils import scatter
 
 from tcdesign.data.batch import GraphBatch
 from tcdesign.data.graphs import GraphSettings
+from tcdesign.predict.descriptors import DESCRIPTOR_SIZES
 from tcdesign.predict.features import FEATURE_SIZES
 
 CGCNN_FEATURES = 92  # length of a CGCNN atom feature vector
@@ -45,6 +46,7 @@ class ALIGNNConfig:
     edge_bins: int = 80  # radial basis functions over bond lengths 0..cutoff (A)
     angle_bins: int = 40  # radial basis functions over angle cosines -1..1
     pretrained_features: Literal["none", "chgnet"] = "none"  # atom features beside CGCNN's
+    descriptors: Literal["none", "composition"] = "none"  # crystal descriptors into the head
     dropout: float = 0.0  # before the output head
     cutoff: float = 8.0  # A, first neighbour search radius
     max_neighbors: int = 12
@@ -161,12 +163,25 @@ class ALIGNN(nn.Module):
             EdgeGatedGraphConv(hidden) for _ in range(config.gcn_layers)
         )
         self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(hidden, 1)
+        n_descriptors = DESCRIPTOR_SIZES[config.descriptors]
+        self.register_buffer("descriptor_mean", torch.zeros(n_descriptors))
+        self.register_buffer("descriptor_std", torch.ones(n_descriptors))
+        if n_descriptors:
+            self.head = nn.Sequential(
+                nn.Linear(hidden + n_descriptors, hidden), nn.SiLU(), nn.Linear(hidden, 1)
+            )
+        else:
+            self.head = nn.Linear(hidden, 1)
 
     def set_target_statistics(self, transformed_targets: torch.Tensor) -> None:
         """Standardise the output with the mean and std of the transformed training targets."""
         self.target_mean.fill_(float(transformed_targets.mean()))
         self.target_std.fill_(float(transformed_targets.std().clamp_min(1e-6)))
+
+    def set_descriptor_statistics(self, train_descriptors: torch.Tensor) -> None:
+        """Standardise the descriptors with their training mean and std."""
+        self.descriptor_mean.copy_(train_descriptors.mean(dim=0))
+        self.descriptor_std.copy_(train_descriptors.std(dim=0).clamp_min(1e-6))
 
     def crystal_features(self, batch: GraphBatch) -> torch.Tensor:
         """(n_crystals, hidden) mean-pooled atom features after all layers."""
@@ -186,8 +201,13 @@ class ALIGNN(nn.Module):
 
     def forward(self, batch: GraphBatch) -> torch.Tensor:
         """(n_crystals,) transform(target), e.g. log(1 + Tc / K)."""
-        pooled = self.crystal_features(batch)
-        standardised = self.head(self.dropout(pooled)).squeeze(-1)  # (n_crystals,)
+        pooled = self.dropout(self.crystal_features(batch))  # (n_crystals, hidden)
+        if self.config.descriptors != "none":
+            if batch.descriptors is None:
+                raise ValueError("this model needs crystal descriptors; the batch has none")
+            scaled = (batch.descriptors - self.descriptor_mean) / self.descriptor_std
+            pooled = torch.cat((pooled, scaled), dim=1)  # (n_crystals, hidden + d)
+        standardised = self.head(pooled).squeeze(-1)  # (n_crystals,)
         return standardised * self.target_std + self.target_mean
 
     def transform(self, values: torch.Tensor) -> torch.Tensor:

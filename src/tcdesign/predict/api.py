@@ -26,14 +26,24 @@ def bundled_csv(split: str) -> Path:
     return Path(str(path))
 
 
-def report_bad_rows(records: Sequence[StructureRecord], stream=None) -> None:
-    """One line per bad row (and per warning) on ``stream`` (stderr): id and reason."""
+def report_bad_rows(
+    records: Sequence[StructureRecord], stream=None, limit: int | None = None, source: str = ""
+) -> None:
+    """One line per bad row (and per warning) on ``stream`` (stderr): id and reason.
+
+    With ``limit``, at most that many lines, then one line counting the rest.
+    """
     stream = stream or sys.stderr
-    for record in records:
-        if record.error is not None:
-            print(f"tcdesign: {record.id}: {record.error}", file=stream)
-        elif record.warning is not None:
-            print(f"tcdesign: {record.id}: warning: {record.warning}", file=stream)
+    lines = [
+        f"{r.id}: {r.error}" if r.error is not None else f"{r.id}: warning: {r.warning}"
+        for r in records
+        if r.error is not None or r.warning is not None
+    ]
+    prefix = f"tcdesign: {source}: " if source else "tcdesign: "
+    for line in lines[:limit]:
+        print(prefix + line, file=stream)
+    if limit is not None and len(lines) > limit:
+        print(f"{prefix}... and {len(lines) - limit} more rows left out", file=stream)
 
 
 def predict_records(
@@ -106,7 +116,7 @@ def load_training_data(
     splits = {}
     for name, path in (("train", train_csv), ("val", val_csv)):
         records = read_structures(path, [target], require_targets=True)
-        report_bad_rows(records)
+        report_bad_rows(records, limit=5, source=Path(path).name)
         good = [r for r in records if r.ok]
         if len(good) < 2:
             raise InputError(f"{path}: fewer than 2 usable rows with target {target!r}")
@@ -115,6 +125,7 @@ def load_training_data(
             [r.targets[target] for r in good],
             config.graph_settings,
             config.pretrained_features,
+            config.descriptors,
             progress,
         )
         splits[f"{name}_rows"] = (len(good), len(records))

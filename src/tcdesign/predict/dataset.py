@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from tcdesign.data.batch import GraphBatch, collate
 from tcdesign.data.graphs import CrystalGraph, GraphSettings, crystal_graph
+from tcdesign.predict.descriptors import descriptors
 from tcdesign.predict.features import atom_featurizer
 
 
@@ -24,6 +25,7 @@ class GraphDataset(Dataset):
         targets: Sequence[float] | None = None,
         settings: GraphSettings | None = None,
         pretrained_features: str = "none",
+        descriptor_set: str = "none",
         progress: bool = False,
     ) -> None:
         iterator = tqdm(
@@ -36,6 +38,7 @@ class GraphDataset(Dataset):
         self.extra: list[np.ndarray] | None = (
             None if featurize is None else featurize(structures, progress=progress)
         )
+        self.descriptors: np.ndarray | None = descriptors(descriptor_set, structures)
 
     def __len__(self) -> int:
         return len(self.graphs)
@@ -48,6 +51,7 @@ class GraphDataset(Dataset):
             [self.graphs[i] for i in indices],
             None if self.targets is None else self.targets[list(indices)],
             None if self.extra is None else [self.extra[i] for i in indices],
+            None if self.descriptors is None else self.descriptors[list(indices)],
         )
 
     def loader(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:

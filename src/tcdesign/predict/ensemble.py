@@ -30,7 +30,7 @@ COVERAGE = 0.95  # fraction of validation errors meant to fall within 2 calibrat
 def calibrate_std_scale(errors: np.ndarray, stds: np.ndarray, coverage: float = COVERAGE) -> float:
     """Scale s such that a fraction ``coverage`` of |errors| <= 2 * s * stds."""
     ratios = np.abs(errors) / np.maximum(stds, 1e-6) / 2.0
-    return float(np.quantile(ratios, coverage))
+    return float(np.quantile(ratios, coverage, method="higher"))  # at least `coverage`
 
 
 class Ensemble:
@@ -41,11 +41,11 @@ class Ensemble:
     ) -> None:
         if not members:
             raise ValueError("an ensemble needs at least one member")
-        configs = {replace(m.config) for m in members}
-        if (
-            len({(c.cutoff, c.max_neighbors, c.target, c.pretrained_features) for c in configs})
-            != 1
-        ):
+        shared = {
+            (c.cutoff, c.max_neighbors, c.target, c.pretrained_features, c.descriptors)
+            for c in (m.config for m in members)
+        }
+        if len(shared) != 1:
             raise ValueError("ensemble members disagree on graph settings, target or features")
         self.members = [m.eval() for m in members]
         self.std_scale = std_scale
@@ -65,6 +65,7 @@ class Ensemble:
             None,
             self.config.graph_settings,
             self.config.pretrained_features,
+            self.config.descriptors,
             progress=progress,
         )
 
@@ -148,7 +149,10 @@ def regression_metrics(
         "n": int(len(truth)),
     }
     if std is not None:
-        metrics["within_2std"] = float(np.mean(np.abs(errors) <= 2 * std))
+        finite = np.isfinite(std)
+        metrics["within_2std"] = (
+            float(np.mean(np.abs(errors[finite]) <= 2 * std[finite])) if finite.any() else np.nan
+        )
         metrics["mean_std"] = float(np.mean(std))
     if threshold is not None:
         predicted, actual = pred > threshold, truth > threshold
@@ -187,7 +191,10 @@ def train_ensemble(
     values = ensemble.member_predictions(data.val)
     mean, spread = values.mean(axis=0), values.std(axis=0)
     truth = data.val.targets
-    ensemble.std_scale = calibrate_std_scale(mean - truth, spread)
+    # one member has no spread to calibrate: its std is reported as NaN
+    ensemble.std_scale = (
+        calibrate_std_scale(mean - truth, spread) if n_members > 1 else float("nan")
+    )
     std = spread * ensemble.std_scale
     member_maes = [float(np.mean(np.abs(v - truth))) for v in values]
     ensemble.metrics = {

@@ -175,6 +175,8 @@ def train_member(
     train_loader = data.train.loader(settings.batch_size, shuffle=True, seed=settings.seed)
     val_loader = data.val.loader(max(settings.batch_size, 64))
     module = PropertyModule(config, settings, len(train_loader), stats)
+    if data.train.descriptors is not None:
+        module.model.set_descriptor_statistics(torch.as_tensor(data.train.descriptors))
     checkpoint = ModelCheckpoint(
         dirpath=out_dir,
         filename="best",

@@ -1,0 +1,174 @@
+"""Training: a smoke run, resume after an interruption, the ensemble and its calibration."""
+
+from __future__ import annotations
+
+import json
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from tcdesign.cli import main
+from tcdesign.predict.alignn import ALIGNNConfig
+from tcdesign.predict.api import bundled_csv, load_training_data
+from tcdesign.predict.ensemble import Ensemble, calibrate_std_scale, train_ensemble
+from tcdesign.predict.train import TrainSettings, train_member
+
+TINY = ALIGNNConfig(alignn_layers=1, gcn_layers=1, hidden=8, embedding=8)
+FAST = TrainSettings(epochs=2, batch_size=4, progress=False, accelerator="cpu")
+
+
+@pytest.fixture(scope="module")
+def small_csvs(tmp_path_factory, val_frame) -> tuple[str, str]:
+    folder = tmp_path_factory.mktemp("csv")
+    train, val = folder / "train.csv", folder / "val.csv"
+    val_frame.iloc[:12].to_csv(train, index=False)
+    val_frame.iloc[12:18].to_csv(val, index=False)
+    return str(train), str(val)
+
+
+@pytest.fixture(scope="module")
+def data(small_csvs):
+    return load_training_data(*small_csvs, "tc", TINY, progress=False)
+
+
+class StopAfterEpoch(L.Callback):
+    """Simulates a kill: raises as the epoch after ``epoch`` starts (its checkpoint is on disk)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch + 1:
+            raise RuntimeError("killed")
+
+
+class FirstEpoch(L.Callback):
+    def __init__(self) -> None:
+        self.first: int | None = None
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self.first is None:
+            self.first = trainer.current_epoch
+
+
+def test_smoke_training_writes_a_loadable_member(data, tmp_path) -> None:
+    result = train_member(data, TINY, FAST, tmp_path)
+    assert result.epochs_run == 2
+    assert np.isfinite(result.best_val_mae)
+    for name in ("model.pt", "last.ckpt", "best.ckpt", "member.json"):
+        assert (tmp_path / name).exists()
+    model = Ensemble.load(tmp_path / "model.pt")
+    mean, std = model.predict([data_structure for data_structure in _structures(data)])
+    assert mean.shape == (len(data.val),) and np.all(mean >= 0)
+    # the descriptor and target statistics travel with the weights
+    assert float(model.members[0].target_std) != 1.0
+
+
+def _structures(data):
+    from tcdesign.data.io import read_structures
+
+    records = read_structures(data.meta["data"]["val"]["path"], ["tc"], True)
+    return [r.structure for r in records if r.ok]
+
+
+def test_resume_continues_from_the_last_epoch(data, tmp_path) -> None:
+    settings = TrainSettings(epochs=4, batch_size=4, progress=False, accelerator="cpu")
+    with pytest.raises(RuntimeError, match="killed"):
+        train_member(data, TINY, settings, tmp_path, callbacks=[StopAfterEpoch(1)])
+    assert (tmp_path / "last.ckpt").exists() and not (tmp_path / "member.json").exists()
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    assert saved["epoch"] == 1
+    probe = FirstEpoch()
+    result = train_member(data, TINY, settings, tmp_path, callbacks=[probe])
+    assert probe.first == 2  # epochs 0 and 1 are not repeated
+    assert result.epochs_run == 4
+    # a finished member is not trained again
+    again = FirstEpoch()
+    train_member(data, TINY, settings, tmp_path, callbacks=[again])
+    assert again.first is None
+
+
+def test_ensemble_calibration_and_metrics(data, tmp_path) -> None:
+    ensemble = train_ensemble(data, TINY, FAST, tmp_path, n_members=2)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert len(metrics["val_member_mae"]) == 2
+    assert metrics["std_scale"] == pytest.approx(ensemble.std_scale)
+    assert metrics["val"]["within_2std"] >= 0.95
+    assert {"precision", "recall", "mae"} <= set(metrics["val"])
+    reloaded = Ensemble.load(tmp_path / "ensemble.pt")
+    assert len(reloaded.members) == 2 and reloaded.std_scale == ensemble.std_scale
+
+
+def test_calibrate_std_scale_hits_the_coverage() -> None:
+    rng = np.random.default_rng(0)
+    stds = rng.uniform(0.5, 2.0, 2000)
+    errors = rng.normal(0.0, 3.0 * stds)  # true sigma is 3x the raw spread
+    scale = calibrate_std_scale(errors, stds)
+    assert scale == pytest.approx(3.0, rel=0.1)
+    assert np.mean(np.abs(errors) <= 2 * scale * stds) == pytest.approx(0.95, abs=0.01)
+
+
+def test_cli_trains_any_numeric_column(tmp_path, val_frame, capsys) -> None:
+    frame = val_frame.iloc[:10].copy()
+    frame["density_like"] = np.linspace(1.0, 3.0, len(frame))
+    frame.loc[frame.index[3], "density_like"] = np.nan  # reported and left out
+    train, val = tmp_path / "t.csv", tmp_path / "v.csv"
+    frame.iloc[:7].to_csv(train, index=False)
+    frame.iloc[7:].to_csv(val, index=False)
+    argv = [
+        "train",
+        "predictor",
+        "--train",
+        str(train),
+        "--val",
+        str(val),
+        "--out",
+        str(tmp_path / "run"),
+        "--target",
+        "density_like",
+        "--members",
+        "2",
+        "--epochs",
+        "1",
+        "--hidden",
+        "8",
+        "--embedding",
+        "8",
+        "--alignn-layers",
+        "1",
+        "--gcn-layers",
+        "1",
+        "--accelerator",
+        "cpu",
+        "--quiet",
+    ]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert "density_like is NaN" in err and "val MAE" in out
+    assert main(argv) == 2  # refuses to overwrite without --resume
+    assert main([*argv, "--resume"]) == 0
+    pred = tmp_path / "pred.csv"
+    assert (
+        main(
+            [
+                "predict",
+                str(val),
+                "--out",
+                str(pred),
+                "--model",
+                str(tmp_path / "run" / "ensemble.pt"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    import pandas as pd
+
+    table = pd.read_csv(pred)
+    assert {"density_like", "density_like_std", "density_like_ref"} <= set(table.columns)
+
+
+def test_bundled_paths_exist() -> None:
+    assert bundled_csv("train").exists() and bundled_csv("val").exists()
