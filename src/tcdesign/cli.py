@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shlex
 import sys
 import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+
+from tcdesign.verify.command import register as register_verify
 
 
 def _print_table(table, target: str, limit: int = 25) -> None:
@@ -55,6 +58,7 @@ def cmd_train_predictor(args: argparse.Namespace) -> int:
 
     from tcdesign.predict.alignn import ALIGNNConfig
     from tcdesign.predict.api import bundled_csv, train_predictor
+    from tcdesign.predict.card import write_model_card
     from tcdesign.predict.train import TrainSettings
 
     if args.threads:
@@ -71,6 +75,7 @@ def cmd_train_predictor(args: argparse.Namespace) -> int:
         target=args.target,
         transform=transform,
         pretrained_features=args.features,
+        descriptors=args.descriptors,
     )
     settings = TrainSettings(
         epochs=args.epochs,
@@ -113,7 +118,87 @@ def cmd_train_predictor(args: argparse.Namespace) -> int:
         else "no std from a single member"
     )
     print(f"val MAE {val['mae']:.3f}{unit} (members: {members}); {coverage}")
-    print(f"wrote {out / 'ensemble.pt'} and {out / 'metrics.json'}")
+    card = write_model_card(out, args.command_line)
+    print(f"wrote {out / 'ensemble.pt'}, {out / 'metrics.json'} and {card}")
+    return 0
+
+
+def cmd_train_generator(args: argparse.Namespace) -> int:
+    import torch
+
+    from tcdesign.generate.api import train_generator_from_csv
+    from tcdesign.generate.cdvae import CDVAEConfig
+    from tcdesign.generate.train import GeneratorSettings
+    from tcdesign.predict.api import bundled_csv
+    from tcdesign.training import Devices
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = CDVAEConfig(
+        latent=args.latent,
+        max_atoms=args.max_atoms,
+        encoder_hidden=args.encoder_hidden,
+        decoder_hidden=args.decoder_hidden,
+        decoder_layers=args.decoder_layers,
+        beta=args.beta,
+    )
+    settings = GeneratorSettings(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        patience=args.patience,
+        seed=args.seed,
+        progress=not args.quiet,
+        devices=Devices(
+            args.accelerator, args.devices, args.num_nodes, args.strategy, args.precision
+        ),
+    )
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.resume:
+        print(
+            f"tcdesign: {out} is not empty; pass --resume to continue the training in it, "
+            "or choose another --out",
+            file=sys.stderr,
+        )
+        return 2
+    metrics = train_generator_from_csv(
+        args.train or bundled_csv("train"),
+        args.val or bundled_csv("val"),
+        out,
+        config,
+        settings,
+        resume=args.resume,
+    )
+    print(f"best val loss {metrics['best_val_loss']:.3f} after {metrics['epochs_run']} epochs")
+    print(f"wrote {out / 'generator.pt'} and {out / 'metrics.json'}")
+    return 0
+
+
+def add_device_flags(parser: argparse.ArgumentParser) -> None:
+    """Lightning device flags shared by every training verb."""
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: all)")
+    parser.add_argument(
+        "--accelerator", default="auto", help="Lightning accelerator: cpu, gpu, auto (default auto)"
+    )
+    parser.add_argument("--devices", default=1, help="devices per node (Lightning), e.g. 4 or auto")
+    parser.add_argument("--num-nodes", type=int, default=1, help="nodes for multi-node DDP")
+    parser.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
+    parser.add_argument(
+        "--precision",
+        default="32-true",
+        help="Lightning precision, e.g. 32-true, bf16-mixed, 16-mixed",
+    )
+
+
+def cmd_fetch_jarvis(args: argparse.Namespace) -> int:
+    from tcdesign.data.jarvis import fetch_dft_3d
+
+    try:
+        frame = fetch_dft_3d(args.target, args.out, args.extra_keys, args.store_dir)
+    except RuntimeError as exc:  # jarvis-tools missing or the download failed
+        print(f"tcdesign: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(frame)} structures with {args.target} to {args.out}")
     return 0
 
 
@@ -143,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the bundled Tc ensemble)",
     )
     predict.add_argument(
-        "--batch-size", type=int, default=128, help="structures per forward pass (default 128)"
+        "--batch-size", type=int, default=32, help="structures per forward pass (default 32)"
     )
     predict.add_argument("--quiet", action="store_true", help="no progress bar or table")
     predict.set_defaults(func=cmd_predict)
@@ -190,12 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="seed of the first member; member k uses seed+k (default 0)",
     )
-    pred.add_argument("--epochs", type=int, default=150, help="maximum epochs (default 150)")
+    pred.add_argument("--epochs", type=int, default=40, help="maximum epochs (default 40)")
     pred.add_argument(
         "--patience",
         type=int,
-        default=40,
-        help="early-stopping patience in epochs on val MAE (default 40)",
+        default=15,
+        help="early-stopping patience in epochs on val MAE (default 15)",
     )
     pred.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
     pred.add_argument(
@@ -204,7 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=1e-3,
         help="peak learning rate of the one-cycle schedule (default 1e-3)",
     )
-    pred.add_argument("--weight-decay", type=float, default=1e-5, help="AdamW weight decay")
+    pred.add_argument(
+        "--weight-decay", type=float, default=0.05, help="AdamW weight decay (default 0.05)"
+    )
     pred.add_argument(
         "--loss",
         choices=["mse", "l1", "huber"],
@@ -217,7 +304,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pred.add_argument("--alignn-layers", type=int, default=2, help="ALIGNN layers (default 2)")
     pred.add_argument("--gcn-layers", type=int, default=2, help="GCN layers (default 2)")
-    pred.add_argument("--dropout", type=float, default=0.0, help="dropout before the head")
+    pred.add_argument(
+        "--dropout", type=float, default=0.2, help="dropout before the head (default 0.2)"
+    )
+    pred.add_argument(
+        "--descriptors",
+        choices=["none", "composition"],
+        default="composition",
+        help="crystal descriptors joined to the pooled features before the head "
+        "(composition: elemental-property statistics, volume, density, distances; default)",
+    )
     pred.add_argument(
         "--features",
         choices=["none", "chgnet"],
@@ -231,24 +327,86 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue an interrupted training in --out (finished members are kept)",
     )
-    pred.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: all)")
-    pred.add_argument("--accelerator", default="auto", help="Lightning accelerator: cpu, gpu, auto")
-    pred.add_argument("--devices", default=1, help="devices per node (Lightning), e.g. 4 or auto")
-    pred.add_argument("--num-nodes", type=int, default=1, help="nodes for multi-node DDP")
-    pred.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
-    pred.add_argument(
-        "--precision",
-        default="32-true",
-        help="Lightning precision, e.g. 32-true, bf16-mixed, 16-mixed",
-    )
+    add_device_flags(pred)
     pred.add_argument("--quiet", action="store_true", help="no progress bars")
     pred.set_defaults(func=cmd_train_predictor)
+
+    gen = models.add_parser(
+        "generator",
+        help="train the CDVAE crystal generator with a Tc head",
+        description="Train CDVAE (encoder, atom-count/lattice/composition/Tc heads, periodic "
+        "score network) on crystals with Tc. Writes DIR/last.ckpt every epoch, DIR/best.ckpt, "
+        "and at the end DIR/generator.pt and DIR/metrics.json; --resume continues a run.",
+    )
+    gen.add_argument(
+        "--train",
+        default=None,
+        help="training CSV (default: the bundled JARVIS superconductor train split)",
+    )
+    gen.add_argument("--val", default=None, help="validation CSV (default: bundled val split)")
+    gen.add_argument("--out", required=True, help="output folder")
+    gen.add_argument("--epochs", type=int, default=500, help="maximum epochs (default 500)")
+    gen.add_argument(
+        "--patience",
+        type=int,
+        default=100,
+        help="early-stopping patience in epochs on val loss (default 100)",
+    )
+    gen.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
+    gen.add_argument(
+        "--lr",
+        type=float,
+        default=1e-3,
+        help="initial learning rate of the cosine schedule (default 1e-3)",
+    )
+    gen.add_argument("--latent", type=int, default=256, help="latent size (default 256)")
+    gen.add_argument(
+        "--max-atoms",
+        type=int,
+        default=20,
+        help="largest cell the atom-count head can produce (default 20)",
+    )
+    gen.add_argument("--encoder-hidden", type=int, default=128, help="encoder width")
+    gen.add_argument("--decoder-hidden", type=int, default=128, help="score network width")
+    gen.add_argument("--decoder-layers", type=int, default=4, help="score network layers")
+    gen.add_argument("--beta", type=float, default=0.01, help="KL weight (default 0.01)")
+    gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    gen.add_argument("--resume", action="store_true", help="continue the training in --out")
+    add_device_flags(gen)
+    gen.add_argument("--quiet", action="store_true", help="no progress bar")
+    gen.set_defaults(func=cmd_train_generator)
+    fetch = verbs.add_parser(
+        "fetch-jarvis",
+        help="download JARVIS-DFT dft_3d (internet) and write it in the CSV layout",
+        description="Download JARVIS-DFT dft_3d with jarvis-tools (pip install jarvis-tools; "
+        "needs internet) and write the structures that have TARGET as a CSV in the "
+        "JARVIS/CDVAE layout (material_id, cif, and prop = -Tc for Tc_supercon, else a column "
+        "named after the key), ready for 'tcdesign train predictor --target KEY'.",
+    )
+    fetch.add_argument(
+        "--target",
+        default="Tc_supercon",
+        help="dft_3d key to keep, e.g. Tc_supercon (default), "
+        "formation_energy_peratom, optb88vdw_bandgap",
+    )
+    fetch.add_argument(
+        "--extra-keys", nargs="*", default=[], help="further dft_3d keys to copy as columns"
+    )
+    fetch.add_argument(
+        "--store-dir",
+        default=None,
+        help="where jarvis-tools caches the download (default: its own)",
+    )
+    fetch.add_argument("--out", required=True, help="output CSV path")
+    fetch.set_defaults(func=cmd_fetch_jarvis)
+    register_verify(verbs)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["tcdesign", *(sys.argv[1:] if argv is None else argv)])
     warnings.filterwarnings("ignore", module="pymatgen")
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
     from tcdesign.data.io import InputError

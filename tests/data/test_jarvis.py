@@ -237,3 +237,26 @@ def test_agrees_with_jarvis_tools_when_installed(records: list[dict]) -> None:
         assert np.allclose(ours.lattice.matrix, theirs.lattice.matrix)
         assert np.allclose(ours.frac_coords, theirs.frac_coords, atol=1e-8)
         assert ours.species == theirs.species
+
+
+def test_fetch_jarvis_verb(
+    records: list[dict],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """`tcdesign fetch-jarvis` writes the CSV, and says clearly when jarvis-tools is missing."""
+    from tcdesign.cli import main
+
+    _hide_jarvis(monkeypatch)
+    out = tmp_path / "dft_3d.csv"
+    assert main(["fetch-jarvis", "--out", str(out)]) == 1
+    assert "pip install jarvis-tools" in capsys.readouterr().err
+    figshare = types.ModuleType("jarvis.db.figshare")
+    figshare.data = lambda dataset, store_dir=None: records
+    monkeypatch.setitem(sys.modules, "jarvis", types.ModuleType("jarvis"))
+    monkeypatch.setitem(sys.modules, "jarvis.db", types.ModuleType("jarvis.db"))
+    monkeypatch.setitem(sys.modules, "jarvis.db.figshare", figshare)
+    assert main(["fetch-jarvis", "--out", str(out)]) == 0
+    assert "wrote 3 structures" in capsys.readouterr().out
+    assert len(read_structures(out, ["tc"], require_targets=True)) == 3

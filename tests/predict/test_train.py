@@ -147,6 +147,8 @@ def test_cli_trains_any_numeric_column(tmp_path, val_frame, capsys) -> None:
     assert main(argv) == 0
     out, err = capsys.readouterr()
     assert "density_like is NaN" in err and "val MAE" in out
+    card = (tmp_path / "run" / "MODEL_CARD.md").read_text()
+    assert "--target density_like" in card and "| MAE (target units) |" in card
     assert main(argv) == 2  # refuses to overwrite without --resume
     assert main([*argv, "--resume"]) == 0
     pred = tmp_path / "pred.csv"

@@ -49,7 +49,7 @@ def report_bad_rows(
 def predict_records(
     records: Sequence[StructureRecord],
     ensemble: Ensemble,
-    batch_size: int = 128,
+    batch_size: int = 32,
     progress: bool = False,
 ) -> pd.DataFrame:
     """Predictions for good records, status rows for bad ones, in input order.
@@ -91,7 +91,7 @@ def predict_file(
     input_path: str | Path,
     out_csv: str | Path,
     model: str | Path | None = None,
-    batch_size: int = 128,
+    batch_size: int = 32,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Read an input (CSV, CIF/POSCAR or folder), predict, write ``out_csv``; return the table."""

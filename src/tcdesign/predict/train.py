@@ -9,9 +9,7 @@ multi-node DDP (``accelerator``/``devices``/``num_nodes``/``strategy`` pass stra
 from __future__ import annotations
 
 import json
-import logging
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -19,23 +17,23 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
 from tcdesign.data.batch import GraphBatch
 from tcdesign.predict.alignn import ALIGNN, ALIGNNConfig
 from tcdesign.predict.dataset import GraphDataset
+from tcdesign.training import Devices, build_trainer, quiet_lightning, resume_path
 
 
 @dataclass(frozen=True)
 class TrainSettings:
     """Optimisation settings of one ensemble member."""
 
-    epochs: int = 150
+    epochs: int = 40
     batch_size: int = 16
     learning_rate: float = 1e-3  # peak of the one-cycle schedule
-    weight_decay: float = 1e-5
+    weight_decay: float = 0.05
     loss: Literal["mse", "l1", "huber"] = "mse"  # on the transformed, standardised target
-    patience: int = 40  # epochs without a better val MAE before stopping
+    patience: int = 15  # epochs without a better val MAE before stopping
     seed: int = 0
     accelerator: str = "auto"
     devices: int | str = 1
@@ -43,6 +41,12 @@ class TrainSettings:
     strategy: str = "auto"
     precision: str = "32-true"
     progress: bool = True
+
+    @property
+    def devices_spec(self) -> Devices:
+        return Devices(
+            self.accelerator, self.devices, self.num_nodes, self.strategy, self.precision
+        )
 
 
 class PropertyModule(L.LightningModule):
@@ -142,14 +146,6 @@ class TrainData:
     meta: dict = field(default_factory=dict)
 
 
-def _quiet_lightning() -> None:
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    warnings.filterwarnings("ignore", ".*LeafSpec.*")
-    warnings.filterwarnings("ignore", ".*_pytree.*")
-
-
 def train_member(
     data: TrainData,
     config: ALIGNNConfig,
@@ -163,7 +159,7 @@ def train_member(
     Writes ``best.ckpt`` (Lightning), ``model.pt`` (self-describing, best epoch) and
     ``member.json``. A member whose ``member.json`` exists is already done and is not retrained.
     """
-    _quiet_lightning()
+    quiet_lightning()
     out_dir.mkdir(parents=True, exist_ok=True)
     done = out_dir / "member.json"
     if resume and done.exists():
@@ -177,41 +173,17 @@ def train_member(
     module = PropertyModule(config, settings, len(train_loader), stats)
     if data.train.descriptors is not None:
         module.model.set_descriptor_statistics(torch.as_tensor(data.train.descriptors))
-    checkpoint = ModelCheckpoint(
-        dirpath=out_dir,
-        filename="best",
-        monitor="val_mae",
-        mode="min",
-        save_last=True,
-        save_top_k=1,
-        enable_version_counter=False,
-    )
-    callbacks = [
-        checkpoint,
-        EarlyStopping(monitor="val_mae", mode="min", patience=settings.patience),
-        *(callbacks or []),
-    ]
-    if settings.progress:
-        callbacks.append(TQDMProgressBar(refresh_rate=10))
-    trainer = L.Trainer(
+    trainer, checkpoint = build_trainer(
+        out_dir,
         max_epochs=settings.epochs,
-        accelerator=settings.accelerator,
-        devices=settings.devices,
-        num_nodes=settings.num_nodes,
-        strategy=settings.strategy,
-        precision=settings.precision,
+        monitor="val_mae",
+        patience=settings.patience,
+        devices=settings.devices_spec,
+        progress=settings.progress,
         callbacks=callbacks,
-        logger=L.pytorch.loggers.CSVLogger(out_dir, name="logs", version=0),
-        enable_progress_bar=settings.progress,
-        enable_model_summary=False,
-        deterministic=False,
-        log_every_n_steps=10,
     )
-    last = out_dir / "last.ckpt"
     started = time.time()
-    trainer.fit(
-        module, train_loader, val_loader, ckpt_path=str(last) if resume and last.exists() else None
-    )
+    trainer.fit(module, train_loader, val_loader, ckpt_path=resume_path(out_dir, resume))
     best = PropertyModule.load_from_checkpoint(
         checkpoint.best_model_path, map_location="cpu", weights_only=False
     )

@@ -1,0 +1,137 @@
+"""Sampling crystals from a trained CDVAE: annealed Langevin dynamics and latent Tc optimisation.
+
+Decoding z (Xie et al. 2022, sec. 3.3 and Algorithm 1): the heads give the atom count, the
+lattice and the composition; atoms start at uniformly random fractional positions with types
+drawn from the composition; then, for every noise level sigma_k (largest first), ``steps``
+Langevin updates x <- x + eta_k s(x, sigma_k) + sqrt(2 eta_k) eps with eta_k = step_lr
+(sigma_k / sigma_L)^2, while the atom types follow the score network's type prediction.
+The schedule (levels and steps per level) is a setting: CDVAE's default is 50 x 100 = 5000 calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from pymatgen.core import Lattice, Structure
+from torch.nn import functional as F
+
+from tcdesign.generate.cdvae import CDVAE
+from tcdesign.generate.lattice import cart_to_frac, frac_to_cart, lattice_from_parameters
+from tcdesign.generate.scorenet import NUM_ELEMENTS
+
+
+@dataclass(frozen=True)
+class LangevinSchedule:
+    """How the coordinates are annealed (CDVAE's defaults)."""
+
+    steps_per_level: int = 100
+    step_lr: float = 1e-4
+    levels: int | None = None  # use only this many noise levels, evenly spread (None: all)
+
+
+@dataclass
+class DecodedBatch:
+    """Raw output of :func:`decode` for a batch of latents."""
+
+    frac_coords: torch.Tensor  # (n_atoms, 3)
+    atom_types: torch.Tensor  # (n_atoms,) Z
+    lattice: torch.Tensor  # (n_crystals, 3, 3)
+    num_atoms: torch.Tensor  # (n_crystals,)
+    tc: torch.Tensor  # (n_crystals,) the model's own Tc head at z (K)
+
+    def structures(self) -> list[Structure | None]:
+        """pymatgen Structures (None where a crystal came out non-finite)."""
+        result: list[Structure | None] = []
+        start = 0
+        for k, n in enumerate(self.num_atoms.tolist()):
+            frac = self.frac_coords[start : start + n].double().numpy()
+            lattice = self.lattice[k].double().numpy()
+            types = self.atom_types[start : start + n].tolist()
+            start += n
+            if not (np.all(np.isfinite(frac)) and np.all(np.isfinite(lattice))):
+                result.append(None)
+                continue
+            result.append(Structure(Lattice(lattice), types, frac % 1.0))
+        return result
+
+
+def composition_counts(probs: torch.Tensor, num_atoms: int) -> list[int]:
+    """Element classes for ``num_atoms`` slots from mean probabilities (largest remainder)."""
+    expected = probs * num_atoms  # (NUM_ELEMENTS,)
+    counts = torch.floor(expected).long()
+    missing = num_atoms - int(counts.sum())
+    if missing > 0:
+        remainder = expected - counts
+        counts[torch.topk(remainder, missing).indices] += 1
+    return torch.repeat_interleave(torch.arange(len(counts)), counts).tolist()
+
+
+@torch.no_grad()
+def decode(
+    model: CDVAE,
+    z: torch.Tensor,
+    schedule: LangevinSchedule = LangevinSchedule(),
+    generator: torch.Generator | None = None,
+    num_atoms: torch.Tensor | None = None,
+    atom_types: torch.Tensor | None = None,
+) -> DecodedBatch:
+    """Decode latents ``z`` (n_crystals, latent) into crystals by annealed Langevin dynamics.
+
+    With ``num_atoms`` (n_crystals,) and ``atom_types`` (n_atoms,) given, the composition is
+    fixed (composition -> structure prediction) and only lattice and coordinates are sampled.
+    """
+    if num_atoms is None:
+        num_atoms = model.predict_num_atoms(z)
+    num_atoms = num_atoms.clamp(1, model.config.max_atoms)
+    batch = torch.repeat_interleave(torch.arange(len(z)), num_atoms)
+    lengths, angles = model.predict_lattice(z, num_atoms)
+    lattice = lattice_from_parameters(lengths, angles)  # (n_crystals, 3, 3)
+    fixed_types = atom_types is not None
+    if atom_types is None:
+        probs = model.composition_probs(z, batch)  # (n_atoms, NUM_ELEMENTS)
+        mean_probs = torch.zeros(len(z), NUM_ELEMENTS).index_add_(0, batch, probs)
+        mean_probs /= num_atoms[:, None]
+        classes = [composition_counts(mean_probs[k], int(n)) for k, n in enumerate(num_atoms)]
+        atom_types = torch.tensor([c for crystal in classes for c in crystal]) + 1
+    frac = torch.rand(len(batch), 3, generator=generator)
+    sigmas = model.sigmas
+    if schedule.levels is not None and schedule.levels < len(sigmas):
+        sigmas = sigmas[np.linspace(0, len(sigmas) - 1, schedule.levels).round().astype(int)]
+    sigma_last = float(model.sigmas[-1])
+    for sigma in sigmas.tolist():
+        step = schedule.step_lr * (sigma / sigma_last) ** 2
+        for _ in range(schedule.steps_per_level):
+            type_input = F.one_hot(atom_types - 1, NUM_ELEMENTS).float()
+            score, type_logits = model.decoder(z, frac, type_input, lattice, num_atoms, batch)
+            noise = torch.randn(frac.shape, generator=generator)
+            cart = frac_to_cart(frac, lattice, batch)
+            cart = cart + step * score / sigma + np.sqrt(2 * step) * noise
+            frac = cart_to_frac(cart, lattice, batch) % 1.0
+            if not fixed_types:
+                atom_types = type_logits.argmax(dim=1) + 1
+    return DecodedBatch(frac, atom_types, lattice, num_atoms, model.predict_tc(z))
+
+
+def optimize_latents(
+    model: CDVAE,
+    z: torch.Tensor,
+    steps: int = 100,
+    lr: float = 1e-3,
+    target_tc: float | None = None,
+) -> torch.Tensor:
+    """Gradient steps on z through the Tc head (CDVAE's property optimisation).
+
+    Raises the predicted Tc, or with ``target_tc`` (K) moves it towards that value. Returns the
+    optimised latents (n_crystals, latent), detached.
+    """
+    z = z.detach().clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([z], lr=lr)
+    for _ in range(steps):
+        tc = model.predict_tc(z)
+        loss = (-tc).sum() if target_tc is None else ((tc - target_tc) ** 2).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return z.detach()

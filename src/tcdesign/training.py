@@ -1,0 +1,90 @@
+"""The Lightning set-up shared by every tcdesign model: checkpoints, resume, progress, devices.
+
+Each run writes ``last.ckpt`` every epoch and ``best.ckpt`` for the best monitored value,
+resumes from ``last.ckpt`` after a kill, stops early on the monitored value, and passes the
+accelerator, devices, nodes, strategy (e.g. DDP) and precision straight to Lightning.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+
+
+@dataclass(frozen=True)
+class Devices:
+    """Where Lightning runs (https://lightning.ai/docs/pytorch/stable/common/trainer.html)."""
+
+    accelerator: str = "auto"  # cpu, gpu, auto
+    devices: int | str = 1
+    num_nodes: int = 1
+    strategy: str = "auto"  # e.g. ddp
+    precision: str = "32-true"  # e.g. bf16-mixed
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's start-up chatter and warnings that do not apply to small CPU runs."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    warnings.filterwarnings("ignore", ".*_pytree.*")
+    warnings.filterwarnings("ignore", ".*Checkpoint directory .* exists and is not empty.*")
+    warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+
+
+def build_trainer(
+    out_dir: Path,
+    *,
+    max_epochs: int,
+    monitor: str,
+    patience: int,
+    devices: Devices,
+    progress: bool,
+    callbacks: list[L.Callback] | None = None,
+    gradient_clip_val: float | None = None,
+) -> tuple[L.Trainer, ModelCheckpoint]:
+    """A Trainer that checkpoints into ``out_dir`` every epoch and stops early on ``monitor``."""
+    quiet_lightning()
+    checkpoint = ModelCheckpoint(
+        dirpath=out_dir,
+        filename="best",
+        monitor=monitor,
+        mode="min",
+        save_last=True,
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+    all_callbacks: list[L.Callback] = [
+        checkpoint,
+        EarlyStopping(monitor=monitor, mode="min", patience=patience),
+        *(callbacks or []),
+    ]
+    if progress:
+        all_callbacks.append(TQDMProgressBar(refresh_rate=10))
+    trainer = L.Trainer(
+        max_epochs=max_epochs,
+        accelerator=devices.accelerator,
+        devices=devices.devices,
+        num_nodes=devices.num_nodes,
+        strategy=devices.strategy,
+        precision=devices.precision,
+        callbacks=all_callbacks,
+        logger=L.pytorch.loggers.CSVLogger(out_dir, name="logs", version=0),
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        log_every_n_steps=10,
+        gradient_clip_val=gradient_clip_val,
+    )
+    return trainer, checkpoint
+
+
+def resume_path(out_dir: Path, resume: bool) -> str | None:
+    """``out_dir/last.ckpt`` when resuming and it exists, else None (a fresh start)."""
+    last = out_dir / "last.ckpt"
+    return str(last) if resume and last.exists() else None

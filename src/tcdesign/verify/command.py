@@ -1,0 +1,140 @@
+"""``tcdesign verify``: argument parsing and the handler; the work is in the library.
+
+Exit status: 0 when result.json (or verify.csv) was written, also when a QE run failed and its
+status says so; 2 for unusable input or arguments, and for a single structure that could not
+start (no pseudopotential for an element, pw.x not installed); 1 is left to internal errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+SETTING_FLAGS = {  # flag dest -> VerifySettings field
+    "mu_star": "mu_star",
+    "np": "np",
+    "ecutwfc": "ecutwfc_ry",
+    "ecutrho": "ecutrho_ry",
+    "k_spacing": "k_spacing",
+    "fit_k_spacing": "fit_k_spacing",
+    "q_spacing": "q_spacing",
+    "timeout": "timeout_s",
+}
+UNSTARTABLE = ("pseudopotential", "qe_not_found")
+
+
+def _fmt(value: object, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Handler of ``tcdesign verify``; returns the exit status."""
+    from tcdesign.data.io import read_structures
+    from tcdesign.verify.executor import run_many
+    from tcdesign.verify.settings import make_settings, read_settings_toml
+    from tcdesign.verify.workflow import verify
+
+    try:
+        overrides = read_settings_toml(args.config) if args.config else {}
+        for dest, name in SETTING_FLAGS.items():
+            if getattr(args, dest) is not None:
+                overrides[name] = getattr(args, dest)
+        if args.no_relax:
+            overrides["relax"] = False
+        preset = args.preset or overrides.pop("preset", "coarse")
+        overrides.pop("preset", None)
+        settings = make_settings(preset, **overrides)
+    except (ValueError, TypeError) as exc:
+        print(f"tcdesign: {exc}", file=sys.stderr)
+        return 2
+    if args.pseudo_dir is not None and not Path(args.pseudo_dir).is_dir():
+        print(f"tcdesign: --pseudo-dir {args.pseudo_dir}: no such folder", file=sys.stderr)
+        return 2
+    records = read_structures(args.input)  # InputError -> one line, exit 2 (cli.main)
+    out = Path(args.out)
+    if len(records) == 1 and Path(args.input).suffix.lower() != ".csv":
+        record = records[0]
+        result = verify(record.structure, out, settings, args.pseudo_dir, record.id)
+        data = result.data
+        if result.status != "ok":
+            print(f"tcdesign: verify {record.id}: {result.error}", file=sys.stderr)
+            print(f"wrote {out / 'result.json'} (status {result.status})")
+            return 2 if data.get("error_kind") in UNSTARTABLE else 0
+        stable = "stable" if data["dynamically_stable"] else "UNSTABLE (imaginary modes)"
+        plateau = "converged" if data["converged"] else "not converged over broadenings"
+        print(
+            f"{data['formula']}: lambda {_fmt(data['lambda'])}, omega_log "
+            f"{_fmt(data['omega_log_K'], 1)} K, Tc {_fmt(data['tc_K'], 2)} K (mu* "
+            f"{settings.mu_star:g}, sigma {data['headline_sigma_Ry']:g} Ry, {plateau}); "
+            f"min freq {_fmt(data['min_freq_cm1'], 1)} cm^-1, {stable}"
+        )
+        print(f"wrote {out / 'result.json'} ({data['total_seconds']:.0f} s)")
+        return 0
+    table = run_many(records, out, settings, args.pseudo_dir, args.workers)
+    for row in table.itertuples():
+        if row.status != "ok":
+            print(f"tcdesign: verify {row.id}: {row.error}", file=sys.stderr)
+    ok = table[table.status == "ok"]
+    if len(ok):
+        shown = ok[["id", "formula", "lambda", "omega_log_K", "tc_K", "dynamically_stable"]]
+        print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"{len(ok)} verified, {len(table) - len(ok)} failed; wrote {out / 'verify.csv'}")
+    return 0
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    """Add the ``verify`` verb to the ``tcdesign`` sub-parsers."""
+    parser = verbs.add_parser(
+        "verify",
+        help="DFT electron-phonon Tc with Quantum ESPRESSO (relax, scf, ph.x, matdyn)",
+        description="Relax (pw.x vc-relax), scf, DFPT electron-phonon coupling (ph.x, "
+        "interpolated), q2r.x and matdyn.x, then alpha2F -> lambda, omega_log and the "
+        "Allen-Dynes Tc, with an imaginary-mode check. Writes OUT/result.json (lambda, "
+        "omega_log_K, tc_K, min_freq_cm1, dynamically_stable, status, ...), OUT/alpha2F.csv "
+        "and OUT/phonon_dos.csv; for a CSV or folder, OUT/<id>/ per structure and "
+        "OUT/verify.csv. Rerunning skips completed steps.",
+    )
+    parser.add_argument("input", help="a CIF or POSCAR file, a folder of them, or a CSV with 'cif'")
+    parser.add_argument("--out", required=True, help="output folder (reused on a rerun)")
+    parser.add_argument(
+        "--pseudo-dir",
+        default=None,
+        help="folder of UPF pseudopotentials (default /usr/share/espresso/pseudo)",
+    )
+    parser.add_argument(
+        "--preset",
+        choices=["coarse", "standard"],
+        default=None,
+        help="coarse: tests and laptops (default); standard: production grids and cutoffs",
+    )
+    parser.add_argument(
+        "--mu-star", type=float, default=None, help="Coulomb pseudopotential mu* (default 0.1)"
+    )
+    parser.add_argument(
+        "--np", type=int, default=None, help="MPI ranks for pw.x and ph.x via mpirun (default 1)"
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="TOML file of settings (names of tcdesign.verify.settings.VerifySettings; "
+        "a [pseudopotentials] table maps element to file); flags override it",
+    )
+    parser.add_argument("--no-relax", action="store_true", help="skip the pw.x vc-relax")
+    parser.add_argument("--ecutwfc", type=float, default=None, help="wavefunction cutoff (Ry)")
+    parser.add_argument("--ecutrho", type=float, default=None, help="density cutoff (Ry)")
+    parser.add_argument(
+        "--k-spacing", type=float, default=None, help="scf k-grid spacing (1/A, 2 pi included)"
+    )
+    parser.add_argument(
+        "--fit-k-spacing", type=float, default=None, help="dense la2F k-grid spacing (1/A)"
+    )
+    parser.add_argument("--q-spacing", type=float, default=None, help="phonon q-grid spacing (1/A)")
+    parser.add_argument("--timeout", type=float, default=None, help="time limit per QE step (s)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="structures run at once for a CSV or folder (local processes; default 1)",
+    )
+    parser.set_defaults(func=cmd_verify)

@@ -1,0 +1,200 @@
+"""Quantum ESPRESSO input writers: pw.x (through ASE), ph.x, q2r.x, matdyn.x and lambda.x.
+
+All functions are pure: they return the input text and touch no file. Energies in Ry,
+grids as (n1, n2, n3).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections.abc import Sequence
+
+import numpy as np
+from ase.io.espresso import write_espresso_in
+from pymatgen.core import Structure
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from tcdesign.verify.pseudo import Pseudopotential
+from tcdesign.verify.settings import VerifySettings
+
+PREFIX = "qe"  # pw.x/ph.x prefix of every run
+OUTDIR = "tmp"  # scratch folder, relative to the run folder
+FILDYN = "dyn"  # ph.x dynamical matrices: dyn0 (q-grid), dyn1..dynN
+FLFRC = "ifc"  # q2r.x force constants
+FLDOS = "phonon.dos"  # matdyn.x phonon DOS
+FLFRQ = "matdyn.freq"  # matdyn.x frequencies on the DOS mesh
+THZ_PER_RY = 3289.842  # 1 Ry in THz
+
+Grid = tuple[int, int, int]
+
+
+def grid_from_spacing(structure: Structure, spacing: float, multiple_of: Grid = (1, 1, 1)) -> Grid:
+    """Monkhorst-Pack divisions with at most ``spacing`` (1/A, 2 pi included) between points.
+
+    Each division is rounded up to a multiple of ``multiple_of`` (the q-grid for k-grids).
+    """
+    if not spacing > 0:
+        raise ValueError(f"grid spacing must be positive, got {spacing}")
+    lengths = structure.lattice.reciprocal_lattice.abc  # (3,) |b_i| in 1/A, with 2 pi
+    grid = []
+    for length, step in zip(lengths, multiple_of, strict=True):
+        n = max(1, math.ceil(length / spacing - 1e-6))
+        grid.append(step * math.ceil(n / step))
+    return (grid[0], grid[1], grid[2])
+
+
+def cutoffs(pseudos: dict[str, Pseudopotential], settings: VerifySettings) -> tuple[float, float]:
+    """(ecutwfc, ecutrho) in Ry by the rule in :mod:`tcdesign.verify.settings`."""
+    suggested_wfc = max((p.wfc_cutoff_ry for p in pseudos.values()), default=0.0)
+    suggested_rho = max((p.rho_cutoff_ry for p in pseudos.values()), default=0.0)
+    ecutwfc = settings.ecutwfc_ry or (
+        math.ceil(suggested_wfc) if suggested_wfc > 0 else settings.default_ecutwfc_ry
+    )
+    dual = 4.0 if all(p.kind == "NC" for p in pseudos.values()) else 8.0
+    ecutrho = settings.ecutrho_ry or max(dual * ecutwfc, math.ceil(suggested_rho))
+    return float(ecutwfc), float(ecutrho)
+
+
+def _drop_empty_namelists(text: str, keep: Sequence[str]) -> str:
+    """Remove empty namelists that ASE writes for newer QE (&FCP, &RISM) unless kept."""
+
+    def replace(match: re.Match) -> str:
+        return match.group(0) if match.group(1).upper() in keep else ""
+
+    return re.sub(r"&(\w+)\s*\n/\s*\n", replace, text)
+
+
+def pw_input(
+    structure: Structure,
+    pseudos: dict[str, Pseudopotential],
+    settings: VerifySettings,
+    *,
+    calculation: str,
+    kpts: Grid,
+    pseudo_dir: str,
+    la2F: bool = False,
+) -> str:
+    """pw.x input for ``calculation`` ('scf' or 'vc-relax'), non-spin-polarised, smeared."""
+    ecutwfc, ecutrho = cutoffs(pseudos, settings)
+    system: dict[str, object] = {
+        "ecutwfc": ecutwfc,
+        "ecutrho": ecutrho,
+        "occupations": "smearing",
+        "smearing": settings.smearing,
+        "degauss": settings.degauss_ry,
+    }
+    if la2F:
+        system["la2F"] = True
+    input_data = {
+        "control": {
+            "calculation": calculation,
+            "prefix": PREFIX,
+            "outdir": OUTDIR,
+            "pseudo_dir": pseudo_dir,
+            "tprnfor": True,
+            "tstress": True,
+        },
+        "system": system,
+        "electrons": {"conv_thr": settings.conv_thr_ry * len(structure), "mixing_beta": 0.5},
+        "ions": {},
+        "cell": {"press_conv_thr": settings.press_conv_thr_kbar}
+        if calculation == "vc-relax"
+        else {},
+    }
+    atoms = AseAtomsAdaptor.get_atoms(structure)
+    buffer = io.StringIO()
+    write_espresso_in(
+        buffer,
+        atoms,
+        input_data=input_data,
+        pseudopotentials={el: p.filename for el, p in pseudos.items()},
+        kpts=kpts,
+    )
+    keep = ("CONTROL", "SYSTEM", "ELECTRONS") + (
+        ("IONS", "CELL") if calculation in ("relax", "vc-relax") else ()
+    )
+    return _drop_empty_namelists(buffer.getvalue(), keep)
+
+
+def _namelist(name: str, values: dict[str, object], title: str | None = None) -> str:
+    lines = [title] if title is not None else []
+    lines.append(f"&{name}")
+    for key, value in values.items():
+        if isinstance(value, bool):
+            text = ".true." if value else ".false."
+        elif isinstance(value, str):
+            text = f"'{value}'"
+        elif isinstance(value, float):
+            text = f"{value:.10g}".replace("e", "d") if "e" in f"{value:.10g}" else f"{value:.10g}"
+        else:
+            text = str(value)
+        lines.append(f"  {key} = {text}")
+    lines.append("/")
+    return "\n".join(lines) + "\n"
+
+
+def ph_input(settings: VerifySettings, qgrid: Grid, recover: bool = False) -> str:
+    """ph.x input: DFPT on a q-grid with the interpolated electron-phonon coupling."""
+    values: dict[str, object] = {
+        "prefix": PREFIX,
+        "outdir": OUTDIR,
+        "fildyn": FILDYN,
+        "fildvscf": "dvscf",
+        "tr2_ph": settings.tr2_ph,
+        "ldisp": True,
+        "nq1": qgrid[0],
+        "nq2": qgrid[1],
+        "nq3": qgrid[2],
+        "trans": True,
+        "electron_phonon": "interpolated",
+        "el_ph_sigma": settings.el_ph_sigma_ry,
+        "el_ph_nsigma": settings.el_ph_nsigma,
+    }
+    if recover:
+        values["recover"] = True
+    return _namelist("inputph", values, title="electron-phonon coupling")
+
+
+def q2r_input() -> str:
+    """q2r.x input: force constants from the dynamical matrices, with the alpha2F data."""
+    return _namelist("input", {"fildyn": FILDYN, "flfrc": FLFRC, "zasr": "simple", "la2F": True})
+
+
+def matdyn_input(dos_grid: Grid, delta_cm1: float) -> str:
+    """matdyn.x input: phonon DOS and alpha2F (a2F.dos1..N, lambda) on a uniform mesh."""
+    values: dict[str, object] = {
+        "flfrc": FLFRC,
+        "asr": "simple",
+        "dos": True,
+        "la2F": True,
+        "fldos": FLDOS,
+        "flfrq": FLFRQ,
+        "nk1": dos_grid[0],
+        "nk2": dos_grid[1],
+        "nk3": dos_grid[2],
+        "deltaE": float(delta_cm1),
+    }
+    return _namelist("input", values)
+
+
+def lambda_input(
+    qpoints: np.ndarray,
+    weights: Sequence[float],
+    elph_files: Sequence[str],
+    mu_star: float,
+    emax_THz: float,
+    degauss_THz: float = 0.12,
+) -> str:
+    """lambda.x input (its stdin): q-points (2 pi / alat) with star weights and elph files."""
+    qpoints = np.asarray(qpoints, dtype=float)  # (n_q, 3)
+    if not len(qpoints) == len(weights) == len(elph_files):
+        raise ValueError("q-points, weights and elph files differ in number")
+    lines = [f"{emax_THz:.4f} {degauss_THz:.4f} 1", str(len(qpoints))]
+    lines += [
+        f"{q[0]:.10f} {q[1]:.10f} {q[2]:.10f} {w:g}" for q, w in zip(qpoints, weights, strict=True)
+    ]
+    lines += list(elph_files)
+    lines.append(f"{mu_star:g}")
+    return "\n".join(lines) + "\n"

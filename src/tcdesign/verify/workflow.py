@@ -1,0 +1,470 @@
+"""One structure through Quantum ESPRESSO: relax -> scf -> ph.x -> q2r -> matdyn -> Tc.
+
+Layout of ``out`` (the run folder):
+
+- ``result.json`` (always written, also on failure), ``alpha2F.csv``, ``phonon_dos.csv``,
+  ``structure_input.cif``, ``structure_relaxed.cif``;
+- ``qe/``: every input (``<step>.in``) and log (``<step>.out``, ``<step>.err``), the scratch
+  folder ``qe/tmp``, ph.x's ``dyn*`` and ``elph_dir``, matdyn's ``a2F.dos*``;
+- ``qe/markers/<step>.done``: JSON written when a step completes. Each holds a hash of the step's
+  input chained with the hashes of the steps before it, so a rerun skips a step only when neither
+  it nor anything upstream changed; a run killed mid-step redoes that step (ph.x continues with
+  ``recover=.true.`` from its own restart files when its input is unchanged).
+
+Steps: ``relax`` (pw.x vc-relax, optional), ``scf_fit`` (pw.x on the dense k-grid with la2F),
+``scf`` (pw.x on the k-grid of ph.x), ``ph`` (electron_phonon='interpolated' on the q-grid),
+``q2r``, ``matdyn`` (phonon DOS and alpha2F on a fine mesh) and ``lambda_x`` (QE's lambda.x on
+the same run, kept as a cross-check, not used for the headline values).
+
+Minimum frequency: over matdyn's mesh (acoustic sum rule imposed) and ph.x's q-grid without the
+three acoustic modes at Gamma (raw DFPT there has no sum rule). ``dynamically_stable`` is false
+when it is below ``-imaginary_tolerance_cm1`` (default 10 cm^-1, QE's convention of negative
+numbers for imaginary frequencies): smaller negatives are interpolation noise near Gamma.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pymatgen.core import Structure
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+from tcdesign.verify import inputs, parsers
+from tcdesign.verify.eliashberg import (
+    RY_TO_CM1,
+    RY_TO_K,
+    broadening_result,
+    summarize_broadenings,
+)
+from tcdesign.verify.pseudo import (
+    Pseudopotential,
+    PseudopotentialError,
+    choose_pseudopotentials,
+    default_pseudo_dir,
+)
+from tcdesign.verify.settings import VerifySettings
+
+REQUIRED_PROGRAMS = ("pw.x", "ph.x", "q2r.x", "matdyn.x")
+CM1_PER_THZ = 33.35641
+
+
+class QEError(RuntimeError):
+    """A QE step that failed, timed out or could not start; ``kind`` classifies it."""
+
+    def __init__(self, step: str, message: str, kind: str = "qe_failed") -> None:
+        super().__init__(f"{step}: {message}")
+        self.step = step
+        self.kind = kind
+
+
+@dataclass
+class EPCResult:
+    """What ``result.json`` holds; ``status`` is 'ok' or 'error' (then ``error`` says why)."""
+
+    status: str
+    error: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "error": self.error, **self.data}
+
+
+def missing_programs(np_ranks: int = 1) -> list[str]:
+    """QE programs (and mpirun when ``np_ranks`` > 1) that are not on PATH."""
+    needed = list(REQUIRED_PROGRAMS) + (["mpirun"] if np_ranks > 1 else [])
+    return [name for name in needed if shutil.which(name) is None]
+
+
+def primitive_cell(structure: Structure) -> Structure:
+    """Standard primitive cell (fewer atoms, symmetric grids); the input when spglib fails."""
+    try:
+        return SpacegroupAnalyzer(structure, symprec=1e-3).get_primitive_standard_structure()
+    except Exception:  # spglib raises several types on odd cells; the input cell still works
+        return structure
+
+
+def _hash(*parts: str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _environment(np_ranks: int) -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if np_ranks > 1 and hasattr(os, "geteuid") and os.geteuid() == 0:
+        env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    return env
+
+
+class StepRunner:
+    """Runs QE programs in one folder with markers, logs, mpirun and timeouts."""
+
+    def __init__(self, workdir: Path, np_ranks: int = 1, timeout_s: float = 3600.0) -> None:
+        self.workdir = workdir
+        self.markers = workdir / "markers"
+        self.np_ranks = np_ranks
+        self.timeout_s = timeout_s
+        self.chain = ""  # hash of everything upstream
+        self.timings: dict[str, float] = {}
+        self.skipped: list[str] = []
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.markers.mkdir(exist_ok=True)
+
+    def done(self, step: str, input_text: str) -> bool:
+        """True when ``step`` completed earlier with this input and this upstream."""
+        marker = self.markers / f"{step}.done"
+        if not marker.exists():
+            return False
+        try:
+            record = json.loads(marker.read_text())
+        except (OSError, json.JSONDecodeError):
+            return False
+        return record.get("hash") == _hash(self.chain, input_text)
+
+    def run(
+        self,
+        step: str,
+        program: str,
+        input_text: str,
+        *,
+        parallel: bool = False,
+        stdin: bool = False,
+        check_job_done: bool = True,
+        restartable_input: str | None = None,
+    ) -> str:
+        """Run ``program`` on ``input_text`` unless its marker says it is done; return its log.
+
+        ``restartable_input`` is the input to use instead when a previous attempt of this very
+        step (same hash) was interrupted (ph.x with recover=.true.).
+        """
+        key = _hash(self.chain, input_text)
+        marker = self.markers / f"{step}.done"
+        log = self.workdir / f"{step}.out"
+        if self.done(step, input_text) and log.exists():
+            self.skipped.append(step)
+            self.timings[step] = json.loads(marker.read_text()).get("seconds", 0.0)
+            self.chain = key
+            return log.read_text(errors="replace")
+        marker.unlink(missing_ok=True)
+        started = self.markers / f"{step}.started"
+        resume = started.exists() and started.read_text().strip() == key
+        text = restartable_input if (resume and restartable_input) else input_text
+        started.write_text(key)
+        seconds, output = self._execute(step, program, text, parallel, stdin)
+        problem = parsers.qe_failure(output) if check_job_done else None
+        if problem is not None and resume and restartable_input:
+            seconds, output = self._execute(step, program, input_text, parallel, stdin)
+            problem = parsers.qe_failure(output)
+        if problem is not None:
+            raise QEError(step, f"{problem} (log: {log})")
+        marker.write_text(json.dumps({"hash": key, "seconds": round(seconds, 3)}))
+        started.unlink(missing_ok=True)
+        self.timings[step] = seconds
+        self.chain = key
+        return output
+
+    def _execute(
+        self, step: str, program: str, text: str, parallel: bool, stdin: bool
+    ) -> tuple[float, str]:
+        (self.workdir / f"{step}.in").write_text(text)
+        command = [program] if stdin else [program, "-in", f"{step}.in"]
+        if parallel and self.np_ranks > 1:
+            command = ["mpirun", "-np", str(self.np_ranks), *command]
+        if shutil.which(command[0]) is None:
+            raise QEError(step, f"{command[0]} not found on PATH", kind="qe_not_found")
+        (self.workdir / "CRASH").unlink(missing_ok=True)
+        log = self.workdir / f"{step}.out"
+        start = time.perf_counter()
+        with (
+            open(log, "w") as out,
+            open(self.workdir / f"{step}.err", "w") as err,
+            open(self.workdir / f"{step}.in") as source,
+        ):
+            process = subprocess.Popen(
+                command,
+                cwd=self.workdir,
+                stdin=source if stdin else subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=_environment(self.np_ranks),
+                start_new_session=True,  # its own process group, so a timeout ends mpirun's ranks
+            )
+            try:
+                process.wait(timeout=self.timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait()
+                raise QEError(
+                    step, f"timed out after {self.timeout_s:.0f} s (log: {log})", kind="timeout"
+                ) from None
+        seconds = time.perf_counter() - start
+        output = log.read_text(errors="replace")
+        if process.returncode != 0:
+            reason = parsers.qe_failure(output) or f"exit status {process.returncode}"
+            raise QEError(step, f"{reason} (log: {log})")
+        return seconds, output
+
+
+def _star_weights(workdir: Path, n_q: int) -> list[int]:
+    return [parsers.star_size(workdir / f"{inputs.FILDYN}{i}") for i in range(1, n_q + 1)]
+
+
+def _min_frequency(ph_text: str, matdyn_freq: np.ndarray) -> float:
+    """Lowest frequency (cm^-1, negative = imaginary) by the rule in the module doc."""
+    lowest = [float(matdyn_freq.min())] if matdyn_freq.size else []
+    for q, freqs in parsers.read_ph_frequencies(ph_text):
+        values = np.sort(freqs)
+        if np.allclose(q, 0.0):
+            values = values[3:]
+        if values.size:
+            lowest.append(float(values.min()))
+    return min(lowest) if lowest else math.nan
+
+
+def _write_csvs(out: Path, a2f_by_sigma: dict[float, parsers.A2F], dos: tuple) -> None:
+    sigmas = sorted(a2f_by_sigma)
+    omega_Ry = a2f_by_sigma[sigmas[0]].frequencies_ry
+    header = "omega_cm1,omega_K," + ",".join(f"a2F_sigma_{s:g}Ry" for s in sigmas)
+    columns = [omega_Ry * RY_TO_CM1, omega_Ry * RY_TO_K]
+    columns += [a2f_by_sigma[s].total for s in sigmas]
+    np.savetxt(
+        out / "alpha2F.csv",
+        np.column_stack(columns),
+        delimiter=",",
+        header=header,
+        comments="",
+        fmt="%.8g",
+    )
+    frequencies, density = dos
+    np.savetxt(
+        out / "phonon_dos.csv",
+        np.column_stack([frequencies, density]),
+        delimiter=",",
+        header="omega_cm1,dos_states_per_cm1",
+        comments="",
+        fmt="%.8g",
+    )
+
+
+def _lambda_x(runner: StepRunner, settings: VerifySettings, ph_text: str) -> list[dict]:
+    """Cross-check: lambda.x on ph.x's elph_dir, with star weights from the dyn files."""
+    if shutil.which("lambda.x") is None:
+        return []
+    _, qpoints = parsers.read_dyn0(runner.workdir / f"{inputs.FILDYN}0")
+    weights = _star_weights(runner.workdir, len(qpoints))
+    files = [f"elph_dir/elph.inp_lambda.{i}" for i in range(1, len(qpoints) + 1)]
+    top_cm1 = max((float(f.max()) for _, f in parsers.read_ph_frequencies(ph_text)), default=1e3)
+    text = inputs.lambda_input(
+        qpoints, weights, files, settings.mu_star, top_cm1 / CM1_PER_THZ * 1.5
+    )
+    output = runner.run("lambda_x", "lambda.x", text, stdin=True, check_job_done=False)
+    return parsers.read_lambda_x(output)
+
+
+def _run_steps(
+    structure: Structure,
+    out: Path,
+    settings: VerifySettings,
+    pseudos: dict[str, Pseudopotential],
+    pseudo_dir: Path,
+    data: dict[str, Any],
+) -> None:
+    runner = StepRunner(out / "qe", settings.np, settings.timeout_s)
+    data["timings_s"] = runner.timings
+    data["skipped_steps"] = runner.skipped
+    pseudo_path = str(pseudo_dir.resolve())
+    qgrid = inputs.grid_from_spacing(structure, settings.q_spacing)
+    kgrid = inputs.grid_from_spacing(structure, settings.k_spacing, qgrid)
+    if settings.relax:
+        text = inputs.pw_input(
+            structure, pseudos, settings, calculation="vc-relax", kpts=kgrid, pseudo_dir=pseudo_path
+        )
+        relax_text = runner.run("relax", "pw.x", text, parallel=True)
+        data["relaxation_converged"] = parsers.relaxation_converged(relax_text)
+        structure = parsers.read_relaxed_structure(runner.workdir / "relax.out")
+        data["qe_version"] = parsers.qe_version(relax_text)
+    structure.to(filename=str(out / "structure_relaxed.cif"))
+    data["structure_relaxed"] = "structure_relaxed.cif"
+    # grids of the relaxed cell (a vc-relax changes the reciprocal lengths only slightly)
+    qgrid = inputs.grid_from_spacing(structure, settings.q_spacing)
+    kgrid = inputs.grid_from_spacing(structure, settings.k_spacing, qgrid)
+    fit_grid = inputs.grid_from_spacing(structure, settings.fit_k_spacing, qgrid)
+    dos_grid = inputs.grid_from_spacing(structure, settings.dos_q_spacing)
+    data["grids"] = {"q": qgrid, "k": kgrid, "k_fit": fit_grid, "dos_q": dos_grid}
+    text = inputs.pw_input(
+        structure,
+        pseudos,
+        settings,
+        calculation="scf",
+        kpts=fit_grid,
+        pseudo_dir=pseudo_path,
+        la2F=True,
+    )
+    fit_text = runner.run("scf_fit", "pw.x", text, parallel=True)
+    data["qe_version"] = data.get("qe_version") or parsers.qe_version(fit_text)
+    text = inputs.pw_input(
+        structure, pseudos, settings, calculation="scf", kpts=kgrid, pseudo_dir=pseudo_path
+    )
+    runner.run("scf", "pw.x", text, parallel=True)
+    ph_text = runner.run(
+        "ph",
+        "ph.x",
+        inputs.ph_input(settings, qgrid),
+        parallel=True,
+        restartable_input=inputs.ph_input(settings, qgrid, recover=True),
+    )
+    runner.run("q2r", "q2r.x", inputs.q2r_input(), stdin=True)
+    runner.run(
+        "matdyn", "matdyn.x", inputs.matdyn_input(dos_grid, settings.dos_delta_cm1), stdin=True
+    )
+    _summarize(runner.workdir, out, settings, ph_text, data)
+    data["lambda_x"] = _lambda_x(runner, settings, ph_text)
+
+
+def _summarize(
+    workdir: Path, out: Path, settings: VerifySettings, ph_text: str, data: dict[str, Any]
+) -> None:
+    qe_lambdas = {
+        round(r["sigma_Ry"], 6): r for r in parsers.read_matdyn_lambda(workdir / "lambda")
+    }
+    a2f_by_sigma: dict[float, parsers.A2F] = {}
+    results = []
+    for index in range(1, settings.el_ph_nsigma + 1):
+        sigma = round(settings.el_ph_sigma_ry * index, 6)
+        a2f = parsers.read_a2f_dos(workdir / f"a2F.dos{index}")
+        a2f_by_sigma[sigma] = a2f
+        results.append(broadening_result(sigma, a2f.frequencies_ry, a2f.total, settings.mu_star))
+    summary = summarize_broadenings(results, settings.spread_tolerance)
+    dos = parsers.read_phonon_dos(workdir / inputs.FLDOS)
+    _write_csvs(out, a2f_by_sigma, dos)
+    min_freq = _min_frequency(ph_text, parsers.read_matdyn_freq(workdir / inputs.FLFRQ))
+    headline = summary.headline
+    rows = []
+    for result in summary.broadenings:
+        row = result.as_dict()
+        qe = qe_lambdas.get(round(result.sigma_ry, 6), {})
+        row["lambda_matdyn"] = qe.get("lambda")
+        row["dos_ef_states_per_Ry"] = qe.get("dos_ef")
+        rows.append(row)
+    data.update(
+        {
+            "lambda": headline.lam,
+            "omega_log_K": headline.omega_log_k,
+            "tc_K": headline.tc_k,
+            "min_freq_cm1": min_freq,
+            "dynamically_stable": bool(min_freq >= -settings.imaginary_tolerance_cm1),
+            "headline_sigma_Ry": headline.sigma_ry,
+            "converged": summary.converged,
+            "lambda_spread_middle": summary.middle_spread,
+            "broadenings": rows,
+            "files": {"alpha2F": "alpha2F.csv", "phonon_dos": "phonon_dos.csv"},
+        }
+    )
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_result(out: Path, result: EPCResult) -> Path:
+    """Write ``out/result.json`` (NaN written as null) and return its path."""
+    path = out / "result.json"
+
+    def clean(value: object) -> object:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return value
+
+    path.write_text(json.dumps(clean(result.as_dict()), indent=2, default=_json_default) + "\n")
+    return path
+
+
+def verify(
+    structure: Structure,
+    out: str | Path,
+    settings: VerifySettings | None = None,
+    pseudo_dir: str | Path | None = None,
+    structure_id: str = "structure",
+) -> EPCResult:
+    """Electron-phonon Tc of one structure with Quantum ESPRESSO; writes ``out/result.json``.
+
+    Never raises for a QE problem: a missing pw.x, a missing pseudopotential, a failing or
+    non-converging step or a timeout give ``status='error'`` with the reason in ``error`` (and
+    ``error_kind``: qe_not_found, pseudopotential, qe_failed, timeout, parse), and whatever
+    completed before stays on disk for a rerun to reuse.
+    """
+    settings = settings or VerifySettings()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    cell = primitive_cell(structure)
+    elements = sorted({site.specie.symbol for site in cell}, key=lambda e: cell.symbol_set.index(e))
+    data: dict[str, Any] = {
+        "id": structure_id,
+        "formula": cell.composition.reduced_formula,
+        "n_atoms": len(cell),
+        "lambda": None,
+        "omega_log_K": None,
+        "tc_K": None,
+        "min_freq_cm1": None,
+        "dynamically_stable": None,
+        "mu_star": settings.mu_star,
+        "settings": settings.as_dict(),
+    }
+    cell.to(filename=str(out / "structure_input.cif"))
+    result = EPCResult("ok", data=data)
+    try:
+        directory = Path(pseudo_dir) if pseudo_dir is not None else default_pseudo_dir()
+        if directory is None:
+            raise PseudopotentialError(
+                "no --pseudo-dir given and /usr/share/espresso/pseudo does not exist"
+            )
+        pseudos = choose_pseudopotentials(elements, directory, settings.pseudopotentials)
+        ecutwfc, ecutrho = inputs.cutoffs(pseudos, settings)
+        data["pseudopotentials"] = {el: p.as_dict() for el, p in pseudos.items()}
+        data["functional"] = next(iter(pseudos.values())).functional
+        data["cutoffs_Ry"] = {"ecutwfc": ecutwfc, "ecutrho": ecutrho}
+        data["pseudo_dir"] = str(directory)
+        absent = missing_programs(settings.np)
+        if absent:
+            raise QEError(
+                "setup",
+                f"{', '.join(absent)} not found on PATH (install Quantum ESPRESSO, e.g. "
+                "apt-get install quantum-espresso)",
+                kind="qe_not_found",
+            )
+        _run_steps(cell, out, settings, pseudos, directory, data)
+    except PseudopotentialError as exc:
+        result = EPCResult("error", str(exc), data)
+        data["error_kind"] = "pseudopotential"
+    except QEError as exc:
+        result = EPCResult("error", str(exc), data)
+        data["error_kind"] = exc.kind
+        data["failed_step"] = exc.step
+    except (OSError, ValueError, KeyError, IndexError) as exc:
+        result = EPCResult("error", f"reading QE output: {type(exc).__name__}: {exc}", data)
+        data["error_kind"] = "parse"
+    data["total_seconds"] = round(time.perf_counter() - start, 3)
+    write_result(out, result)
+    return result

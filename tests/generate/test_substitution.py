@@ -1,0 +1,162 @@
+"""Substitution and template baselines (tcdesign.generate.substitution)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pymatgen.analysis.structure_matcher import StructureMatcher
+from pymatgen.core import Composition, Lattice, Structure
+
+from tcdesign.data.io import read_structures
+from tcdesign.generate.metrics import csp_matcher, match_rms, novel_flags
+from tcdesign.generate.substitution import (
+    apply_substitution,
+    fit_atomic_volumes,
+    parse_cell_formula,
+    stoichiometry_pattern,
+    substitute,
+    substitution_table,
+    template_csp,
+    template_scores,
+)
+from tcdesign.predict.api import bundled_csv
+
+
+@pytest.fixture(scope="module")
+def train_structures() -> list[Structure]:
+    return [r.structure for r in read_structures(bundled_csv("train")) if r.ok]
+
+
+def rocksalt_of(cation: str, anion: str, a: float) -> Structure:
+    return Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(a), [cation, anion], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    ).get_primitive_structure()
+
+
+def test_table_is_shipped_with_pymatgen() -> None:
+    import pymatgen.core.structure_prediction as package
+
+    assert (Path(package.__file__).parent / "data" / "lambda.json").is_file()
+    table = substitution_table()
+    assert {"Nb", "Ta", "Sn", "O", "B"} <= set(table.symbols)
+    assert np.allclose(table.weights, table.weights.T)
+    total = sum(table.cond_prob(new, "Nb") for new in table.symbols)
+    assert total == pytest.approx(1.0)
+    assert table.cond_prob("Ta", "Nb") > 10 * table.cond_prob("O", "Nb")
+    assert table.cond_prob("Ne", "Ne") > table.cond_prob("Nb", "Ne")  # unknown to the table
+
+
+def test_fitted_atomic_volumes(train_structures: list[Structure]) -> None:
+    volumes = fit_atomic_volumes(train_structures)
+    assert 10.0 < volumes["Nb"] < 25.0  # A^3 per atom; bcc Nb has 18
+    assert volumes["Ba"] > volumes["Be"]
+
+
+def test_apply_substitution_keeps_coordinates_and_scales_volume(rocksalt: Structure) -> None:
+    volumes = {"Nb": 18.0, "C": 6.0, "Ta": 18.0, "N": 7.0}
+    swapped = apply_substitution(rocksalt, {"C": "N"}, volumes)
+    assert swapped.composition == Composition("NbN")
+    assert swapped.volume == pytest.approx(rocksalt.volume * 25.0 / 24.0)
+    assert np.allclose(swapped.frac_coords, rocksalt.frac_coords)
+    exchanged = apply_substitution(rocksalt, {"Nb": "C", "C": "Nb"}, volumes)
+    swap = {"Nb": "C", "C": "Nb"}
+    assert [str(s) for s in exchanged.species] == [swap[str(s)] for s in rocksalt.species]
+
+
+def test_substitute_is_reproducible(train_structures: list[Structure]) -> None:
+    first = substitute(train_structures, 12, seed=7)
+    again = substitute(train_structures, 12, seed=7)
+    other = substitute(train_structures, 12, seed=8)
+    assert len(first) == 12
+    assert [s.formula for s in first] == [s.formula for s in again]
+    for a, b in zip(first, again, strict=True):
+        assert np.allclose(a.lattice.matrix, b.lattice.matrix)
+        assert np.allclose(a.frac_coords, b.frac_coords)
+    assert [s.formula for s in first] != [s.formula for s in other]
+
+
+def test_substitute_changes_the_intended_elements(train_structures: list[Structure]) -> None:
+    samples = substitute(train_structures, 20, seed=1, max_swaps=2)
+    for sample in samples:
+        parent = train_structures[sample.properties["parent"]]
+        mapping = dict(pair.split("->") for pair in sample.properties["substitution"].split(","))
+        assert 1 <= len(mapping) <= 2
+        expected = {}
+        for symbol, amount in parent.composition.get_el_amt_dict().items():
+            expected[mapping.get(symbol, symbol)] = amount
+        assert sample.composition == Composition(expected)
+        assert set(mapping.values()).isdisjoint(parent.composition.get_el_amt_dict())
+        assert np.allclose(sample.frac_coords, parent.frac_coords)
+        parsed = Structure.from_str(sample.to(fmt="cif"), fmt="cif")
+        assert parsed.composition == sample.composition
+        assert StructureMatcher().fit(parsed, sample)
+    # deduplicated against each other and against training
+    assert all(novel_flags(samples, train_structures))
+    assert len({(s.formula, round(s.volume, 3)) for s in samples}) == len(samples)
+
+
+def test_substitute_arguments(train_structures: list[Structure]) -> None:
+    assert substitute(train_structures, 0) == []
+    with pytest.raises(ValueError, match="no usable training structure"):
+        substitute([None], 3)
+    with pytest.raises(ValueError, match="unknown element"):
+        substitute(train_structures[:5], 3, allowed_elements=["Nb", "Xx"])
+    only = substitute(train_structures, 5, seed=0, allowed_elements=["Nb", "Ta", "V"])
+    for sample in only:
+        new = {pair.split("->")[1] for pair in sample.properties["substitution"].split(",")}
+        assert new <= {"Nb", "Ta", "V"}
+
+
+def test_parse_cell_formula() -> None:
+    assert parse_cell_formula("Nb6Sn2") == {"Nb": 6, "Sn": 2}
+    assert stoichiometry_pattern({"Nb": 6, "Sn": 2}) == (1, 3)
+    with pytest.raises(ValueError, match="unknown element 'Xx'"):
+        parse_cell_formula("Xx2")
+    with pytest.raises(ValueError, match="not a positive whole number"):
+        parse_cell_formula("Nb1.5Sn")
+    with pytest.raises(ValueError, match="does not parse"):
+        parse_cell_formula("nb3sn")
+    with pytest.raises(ValueError):
+        parse_cell_formula("")
+
+
+def test_template_on_hand_made_rocksalt() -> None:
+    templates = [rocksalt_of("Nb", "C", 4.47), Structure(Lattice.cubic(3.3), ["Nb"], [[0, 0, 0]])]
+    result = template_csp("Ta4N4", templates, k=3)
+    assert len(result) == 1  # one template with the 1:1 pattern
+    # a 4x supercell of the 2-atom primitive cell
+    assert result[0].composition == Composition("Ta4N4")
+    assert result[0].properties["template"] == 0
+    assert match_rms(rocksalt_of("Ta", "N", 4.33), result)[0] == pytest.approx(0.0, abs=1e-4)
+    with pytest.raises(ValueError, match="no template for 'TaN3'"):
+        template_csp("TaN3", templates)
+    with pytest.raises(ValueError, match="unknown element"):
+        template_csp("Ta4Qq4", templates)
+
+
+def test_template_scores_prefer_likely_substitutions() -> None:
+    templates = [rocksalt_of("Ta", "O", 4.4), rocksalt_of("Nb", "C", 4.47)]
+    scored = template_scores("NbN", templates)
+    assert [index for _, index, _ in scored][:2] == [1, 0]
+    assert scored[0][2] == {"Nb": "Nb", "C": "N"}
+
+
+def test_template_finds_val_structure(train_structures: list[Structure], val_frame) -> None:
+    row = val_frame[val_frame.material_id == "JVASP-40237"].iloc[0]  # TaTiOs2, Heusler
+    true = Structure.from_str(row.cif, fmt="cif")
+    candidates = template_csp("Ta1Ti1Os2", train_structures, k=3)
+    assert 1 <= len(candidates) <= 3
+    assert all(c.composition == true.composition for c in candidates)
+    assert csp_matcher().fit(true, candidates[0])
+    scores = [c.properties["score"] for c in candidates]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_template_of_training_composition_returns_it(train_structures: list[Structure]) -> None:
+    structure = train_structures[0]
+    counts = structure.composition.get_el_amt_dict()
+    formula = "".join(f"{symbol}{round(amount)}" for symbol, amount in counts.items())
+    candidates = template_csp(formula, train_structures, k=5)
+    assert any(value is not None for value in match_rms(structure, candidates))

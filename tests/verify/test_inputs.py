@@ -1,0 +1,99 @@
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.io.espresso import read_espresso_in, read_fortran_namelist
+from pymatgen.core import Lattice, Structure
+
+from tcdesign.verify import inputs
+from tcdesign.verify.pseudo import Pseudopotential
+from tcdesign.verify.settings import make_settings, read_settings_toml
+
+AL_PSEUDO = {"Al": Pseudopotential("Al", Path("Al.pz-vbc.UPF"), "lda", "NC", 0, 0, "no")}
+
+
+@pytest.fixture
+def fcc_al() -> Structure:
+    return Structure(
+        Lattice([[0, 2.025, 2.025], [2.025, 0, 2.025], [2.025, 2.025, 0]]), ["Al"], [[0, 0, 0]]
+    )
+
+
+def test_grids_are_commensurate_with_the_q_grid(fcc_al):
+    settings = make_settings("coarse")
+    q = inputs.grid_from_spacing(fcc_al, settings.q_spacing)
+    assert q == (4, 4, 4)
+    assert inputs.grid_from_spacing(fcc_al, settings.k_spacing, q) == (8, 8, 8)
+    assert inputs.grid_from_spacing(fcc_al, settings.fit_k_spacing, q) == (16, 16, 16)
+    assert inputs.grid_from_spacing(fcc_al, 0.5, (3, 3, 3)) == (6, 6, 6)
+
+
+def test_pw_input_reads_back_with_ase(fcc_al):
+    settings = make_settings("coarse", ecutwfc_ry=15.0)
+    text = inputs.pw_input(
+        fcc_al,
+        AL_PSEUDO,
+        settings,
+        calculation="scf",
+        kpts=(16, 16, 16),
+        pseudo_dir="/p",
+        la2F=True,
+    )
+    atoms = read_espresso_in(io.StringIO(text))
+    assert np.allclose(atoms.cell[:], fcc_al.lattice.matrix)
+    namelists, cards = read_fortran_namelist(io.StringIO(text))
+    system = namelists["system"]
+    assert system["ecutwfc"] == 15.0 and system["ecutrho"] == 60.0
+    assert system["la2f"] is True and system["occupations"] == "smearing"
+    assert namelists["control"]["calculation"] == "scf"
+    assert "&FCP" not in text and "&CELL" not in text
+    assert any("16 16 16" in line for line in cards)
+
+
+def test_relax_input_keeps_cell_namelist(fcc_al):
+    text = inputs.pw_input(
+        fcc_al, AL_PSEUDO, make_settings(), calculation="vc-relax", kpts=(8, 8, 8), pseudo_dir="/p"
+    )
+    namelists, _ = read_fortran_namelist(io.StringIO(text))
+    assert namelists["control"]["calculation"] == "vc-relax"
+    assert namelists["cell"]["press_conv_thr"] == 0.5
+    assert namelists["system"]["ecutwfc"] == 25.0  # the preset: the file suggests no cutoff
+
+
+def test_ph_q2r_matdyn_inputs_parse_back():
+    settings = make_settings("coarse")
+    ph, _ = read_fortran_namelist(
+        io.StringIO(inputs.ph_input(settings, (4, 4, 3)).split("\n", 1)[1])
+    )
+    ph = ph["inputph"]
+    assert ph["electron_phonon"] == "interpolated" and ph["ldisp"] is True
+    assert (ph["nq1"], ph["nq2"], ph["nq3"]) == (4, 4, 3)
+    assert ph["el_ph_nsigma"] == 10 and ph["el_ph_sigma"] == pytest.approx(0.005)
+    assert ph["tr2_ph"] == pytest.approx(1e-12)
+    assert "recover" in inputs.ph_input(settings, (2, 2, 2), recover=True)
+    q2r, _ = read_fortran_namelist(io.StringIO(inputs.q2r_input()))
+    assert q2r["input"]["la2f"] is True and q2r["input"]["fildyn"] == inputs.FILDYN
+    matdyn, _ = read_fortran_namelist(io.StringIO(inputs.matdyn_input((10, 11, 12), 2.0)))
+    matdyn = matdyn["input"]
+    assert matdyn["dos"] is True and matdyn["la2f"] is True
+    assert (matdyn["nk1"], matdyn["nk2"], matdyn["nk3"]) == (10, 11, 12)
+
+
+def test_lambda_input_layout():
+    text = inputs.lambda_input(np.zeros((2, 3)), [1, 8], ["a", "b"], 0.12, 15.0)
+    lines = text.splitlines()
+    assert lines[1] == "2" and lines[3].endswith(" 8") and lines[4:6] == ["a", "b"]
+    assert lines[-1] == "0.12"
+
+
+def test_toml_overrides(tmp_path):
+    path = tmp_path / "verify.toml"
+    path.write_text('q_spacing = 0.5\nrelax = false\n[pseudopotentials]\nAl = "Al.pz-vbc.UPF"\n')
+    settings = make_settings("standard", **read_settings_toml(path))
+    assert settings.q_spacing == 0.5 and settings.relax is False
+    assert settings.pseudopotentials == {"Al": "Al.pz-vbc.UPF"}
+    assert settings.fit_k_spacing == 0.08  # the rest of the preset
+    path.write_text("q_spacin = 0.5\n")
+    with pytest.raises(ValueError, match="q_spacin"):
+        read_settings_toml(path)

@@ -1,0 +1,63 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tcdesign.verify import parsers
+from tcdesign.verify.eliashberg import RY_TO_K, coupling_lambda, omega_log
+
+FIXTURES = Path(__file__).parent / "fixtures"
+AL = FIXTURES / "al_coarse"  # real QE 6.7 outputs: fcc Al, coarse preset (ecutwfc 25, q 4^3)
+
+
+def test_a2f_dos_and_our_lambda_match_matdyn():
+    qe = {round(r["sigma_Ry"], 4): r for r in parsers.read_matdyn_lambda(AL / "lambda")}
+    assert len(qe) == 10
+    for index, sigma in ((1, 0.005), (5, 0.025), (10, 0.05)):
+        a2f = parsers.read_a2f_dos(AL / f"a2F.dos{index}")
+        assert a2f.frequencies_ry.shape == a2f.total.shape
+        ours = coupling_lambda(a2f.frequencies_ry, a2f.total)
+        assert ours == pytest.approx(a2f.lambda_qe, rel=0.03)
+        assert ours == pytest.approx(qe[sigma]["lambda"], rel=0.03)
+    a2f = parsers.read_a2f_dos(AL / "a2F.dos5")
+    assert omega_log(a2f.frequencies_ry * RY_TO_K, a2f.total) == pytest.approx(365.5, rel=0.01)
+
+
+def test_frequencies_from_ph_and_matdyn():
+    blocks = parsers.read_ph_frequencies((AL / "ph.out").read_text())
+    assert len(blocks) == 8 and all(len(f) == 3 for _, f in blocks)
+    assert np.allclose(blocks[0][0], 0.0)
+    assert max(f.max() for _, f in blocks) == pytest.approx(340, abs=40)
+    mesh = parsers.read_matdyn_freq(AL / "matdyn.freq")
+    assert mesh.shape[1] == 3 and mesh.min() > -1.0
+    omega, dos = parsers.read_phonon_dos(AL / "phonon.dos")
+    assert omega.shape == dos.shape and dos.min() >= 0
+
+
+def test_q_grid_and_star_weights():
+    grid, qpoints = parsers.read_dyn0(AL / "dyn0")
+    assert grid == (4, 4, 4) and qpoints.shape == (8, 3)
+    assert parsers.star_size(AL / "dyn5") == 24
+
+
+def test_lambda_x_output():
+    rows = parsers.read_lambda_x((AL / "lambda_x.out").read_text())
+    assert len(rows) == 10
+    assert rows[4]["sigma_Ry"] == pytest.approx(0.025)
+    assert rows[4]["lambda"] == pytest.approx(0.348569)
+    assert rows[4]["omega_log_K"] == pytest.approx(351.543)
+    assert rows[4]["tc_K"] == pytest.approx(0.607)
+
+
+def test_version_failure_and_relaxed_structure():
+    relax = (AL / "relax.out").read_text()
+    assert parsers.qe_version(relax) == "6.7MaX"
+    assert parsers.qe_failure(relax) is None and parsers.relaxation_converged(relax)
+    structure = parsers.read_relaxed_structure(AL / "relax.out")
+    assert len(structure) == 1 and 15 < structure.volume < 17.5
+    failed = (FIXTURES / "ph_failed.out").read_text()
+    assert parsers.qe_failure(failed) == "phq_readin: El-ph needs a DeltaVscf file"
+    assert "convergence NOT achieved" in parsers.qe_failure(
+        "     convergence NOT achieved after 1 iterations: stopping\n"
+    )
+    assert parsers.qe_failure("Program PWSCF v.6.7 starts on\n") is not None

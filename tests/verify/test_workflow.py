@@ -1,0 +1,179 @@
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from tcdesign.verify.command import register
+from tcdesign.verify.pseudo import DEBIAN_PSEUDO_DIR
+from tcdesign.verify.settings import make_settings
+from tcdesign.verify.workflow import verify
+
+FIXTURES = Path(__file__).parent / "fixtures"
+HAVE_QE = shutil.which("pw.x") is not None and DEBIAN_PSEUDO_DIR.is_dir()
+
+
+def fcc_al_conventional() -> Structure:
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.05), ["Al"], [[0, 0, 0]])
+
+
+def fake_pseudo_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "pseudo"
+    folder.mkdir()
+    (folder / "Al.fake.UPF").write_text(
+        '<UPF version="2.0.1">\n<PP_HEADER element="Al" pseudo_type="NC" functional="PZ" '
+        'wfc_cutoff="0" rho_cutoff="0"/>\n</UPF>\n'
+    )
+    return folder
+
+
+def fake_qe(tmp_path: Path, monkeypatch, script: str) -> None:
+    """Put pw.x, ph.x, q2r.x and matdyn.x stand-ins (shell scripts) first on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("pw.x", "ph.x", "q2r.x", "matdyn.x"):
+        path = bin_dir / name
+        path.write_text("#!/bin/sh\n" + script)
+        path.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+
+
+def test_missing_pw_x_is_a_clear_status(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    result = verify(fcc_al_conventional(), tmp_path / "run", pseudo_dir=fake_pseudo_dir(tmp_path))
+    saved = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result.status == saved["status"] == "error"
+    assert saved["error_kind"] == "qe_not_found" and "pw.x" in saved["error"]
+    assert saved["pseudopotentials"]["Al"]["file"] == "Al.fake.UPF"
+    assert (tmp_path / "run" / "structure_input.cif").exists()
+
+
+def test_missing_pseudopotential_names_the_elements(tmp_path):
+    structure = Structure(Lattice.cubic(3.0), ["Nb", "V"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    result = verify(structure, tmp_path / "run", pseudo_dir=fake_pseudo_dir(tmp_path))
+    assert result.status == "error" and result.data["error_kind"] == "pseudopotential"
+    assert "Nb" in result.error and "V" in result.error
+    assert not (tmp_path / "run" / "qe").exists()  # nothing ran
+
+
+def test_failing_qe_run_keeps_status_error_and_logs(tmp_path, monkeypatch):
+    fake_qe(
+        tmp_path, monkeypatch, 'echo "     convergence NOT achieved after 1 iterations: stopping"\n'
+    )
+    out = tmp_path / "run"
+    result = verify(fcc_al_conventional(), out, pseudo_dir=fake_pseudo_dir(tmp_path))
+    saved = json.loads((out / "result.json").read_text())
+    assert saved["status"] == "error" and saved["failed_step"] == "relax"
+    assert "convergence NOT achieved" in saved["error"] and saved["lambda"] is None
+    assert (out / "qe" / "relax.in").exists() and (out / "qe" / "relax.out").exists()
+    assert not (out / "qe" / "markers" / "relax.done").exists()
+    assert result.data["error_kind"] == "qe_failed"
+
+
+def test_timeout_is_reported(tmp_path, monkeypatch):
+    fake_qe(tmp_path, monkeypatch, "exec /bin/sleep 30\n")
+    settings = make_settings("coarse", timeout_s=0.5)
+    start = time.perf_counter()
+    result = verify(fcc_al_conventional(), tmp_path / "run", settings, fake_pseudo_dir(tmp_path))
+    assert time.perf_counter() - start < 10
+    assert result.data["error_kind"] == "timeout" and "timed out" in result.error
+
+
+def run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="tcdesign")
+    register(parser.add_subparsers(dest="verb"))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_unusable_inputs_exit_2(tmp_path, capsys):
+    assert (
+        run_cli(
+            [
+                "verify",
+                str(tmp_path / "x.cif"),
+                "--out",
+                str(tmp_path),
+                "--config",
+                str(tmp_path / "missing.toml"),
+            ]
+        )
+        == 2
+    )
+    assert "cannot read TOML" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def al_run(tmp_path_factory):
+    """One real coarse fcc-Al run through the CLI handler (ecutwfc 15 Ry as QE's Al example)."""
+    if not HAVE_QE:
+        pytest.skip("Quantum ESPRESSO (pw.x) is not installed")
+    folder = tmp_path_factory.mktemp("al")
+    cif = folder / "Al.cif"
+    fcc_al_conventional().to(filename=str(cif))
+    start = time.perf_counter()
+    code = run_cli(["verify", str(cif), "--out", str(folder / "run"), "--ecutwfc", "15"])
+    return code, folder, time.perf_counter() - start
+
+
+def test_real_al_end_to_end(al_run):
+    code, folder, seconds = al_run
+    result = json.loads((folder / "run" / "result.json").read_text())
+    assert code == 0 and result["status"] == "ok", result.get("error")
+    for key in ("lambda", "omega_log_K", "tc_K", "min_freq_cm1", "dynamically_stable"):
+        assert result[key] is not None
+    assert 0.2 < result["lambda"] < 0.5 and 250 < result["omega_log_K"] < 450
+    assert result["dynamically_stable"] and result["min_freq_cm1"] > -10
+    assert result["qe_version"].startswith("6") or result["qe_version"].startswith("7")
+    assert result["pseudopotentials"]["Al"]["file"] == "Al.pz-vbc.UPF"
+    assert len(result["broadenings"]) == 10 and set(result["timings_s"]) >= {"ph", "matdyn"}
+    assert (folder / "run" / "alpha2F.csv").read_text().startswith("omega_cm1,omega_K,a2F_sigma")
+    assert (folder / "run" / "phonon_dos.csv").exists()
+    assert seconds < 120
+
+
+def test_real_al_matches_lambda_x(al_run):
+    _, folder, _ = al_run
+    result = json.loads((folder / "run" / "result.json").read_text())
+    reference = {round(r["sigma_Ry"], 4): r for r in result["lambda_x"]}
+    check = reference[round(result["headline_sigma_Ry"], 4)]
+    assert result["lambda"] == pytest.approx(check["lambda"], rel=0.10)
+    assert result["omega_log_K"] == pytest.approx(check["omega_log_K"], rel=0.10)
+
+
+def test_real_al_rerun_skips_and_resumes(al_run):
+    _, folder, _ = al_run
+    cif, out = folder / "Al.cif", folder / "run"
+    before = json.loads((out / "result.json").read_text())
+    start = time.perf_counter()
+    assert run_cli(["verify", str(cif), "--out", str(out), "--ecutwfc", "15"]) == 0
+    assert time.perf_counter() - start < 10
+    again = json.loads((out / "result.json").read_text())
+    assert again["skipped_steps"] == ["relax", "scf_fit", "scf", "ph", "q2r", "matdyn", "lambda_x"]
+    assert again["lambda"] == before["lambda"]
+    (out / "qe" / "markers" / "matdyn.done").unlink()  # as if killed during matdyn
+    assert run_cli(["verify", str(cif), "--out", str(out), "--ecutwfc", "15"]) == 0
+    resumed = json.loads((out / "result.json").read_text())
+    assert "ph" in resumed["skipped_steps"] and "matdyn" not in resumed["skipped_steps"]
+    assert resumed["lambda"] == pytest.approx(before["lambda"])
+
+
+def test_many_structures_report_rows_and_go_on(tmp_path):
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    Structure(Lattice.cubic(3.0), ["Nb"], [[0, 0, 0]]).to(filename=str(folder / "nb.cif"))
+    (folder / "broken.cif").write_text("data_x\nnot a cif\n")
+    out = tmp_path / "out"
+    code = run_cli(
+        ["verify", str(folder), "--out", str(out), "--pseudo-dir", str(fake_pseudo_dir(tmp_path))]
+    )
+    assert code == 0
+    table = (out / "verify.csv").read_text().splitlines()
+    assert table[0].startswith("id,formula,lambda,omega_log_K,tc_K,min_freq_cm1")
+    rows = {line.split(",")[0]: line for line in table[1:]}
+    assert set(rows) == {"nb", "broken"}
+    assert "no pseudopotential" in rows["nb"] and ",error," in rows["broken"]
+    assert json.loads((out / "nb" / "result.json").read_text())["status"] == "error"
