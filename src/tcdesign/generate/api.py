@@ -1,15 +1,25 @@
-"""Library entry points behind ``tcdesign train generator`` (and, later, generate and csp)."""
+"""Library entry points behind ``tcdesign train generator`` and ``tcdesign generate``."""
 
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
+from typing import Literal
 
-from tcdesign.data.io import TC_TARGET, InputError, read_structures
-from tcdesign.generate.cdvae import CDVAEConfig
+import pandas as pd
+import torch
+from pymatgen.core import Structure
+from pymatgen.io.cif import CifWriter
+from tqdm.auto import tqdm
+
+from tcdesign.data.io import TC_TARGET, InputError, read_structures, validate_structure
+from tcdesign.generate.cdvae import CDVAE, CDVAEConfig
 from tcdesign.generate.data import CrystalDataset
+from tcdesign.generate.sample import LangevinSchedule, decode, optimize_latents
+from tcdesign.generate.substitution import substitute
 from tcdesign.generate.train import GeneratorSettings, train_generator
-from tcdesign.predict.api import report_bad_rows
+from tcdesign.predict.api import bundled_csv, report_bad_rows
 
 
 def load_crystals(path: str | Path, max_atoms: int, progress: bool = False) -> CrystalDataset:
@@ -49,3 +59,135 @@ def train_generator_from_csv(
     val = load_crystals(val_csv, config.max_atoms, settings.progress)
     train_generator(train, val, config, settings, Path(out_dir), resume)
     return json.loads((Path(out_dir) / "metrics.json").read_text())
+
+
+GENERATED_COLUMNS = ["id", "formula", "cif", "method", "status", "error", "tc_head"]
+BUNDLED_GENERATOR = "models/cdvae/generator.pt"  # inside the tcdesign package
+
+
+def load_generator(path: str | Path | None = None) -> CDVAE:
+    """A trained CDVAE from ``path``, or the bundled one."""
+    if path is None:
+        bundled = resources.files("tcdesign").joinpath(BUNDLED_GENERATOR)
+        if not bundled.is_file():
+            raise InputError(
+                "no bundled generator in this version of tcdesign; train one with "
+                "'tcdesign train generator --out DIR' and pass --model DIR/generator.pt"
+            )
+        path = Path(str(bundled))
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: model file not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        return CDVAE.from_checkpoint(checkpoint)
+    except (RuntimeError, ValueError, KeyError, AttributeError, EOFError) as exc:
+        raise InputError(f"{path}: not a tcdesign generator file ({exc})") from None
+
+
+def sample_status(structure: Structure | None) -> tuple[str, str]:
+    """("ok", "") for a usable crystal, else ("broken"/"invalid", reason)."""
+    if structure is None:
+        return "broken", "non-finite coordinates or lattice"
+    problem = validate_structure(structure)
+    return ("invalid", problem) if problem else ("ok", "")
+
+
+class GeneratedWriter:
+    """Streams generated crystals to DIR/structures/ID.cif and DIR/generated.csv (resumable)."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.structures = out_dir / "structures"
+        self.structures.mkdir(parents=True, exist_ok=True)
+        self.table = out_dir / "generated.csv"
+        self.done: set[str] = set()
+        if self.table.exists() and self.table.stat().st_size:
+            self.done = set(pd.read_csv(self.table, usecols=["id"], dtype=str).id)
+
+    def write(
+        self, rid: str, structure: Structure | None, method: str, tc_head: float = float("nan")
+    ) -> dict:
+        status, error = sample_status(structure)
+        cif = ""
+        if structure is not None:
+            cif = str(CifWriter(structure))
+            (self.structures / f"{rid}.cif").write_text(cif)
+        row = {
+            "id": rid,
+            "formula": structure.composition.reduced_formula if structure else "",
+            "cif": cif,
+            "method": method,
+            "status": status,
+            "error": error,
+            "tc_head": tc_head,
+        }
+        header = not self.table.exists() or self.table.stat().st_size == 0
+        pd.DataFrame([row], columns=GENERATED_COLUMNS).to_csv(
+            self.table, mode="a", header=header, index=False
+        )
+        self.done.add(rid)
+        return row
+
+
+def generate(
+    n: int,
+    out_dir: str | Path,
+    *,
+    method: Literal["cdvae", "substitution"] = "cdvae",
+    seed: int = 0,
+    model: str | Path | None = None,
+    optimize_tc: bool = False,
+    target_tc: float | None = None,
+    opt_steps: int = 100,
+    opt_lr: float = 1e-3,
+    schedule: LangevinSchedule | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Generate ``n`` crystals into ``out_dir``; a rerun skips the ids already written.
+
+    CDVAE samples are made in full batches of ``batch_size`` whose random streams depend only on
+    ``seed`` and the batch number, so a resumed or extended run produces what an uninterrupted
+    one would have (the unused end of the last batch is discarded).
+    """
+    out_dir = Path(out_dir)
+    writer = GeneratedWriter(out_dir)
+    ids = [f"gen-{k:05d}" for k in range(n)]
+    bar = tqdm(
+        total=n,
+        initial=sum(i in writer.done for i in ids),
+        desc=f"generate ({method})",
+        unit="crystal",
+        disable=not progress,
+    )
+    if method == "substitution":
+        if any(i not in writer.done for i in ids):
+            train = [r.structure for r in read_structures(bundled_csv("train")) if r.ok]
+            for rid, structure in zip(ids, substitute(train, n, seed), strict=False):
+                if rid not in writer.done:
+                    writer.write(rid, structure, method)
+                    bar.update()
+    elif method == "cdvae":
+        generator = load_generator(model) if any(i not in writer.done for i in ids) else None
+        for start in range(0, n, batch_size):
+            batch_ids = ids[start : start + batch_size]
+            if all(i in writer.done for i in batch_ids):
+                continue
+            # always a full batch, so that crystal k comes out the same whatever n is
+            rng = torch.Generator().manual_seed(seed * 1_000_003 + start)
+            z = torch.randn(batch_size, generator.config.latent, generator=rng)
+            if optimize_tc or target_tc is not None:
+                z = optimize_latents(generator, z, opt_steps, opt_lr, target_tc)
+            decoded = decode(generator, z, schedule or LangevinSchedule(), rng)
+            for rid, structure, tc in zip(
+                batch_ids, decoded.structures(), decoded.tc.tolist(), strict=False
+            ):
+                if rid not in writer.done:
+                    writer.write(rid, structure, method, tc)
+                    bar.update()
+    else:
+        raise ValueError(f"unknown method {method!r}; choose cdvae or substitution")
+    bar.close()
+    table = pd.read_csv(writer.table, dtype={"id": str})
+    return table[table.id.isin(ids)].drop_duplicates("id", keep="last")

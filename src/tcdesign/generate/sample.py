@@ -72,7 +72,7 @@ def composition_counts(probs: torch.Tensor, num_atoms: int) -> list[int]:
 def decode(
     model: CDVAE,
     z: torch.Tensor,
-    schedule: LangevinSchedule = LangevinSchedule(),
+    schedule: LangevinSchedule | None = None,
     generator: torch.Generator | None = None,
     num_atoms: torch.Tensor | None = None,
     atom_types: torch.Tensor | None = None,
@@ -82,6 +82,7 @@ def decode(
     With ``num_atoms`` (n_crystals,) and ``atom_types`` (n_atoms,) given, the composition is
     fixed (composition -> structure prediction) and only lattice and coordinates are sampled.
     """
+    schedule = schedule or LangevinSchedule()
     if num_atoms is None:
         num_atoms = model.predict_num_atoms(z)
     num_atoms = num_atoms.clamp(1, model.config.max_atoms)
