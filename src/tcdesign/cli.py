@@ -53,6 +53,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _devices(args: argparse.Namespace):
+    """The Lightning device settings of a training verb's flags."""
+    from tcdesign.training import Devices
+
+    devices = int(args.devices) if str(args.devices).isdigit() else args.devices
+    return Devices(args.accelerator, devices, args.num_nodes, args.strategy, args.precision)
+
+
+def _refuses_to_overwrite(out: Path, resume: bool) -> bool:
+    """True (after saying why) when ``out`` holds a run and --resume was not given."""
+    if out.exists() and any(out.iterdir()) and not resume:
+        print(
+            f"tcdesign: {out} is not empty; pass --resume to continue the training in it, "
+            "or choose another --out",
+            file=sys.stderr,
+        )
+        return True
+    return False
+
+
 def cmd_train_predictor(args: argparse.Namespace) -> int:
     import torch
 
@@ -85,20 +105,11 @@ def cmd_train_predictor(args: argparse.Namespace) -> int:
         loss=args.loss,
         patience=args.patience,
         seed=args.seed,
-        accelerator=args.accelerator,
-        devices=args.devices,
-        num_nodes=args.num_nodes,
-        strategy=args.strategy,
-        precision=args.precision,
         progress=not args.quiet,
+        devices=_devices(args),
     )
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.resume:
-        print(
-            f"tcdesign: {out} is not empty; pass --resume to continue the training in it, "
-            "or choose another --out",
-            file=sys.stderr,
-        )
+    if _refuses_to_overwrite(out, args.resume):
         return 2
     ensemble = train_predictor(
         args.train or bundled_csv("train"),
@@ -130,7 +141,6 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     from tcdesign.generate.cdvae import CDVAEConfig
     from tcdesign.generate.train import GeneratorSettings
     from tcdesign.predict.api import bundled_csv
-    from tcdesign.training import Devices
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -149,17 +159,10 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
         patience=args.patience,
         seed=args.seed,
         progress=not args.quiet,
-        devices=Devices(
-            args.accelerator, args.devices, args.num_nodes, args.strategy, args.precision
-        ),
+        devices=_devices(args),
     )
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.resume:
-        print(
-            f"tcdesign: {out} is not empty; pass --resume to continue the training in it, "
-            "or choose another --out",
-            file=sys.stderr,
-        )
+    if _refuses_to_overwrite(out, args.resume):
         return 2
     metrics = train_generator_from_csv(
         args.train or bundled_csv("train"),

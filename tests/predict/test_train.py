@@ -14,9 +14,10 @@ from tcdesign.predict.alignn import ALIGNNConfig
 from tcdesign.predict.api import bundled_csv, load_training_data
 from tcdesign.predict.ensemble import Ensemble, calibrate_std_scale, train_ensemble
 from tcdesign.predict.train import TrainSettings, train_member
+from tcdesign.training import Devices
 
 TINY = ALIGNNConfig(alignn_layers=1, gcn_layers=1, hidden=8, embedding=8)
-FAST = TrainSettings(epochs=2, batch_size=4, progress=False, accelerator="cpu")
+FAST = TrainSettings(epochs=2, batch_size=4, progress=False, devices=Devices(accelerator="cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,9 @@ def _structures(data):
 
 
 def test_resume_continues_from_the_last_epoch(data, tmp_path) -> None:
-    settings = TrainSettings(epochs=4, batch_size=4, progress=False, accelerator="cpu")
+    settings = TrainSettings(
+        epochs=4, batch_size=4, progress=False, devices=Devices(accelerator="cpu")
+    )
     with pytest.raises(RuntimeError, match="killed"):
         train_member(data, TINY, settings, tmp_path, callbacks=[StopAfterEpoch(1)])
     assert (tmp_path / "last.ckpt").exists() and not (tmp_path / "member.json").exists()

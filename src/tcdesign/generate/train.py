@@ -32,6 +32,11 @@ class GeneratorSettings:
     progress: bool = True
     devices: Devices = Devices()
 
+    @classmethod
+    def from_dict(cls, values: dict) -> GeneratorSettings:
+        """Rebuild from ``asdict`` output (as a Lightning checkpoint stores it)."""
+        return cls(**{**values, "devices": Devices(**values["devices"])})
+
 
 class GeneratorModule(L.LightningModule):
     """Lightning wrapper around :class:`CDVAE`; logs every loss term for train and val."""
@@ -41,8 +46,8 @@ class GeneratorModule(L.LightningModule):
     ) -> None:
         super().__init__()
         config = CDVAEConfig(**config) if isinstance(config, dict) else config
-        if isinstance(settings, dict):
-            settings = GeneratorSettings(**{**settings, "devices": Devices(**settings["devices"])})
+        if isinstance(settings, dict):  # from a Lightning checkpoint
+            settings = GeneratorSettings.from_dict(settings)
         self.save_hyperparameters(
             {
                 "config": asdict(config),

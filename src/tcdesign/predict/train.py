@@ -3,7 +3,7 @@
 Each member: AdamW, a one-cycle learning-rate schedule, early stopping on the validation MAE (in
 target units), a checkpoint every epoch (``last.ckpt``) plus the best one, and resume from
 ``last.ckpt`` after a kill. Lightning supplies the progress bar, mixed precision and multi-GPU or
-multi-node DDP (``accelerator``/``devices``/``num_nodes``/``strategy`` pass straight through).
+multi-node DDP (:class:`tcdesign.training.Devices` passes straight through).
 """
 
 from __future__ import annotations
@@ -35,18 +35,13 @@ class TrainSettings:
     loss: Literal["mse", "l1", "huber"] = "mse"  # on the transformed, standardised target
     patience: int = 15  # epochs without a better val MAE before stopping
     seed: int = 0
-    accelerator: str = "auto"
-    devices: int | str = 1
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str = "32-true"
     progress: bool = True
+    devices: Devices = Devices()
 
-    @property
-    def devices_spec(self) -> Devices:
-        return Devices(
-            self.accelerator, self.devices, self.num_nodes, self.strategy, self.precision
-        )
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainSettings:
+        """Rebuild from ``asdict`` output (as a Lightning checkpoint stores it)."""
+        return cls(**{**values, "devices": Devices(**values["devices"])})
 
 
 class PropertyModule(L.LightningModule):
@@ -62,7 +57,7 @@ class PropertyModule(L.LightningModule):
         super().__init__()
         # from a Lightning checkpoint the dataclasses come back as dicts
         config = ALIGNNConfig(**config) if isinstance(config, dict) else config
-        settings = TrainSettings(**settings) if isinstance(settings, dict) else settings
+        settings = TrainSettings.from_dict(settings) if isinstance(settings, dict) else settings
         self.save_hyperparameters(
             {
                 "config": asdict(config),
@@ -178,7 +173,7 @@ def train_member(
         max_epochs=settings.epochs,
         monitor="val_mae",
         patience=settings.patience,
-        devices=settings.devices_spec,
+        devices=settings.devices,
         progress=settings.progress,
         callbacks=callbacks,
     )
