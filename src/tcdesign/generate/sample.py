@@ -103,9 +103,12 @@ def decode(
     sigma_last = float(model.sigmas[-1])
     for sigma in sigmas.tolist():
         step = schedule.step_lr * (sigma / sigma_last) ** 2
+        noise_level = torch.full((len(z),), sigma)
         for _ in range(schedule.steps_per_level):
             type_input = F.one_hot(atom_types - 1, NUM_ELEMENTS).float()
-            score, type_logits = model.decoder(z, frac, type_input, lattice, num_atoms, batch)
+            score, type_logits = model.decoder(
+                z, frac, type_input, lattice, num_atoms, batch, noise_level
+            )
             noise = torch.randn(frac.shape, generator=generator)
             cart = frac_to_cart(frac, lattice, batch)
             cart = cart + step * score / sigma + np.sqrt(2 * step) * noise
