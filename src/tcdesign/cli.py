@@ -179,14 +179,11 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from tcdesign.generate.api import generate
-    from tcdesign.generate.sample import LangevinSchedule
 
     if args.n < 1:
         print("tcdesign: --n must be at least 1", file=sys.stderr)
         return 2
-    schedule = LangevinSchedule(
-        steps_per_level=args.steps_per_level, step_lr=args.step_lr, levels=args.levels
-    )
+    schedule = _schedule(args)
     table = generate(
         args.n,
         args.out,
@@ -208,6 +205,73 @@ def cmd_generate(args: argparse.Namespace) -> int:
         f"{Path(args.out) / 'structures'}/"
     )
     return 0
+
+
+def add_schedule_flags(parser: argparse.ArgumentParser) -> None:
+    """Annealed Langevin schedule flags shared by generate and csp."""
+    parser.add_argument(
+        "--steps-per-level",
+        type=int,
+        default=100,
+        help="Langevin steps per noise level (default 100, as CDVAE)",
+    )
+    parser.add_argument(
+        "--levels",
+        type=int,
+        default=None,
+        help="use only this many of the noise levels (default: all 50)",
+    )
+    parser.add_argument(
+        "--step-lr",
+        type=float,
+        default=1e-4,
+        help="Langevin step size at the smallest noise level (default 1e-4)",
+    )
+
+
+def _schedule(args: argparse.Namespace):
+    from tcdesign.generate.sample import LangevinSchedule
+
+    return LangevinSchedule(
+        steps_per_level=args.steps_per_level, step_lr=args.step_lr, levels=args.levels
+    )
+
+
+def cmd_csp(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from tcdesign.data.io import InputError
+    from tcdesign.generate.api import csp
+
+    if args.compositions:
+        path = Path(args.compositions)
+        if not path.is_file():
+            raise InputError(f"{path}: no such file")
+        frame = pd.read_csv(path, dtype=str)
+        if "formula" not in frame.columns:
+            raise InputError(f"{path}: no 'formula' column")
+        formulas = [f.strip() for f in frame.formula.dropna()]
+    else:
+        formulas = args.formula
+    if not formulas or args.n < 1:
+        print("tcdesign: give at least one formula and --n >= 1", file=sys.stderr)
+        return 2
+    table = csp(
+        formulas,
+        args.out,
+        args.n,
+        method=args.method,
+        seed=args.seed,
+        model=args.model,
+        schedule=_schedule(args),
+        progress=not args.quiet,
+    )
+    failed = set(table.formula[table.status == "error"])
+    print(
+        f"{len(set(table.formula)) - len(failed)} formulas predicted, {len(failed)} failed; "
+        f"wrote {Path(args.out) / 'csp.csv'}"
+    )
+    return 2 if failed and len(failed) == len(set(formulas)) else 0
 
 
 def add_device_flags(parser: argparse.ArgumentParser) -> None:
@@ -453,29 +517,39 @@ def build_parser() -> argparse.ArgumentParser:
     gen_verb.add_argument(
         "--opt-lr", type=float, default=1e-3, help="Adam learning rate on z (default 1e-3)"
     )
-    gen_verb.add_argument(
-        "--steps-per-level",
-        type=int,
-        default=100,
-        help="Langevin steps per noise level (default 100, as CDVAE)",
-    )
-    gen_verb.add_argument(
-        "--levels",
-        type=int,
-        default=None,
-        help="use only this many of the noise levels (default: all 50)",
-    )
-    gen_verb.add_argument(
-        "--step-lr",
-        type=float,
-        default=1e-4,
-        help="Langevin step size at the smallest noise level (default 1e-4)",
-    )
+    add_schedule_flags(gen_verb)
     gen_verb.add_argument(
         "--batch-size", type=int, default=16, help="crystals decoded together (default 16)"
     )
     gen_verb.add_argument("--quiet", action="store_true", help="no progress bar")
     gen_verb.set_defaults(func=cmd_generate)
+
+    csp_verb = verbs.add_parser(
+        "csp",
+        help="crystal structures for given cell compositions",
+        description="Composition -> structure: K candidate structures for each cell formula "
+        "(atom counts per cell, e.g. Nb6Sn2). cdvae: latents that the model finds most "
+        "compatible with the composition are decoded with atom count and types fixed, ranked by "
+        "that log-likelihood; template: training structures with the same stoichiometry "
+        "pattern, elements mapped by substitution probability, volume rescaled. Writes "
+        "DIR/csp.csv (formula, rank, cif, method, score, status, error); a rerun skips "
+        "formulas already done.",
+    )
+    source = csp_verb.add_mutually_exclusive_group(required=True)
+    source.add_argument("--formula", nargs="+", help="one or more cell formulas, e.g. Nb6Sn2")
+    source.add_argument("--compositions", help="CSV with a 'formula' column")
+    csp_verb.add_argument("--n", type=int, default=5, help="structures per formula (default 5)")
+    csp_verb.add_argument("--out", required=True, help="output folder")
+    csp_verb.add_argument(
+        "--method", choices=["cdvae", "template"], default="cdvae", help="predictor (default cdvae)"
+    )
+    csp_verb.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    csp_verb.add_argument(
+        "--model", default=None, help="generator.pt (default: bundled; cdvae only)"
+    )
+    add_schedule_flags(csp_verb)
+    csp_verb.add_argument("--quiet", action="store_true", help="no progress bar")
+    csp_verb.set_defaults(func=cmd_csp)
 
     fetch = verbs.add_parser(
         "fetch-jarvis",

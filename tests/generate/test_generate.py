@@ -22,7 +22,8 @@ TINY = CDVAEConfig(
     decoder_layers=1,
     max_atoms=20,
 )
-FAST = ["--steps-per-level", "2", "--levels", "3", "--batch-size", "2", "--quiet"]
+SCHEDULE = ["--steps-per-level", "2", "--levels", "3", "--quiet"]
+FAST = [*SCHEDULE, "--batch-size", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +99,67 @@ def test_missing_model_is_exit_2(tmp_path, capsys) -> None:
     )
     assert "model file not found" in capsys.readouterr().err
     torch.manual_seed(0)
+
+
+def test_csp_cdvae_fixes_the_composition(tmp_path, tiny_generator) -> None:
+    out = tmp_path / "csp"
+    argv = [
+        "csp",
+        "--formula",
+        "Nb2C2",
+        "Xx3",
+        "--n",
+        "2",
+        "--out",
+        str(out),
+        "--model",
+        tiny_generator,
+        *SCHEDULE,
+    ]
+    assert main(argv) == 0  # one bad formula among good ones is a row, not a failure
+    table = pd.read_csv(out / "csp.csv")
+    good = table[table.formula == "Nb2C2"]
+    assert good["rank"].tolist() == [1, 2]
+    assert good.score.is_monotonic_decreasing
+    for cif in good.cif:
+        assert Structure.from_str(cif, fmt="cif").composition.formula.replace(" ", "") == "Nb2C2"
+    bad = table[table.formula == "Xx3"]
+    assert bad.status.tolist() == ["error"]
+
+
+def test_csp_bad_input_is_exit_2(tmp_path, tiny_generator, capsys) -> None:
+    too_big = [
+        "csp",
+        "--formula",
+        "Nb30",
+        "--out",
+        str(tmp_path),
+        "--model",
+        tiny_generator,
+        *SCHEDULE,
+    ]
+    assert main(too_big) == 2
+    assert "more than the 20" in capsys.readouterr().err
+    assert main(["csp", "--compositions", str(tmp_path / "none.csv"), "--out", str(tmp_path)]) == 2
+
+
+def test_csp_template(tmp_path, val_frame) -> None:
+    assert (
+        main(
+            [
+                "csp",
+                "--formula",
+                "Nb1C1",
+                "--n",
+                "2",
+                "--method",
+                "template",
+                "--out",
+                str(tmp_path),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    table = pd.read_csv(tmp_path / "csp.csv")
+    assert table["rank"].tolist()[:1] == [1] and (table.status == "ok").all()

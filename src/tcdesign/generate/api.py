@@ -1,15 +1,16 @@
-"""Library entry points behind ``tcdesign train generator`` and ``tcdesign generate``."""
+"""Library entry points behind ``tcdesign train generator``, ``generate`` and ``csp``."""
 
 from __future__ import annotations
 
 import json
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 import torch
-from pymatgen.core import Structure
+from pymatgen.core import Element, Structure
 from pymatgen.io.cif import CifWriter
 from tqdm.auto import tqdm
 
@@ -17,7 +18,7 @@ from tcdesign.data.io import TC_TARGET, InputError, read_structures, validate_st
 from tcdesign.generate.cdvae import CDVAE, CDVAEConfig
 from tcdesign.generate.data import CrystalDataset
 from tcdesign.generate.sample import LangevinSchedule, decode, optimize_latents
-from tcdesign.generate.substitution import substitute
+from tcdesign.generate.substitution import parse_cell_formula, substitute, template_csp
 from tcdesign.generate.train import GeneratorSettings, train_generator
 from tcdesign.predict.api import bundled_csv, report_bad_rows
 
@@ -191,3 +192,129 @@ def generate(
     bar.close()
     table = pd.read_csv(writer.table, dtype={"id": str})
     return table[table.id.isin(ids)].drop_duplicates("id", keep="last")
+
+
+CSP_COLUMNS = ["formula", "rank", "cif", "method", "score", "status", "error"]
+CSP_CANDIDATE_FACTOR = 8  # latents drawn per requested structure; the best-scoring are decoded
+
+
+def composition_log_likelihood(
+    model: CDVAE, z: torch.Tensor, atom_types: torch.Tensor, num_atoms: int
+) -> torch.Tensor:
+    """(n_latents,) log p(N | z) + sum over atoms of log p(type | z): the model's own score of
+    how well each latent fits a given cell composition (``atom_types``: (num_atoms,) Z)."""
+    count = torch.log_softmax(model.num_atoms_head(z), dim=1)[:, num_atoms]  # (n,)
+    types = torch.log_softmax(model.composition_head(z), dim=1)  # (n, NUM_ELEMENTS)
+    return count + types[:, atom_types - 1].sum(dim=1)
+
+
+def csp_cdvae(
+    model: CDVAE,
+    counts: dict[str, int],
+    k: int,
+    seed: int = 0,
+    schedule: LangevinSchedule | None = None,
+) -> list[tuple[Structure | None, float]]:
+    """``k`` structures for a cell composition with CDVAE: latents most compatible with it.
+
+    Draws ``CSP_CANDIDATE_FACTOR * k`` latents, keeps the ``k`` with the highest
+    :func:`composition_log_likelihood`, and decodes them with the atom count and types fixed
+    (only the lattice and coordinates are sampled). Returns (structure, score) best first.
+    """
+    atom_types = torch.tensor([Element(el).Z for el, n in counts.items() for _ in range(n)])
+    num_atoms = len(atom_types)
+    if num_atoms > model.config.max_atoms:
+        raise InputError(
+            f"{format_counts(counts)}: {num_atoms} atoms, more than the "
+            f"{model.config.max_atoms} this generator supports"
+        )
+    rng = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        z = torch.randn(CSP_CANDIDATE_FACTOR * k, model.config.latent, generator=rng)
+        scores = composition_log_likelihood(model, z, atom_types, num_atoms)
+        best = torch.argsort(scores, descending=True)[:k]
+    decoded = decode(
+        model,
+        z[best],
+        schedule,
+        rng,
+        num_atoms=torch.full((k,), num_atoms),
+        atom_types=atom_types.repeat(k),
+    )
+    return list(zip(decoded.structures(), scores[best].tolist(), strict=True))
+
+
+def format_counts(counts: dict[str, int]) -> str:
+    return "".join(f"{el}{n}" for el, n in counts.items())
+
+
+def csp(
+    formulas: list[str],
+    out_dir: str | Path,
+    k: int = 5,
+    *,
+    method: Literal["cdvae", "template"] = "cdvae",
+    seed: int = 0,
+    model: str | Path | None = None,
+    schedule: LangevinSchedule | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """``k`` ranked structures per cell formula into ``out_dir/csp.csv`` (resumable by formula).
+
+    A formula that cannot be used (unknown element, too many atoms, no template) gets one row
+    with status ``error`` and the reason; the others are still predicted.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table_path = out_dir / "csp.csv"
+    done: set[str] = set()
+    if table_path.exists() and table_path.stat().st_size:
+        done = set(pd.read_csv(table_path, usecols=["formula"], dtype=str).formula)
+    todo = [f for f in dict.fromkeys(formulas) if f not in done]
+    generator = load_generator(model) if method == "cdvae" and todo else None
+    train = None
+    if method == "template" and todo:
+        train = [r.structure for r in read_structures(bundled_csv("train")) if r.ok]
+    for formula in tqdm(todo, desc=f"csp ({method})", unit="formula", disable=not progress):
+        rows = []
+        try:
+            counts = parse_cell_formula(formula)
+            if method == "cdvae":
+                results = csp_cdvae(generator, counts, k, seed, schedule)
+            else:
+                results = [
+                    (s, float(s.properties.get("score", float("nan"))))
+                    for s in template_csp(formula, train, k)
+                ]
+            for rank, (structure, score) in enumerate(results, start=1):
+                status, error = sample_status(structure)
+                rows.append(
+                    {
+                        "formula": formula,
+                        "rank": rank,
+                        "cif": str(CifWriter(structure)) if structure else "",
+                        "method": method,
+                        "score": score,
+                        "status": status,
+                        "error": error,
+                    }
+                )
+        except (ValueError, InputError) as exc:
+            print(f"tcdesign: {formula}: {exc}", file=sys.stderr)
+            rows = [
+                {
+                    "formula": formula,
+                    "rank": 0,
+                    "cif": "",
+                    "method": method,
+                    "score": float("nan"),
+                    "status": "error",
+                    "error": str(exc),
+                }
+            ]
+        header = not table_path.exists() or table_path.stat().st_size == 0
+        pd.DataFrame(rows, columns=CSP_COLUMNS).to_csv(
+            table_path, mode="a", header=header, index=False
+        )
+    table = pd.read_csv(table_path, dtype={"formula": str})
+    return table[table.formula.isin(formulas)]
