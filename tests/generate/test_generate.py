@@ -36,6 +36,17 @@ def tiny_generator(tmp_path_factory, val_structures) -> str:
     return str(out / "generator.pt")
 
 
+def test_export_from_a_lightning_checkpoint(tiny_generator) -> None:
+    from pathlib import Path
+
+    from tcdesign.generate.api import load_generator
+    from tcdesign.generate.train import export_generator
+
+    run_dir = Path(tiny_generator).parent
+    exported = export_generator(run_dir, "last")
+    assert load_generator(exported).config == TINY
+
+
 def run_generate(out, model, n, *extra) -> pd.DataFrame:
     assert (
         main(["generate", "--n", str(n), "--out", str(out), "--model", model, *FAST, *extra]) == 0

@@ -156,3 +156,13 @@ def train_generator(
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return best.model.eval()
+
+
+def export_generator(run_dir: Path, which: str = "best") -> Path:
+    """Write ``run_dir/generator.pt`` from ``run_dir/{which}.ckpt`` (a run stopped early)."""
+    module = GeneratorModule.load_from_checkpoint(
+        run_dir / f"{which}.ckpt", map_location="cpu", weights_only=False
+    )
+    path = run_dir / "generator.pt"
+    torch.save(module.model.to_checkpoint(), path)
+    return path
