@@ -63,7 +63,9 @@ def _devices(args: argparse.Namespace):
 
 def _refuses_to_overwrite(out: Path, resume: bool) -> bool:
     """True (after saying why) when ``out`` holds a run and --resume was not given."""
-    if out.exists() and any(out.iterdir()) and not resume:
+    from tcdesign.training import is_main_process
+
+    if out.exists() and any(out.iterdir()) and not resume and is_main_process():
         print(
             f"tcdesign: {out} is not empty; pass --resume to continue the training in it, "
             "or choose another --out",
@@ -120,6 +122,8 @@ def cmd_train_predictor(args: argparse.Namespace) -> int:
         args.members,
         resume=args.resume,
     )
+    if ensemble is None:  # an extra DDP process; rank 0 reports
+        return 0
     val = ensemble.metrics["val"]
     unit = " K" if args.target == "tc" else ""
     members = ", ".join(f"{m:.2f}" for m in ensemble.metrics["val_member_mae"])

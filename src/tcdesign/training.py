@@ -8,6 +8,7 @@ accelerator, devices, nodes, strategy (e.g. DDP) and precision straight to Light
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,12 +68,14 @@ def build_trainer(
     ]
     if progress:
         all_callbacks.append(TQDMProgressBar(refresh_rate=10))
+    # the last layers' edge (and angle) updates feed no output, so plain DDP would refuse them
+    strategy = "ddp_find_unused_parameters_true" if devices.strategy == "ddp" else devices.strategy
     trainer = L.Trainer(
         max_epochs=max_epochs,
         accelerator=devices.accelerator,
         devices=devices.devices,
         num_nodes=devices.num_nodes,
-        strategy=devices.strategy,
+        strategy=strategy,
         precision=devices.precision,
         callbacks=all_callbacks,
         logger=L.pytorch.loggers.CSVLogger(out_dir, name="logs", version=0),
@@ -82,6 +85,11 @@ def build_trainer(
         gradient_clip_val=gradient_clip_val,
     )
     return trainer, checkpoint
+
+
+def is_main_process() -> bool:
+    """False in the extra processes that Lightning's DDP launcher starts (they only train)."""
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
 def resume_path(out_dir: Path, resume: bool) -> str | None:

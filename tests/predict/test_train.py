@@ -177,3 +177,47 @@ def test_cli_trains_any_numeric_column(tmp_path, val_frame, capsys) -> None:
 
 def test_bundled_paths_exist() -> None:
     assert bundled_csv("train").exists() and bundled_csv("val").exists()
+
+
+def test_ddp_on_two_cpu_processes(small_csvs, tmp_path) -> None:
+    """Lightning's DDP launcher re-runs the command per rank; rank 0 alone writes the ensemble."""
+    import subprocess
+    import sys
+
+    train, val = small_csvs
+    command = [
+        sys.executable,
+        "-m",
+        "tcdesign.cli",
+        "train",
+        "predictor",
+        "--train",
+        train,
+        "--val",
+        val,
+        "--out",
+        str(tmp_path / "run"),
+        "--members",
+        "2",
+        "--epochs",
+        "1",
+        "--hidden",
+        "8",
+        "--embedding",
+        "8",
+        "--alignn-layers",
+        "1",
+        "--gcn-layers",
+        "1",
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "2",
+        "--strategy",
+        "ddp",
+        "--quiet",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("val MAE") == 1
+    assert Ensemble.load(tmp_path / "run" / "ensemble.pt").members[0].config.hidden == 8

@@ -22,6 +22,7 @@ from tcdesign.data.io import InputError
 from tcdesign.predict.alignn import ALIGNN, ALIGNNConfig
 from tcdesign.predict.dataset import GraphDataset
 from tcdesign.predict.train import TrainData, TrainSettings, member_dirs, seeds_for, train_member
+from tcdesign.training import is_main_process
 
 BUNDLED_MODEL = "models/tc_ensemble/ensemble.pt"  # inside the tcdesign package
 COVERAGE = 0.95  # fraction of validation errors meant to fall within 2 calibrated std
@@ -175,7 +176,7 @@ def train_ensemble(
     n_members: int = 5,
     resume: bool = True,
     threshold: float | None = 5.0,
-) -> Ensemble:
+) -> Ensemble | None:
     """Train ``n_members`` seeds, calibrate the std on val, write ensemble.pt and metrics.json."""
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
@@ -185,6 +186,8 @@ def train_ensemble(
         if settings.progress:
             print(f"member {k + 1}/{n_members} (seed {seed}) -> {member_dir}", flush=True)
         results.append(train_member(data, config, replace(settings, seed=seed), member_dir, resume))
+    if not is_main_process():
+        return None  # an extra DDP process: rank 0 calibrates and writes the ensemble
     members = [
         ALIGNN.from_checkpoint(torch.load(d / "model.pt", map_location="cpu", weights_only=False))
         for d in member_dirs(out_dir, n_members)

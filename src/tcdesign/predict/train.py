@@ -94,6 +94,7 @@ class PropertyModule(L.LightningModule):
             self._loss(outputs, batch.targets),
             prog_bar=True,
             batch_size=batch.num_crystals,
+            sync_dist=True,
         )
         self._val_errors.append((self.model.inverse_transform(outputs) - batch.targets).abs())
 
@@ -179,6 +180,14 @@ def train_member(
     )
     started = time.time()
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume_path(out_dir, resume))
+    if not trainer.is_global_zero:  # other DDP ranks train; rank 0 writes the results
+        return MemberResult(
+            settings.seed,
+            float(checkpoint.best_model_score or "nan"),
+            int(trainer.current_epoch),
+            time.time() - started,
+            "",
+        )
     best = PropertyModule.load_from_checkpoint(
         checkpoint.best_model_path, map_location="cpu", weights_only=False
     )
