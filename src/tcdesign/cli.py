@@ -176,6 +176,8 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
         settings,
         resume=args.resume,
     )
+    if not metrics:  # an extra DDP process; rank 0 reports
+        return 0
     print(f"best val loss {metrics['best_val_loss']:.3f} after {metrics['epochs_run']} epochs")
     print(f"wrote {out / 'generator.pt'} and {out / 'metrics.json'}")
     return 0

@@ -21,6 +21,7 @@ from tcdesign.generate.sample import LangevinSchedule, decode, optimize_latents
 from tcdesign.generate.substitution import parse_cell_formula, substitute, template_csp
 from tcdesign.generate.train import GeneratorSettings, train_generator
 from tcdesign.predict.api import bundled_csv, report_bad_rows
+from tcdesign.training import is_main_process
 
 
 def load_crystals(path: str | Path, max_atoms: int, progress: bool = False) -> CrystalDataset:
@@ -59,6 +60,8 @@ def train_generator_from_csv(
     train = load_crystals(train_csv, config.max_atoms, settings.progress)
     val = load_crystals(val_csv, config.max_atoms, settings.progress)
     train_generator(train, val, config, settings, Path(out_dir), resume)
+    if not is_main_process():
+        return {}  # an extra DDP process: rank 0 writes and reports
     return json.loads((Path(out_dir) / "metrics.json").read_text())
 
 

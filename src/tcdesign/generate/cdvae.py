@@ -230,8 +230,13 @@ class CDVAE(nn.Module):
         noisy_types = torch.multinomial(type_probs / type_probs.sum(1, keepdim=True), 1)[:, 0]
 
         score, type_logits = self.decoder(
-            z, noisy_frac, F.one_hot(noisy_types, NUM_ELEMENTS).float(), crystals.lattice,
-            crystals.num_atoms, batch, self.sigmas[levels],
+            z,
+            noisy_frac,
+            F.one_hot(noisy_types, NUM_ELEMENTS).float(),
+            crystals.lattice,
+            crystals.num_atoms,
+            batch,
+            self.sigmas[levels],
         )
         # denoising target: the shortest periodic vector from the noised to the true position,
         # over sigma; the network's output is sigma times the score

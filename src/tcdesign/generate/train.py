@@ -136,6 +136,8 @@ def train_generator(
     )
     started = time.time()
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume_path(out_dir, resume))
+    if not trainer.is_global_zero:  # other DDP ranks train; rank 0 writes the results
+        return module.model.eval()
     best = GeneratorModule.load_from_checkpoint(
         checkpoint.best_model_path, map_location="cpu", weights_only=False
     )
