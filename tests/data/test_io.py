@@ -75,6 +75,14 @@ def test_csv_blank_material_id_falls_back_to_row_number(
     assert [r.id for r in read_structures(write_csv(tmp_path / "in.csv", rows))] == ["A-1", "1"]
 
 
+def test_csv_id_column_of_tcdesign_tables(bundled: pd.DataFrame, tmp_path: Path) -> None:
+    """generated.csv and screened.csv name their ids 'id'; material_id wins when both exist."""
+    rows = [{"id": "gen-00007", "cif": bundled.cif.iloc[0]}]
+    assert read_structures(write_csv(tmp_path / "gen.csv", rows))[0].id == "gen-00007"
+    both = [{"material_id": "JVASP-1", "id": "x", "cif": bundled.cif.iloc[0]}]
+    assert read_structures(write_csv(tmp_path / "both.csv", both))[0].id == "JVASP-1"
+
+
 def test_csv_ids_stay_strings(bundled: pd.DataFrame, tmp_path: Path) -> None:
     rows = [{"material_id": "007", "cif": bundled.cif.iloc[0]}]
     assert read_structures(write_csv(tmp_path / "in.csv", rows))[0].id == "007"

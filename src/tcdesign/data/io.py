@@ -1,8 +1,8 @@
 """Read crystal structures from the inputs every tcdesign verb accepts.
 
 Accepted inputs (../SPEC):
-- a CSV in the JARVIS/CDVAE layout: ``cif`` (required), ``material_id`` (optional, else the
-  row number is the id), ``prop`` (optional; minus Tc in K) and any other numeric columns;
+- a CSV in the JARVIS/CDVAE layout: ``cif`` (required), ``material_id`` (optional; else
+  an ``id`` column, as tcdesign's own tables have; else the row number is the id), ``prop`` (optional; minus Tc in K) and any other numeric columns;
 - a single CIF or POSCAR file;
 - a folder of CIF/POSCAR files (the file stem is the id).
 
@@ -152,7 +152,7 @@ def read_csv(
     if b"\x00" in raw[:8192]:
         raise InputError(f"{path}: binary file, expected a CSV with a 'cif' column")
     try:
-        frame = pd.read_csv(io.StringIO(raw.decode("utf-8")), dtype={"material_id": str})
+        frame = pd.read_csv(io.StringIO(raw.decode("utf-8")), dtype={"material_id": str, "id": str})
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
     if "cif" not in frame.columns:
@@ -167,7 +167,7 @@ def read_csv(
             raise InputError(f"{path}: no {column!r} column for target {name!r}")
     records = []
     for position, (_, row) in enumerate(frame.iterrows()):
-        rid = row.get("material_id")
+        rid = row.get("material_id", row.get("id"))  # tcdesign's own tables name it 'id'
         rid = str(rid) if isinstance(rid, str) and rid.strip() else str(position)
         values, problem = _target_values(row, present)
         record = _record(rid, row["cif"], "cif", values)
