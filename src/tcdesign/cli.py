@@ -16,6 +16,8 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from tcdesign.pipeline.command import register as register_run
+from tcdesign.report.command import register as register_report
 from tcdesign.verify.command import register as register_verify
 
 
@@ -582,6 +584,8 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--out", required=True, help="output CSV path")
     fetch.set_defaults(func=cmd_fetch_jarvis)
     register_verify(verbs)
+    register_report(verbs)
+    register_run(verbs)
     return parser
 
 

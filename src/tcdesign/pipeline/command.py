@@ -1,0 +1,143 @@
+"""``tcdesign run``: argument parsing and the handler; the work is in :mod:`.run`.
+
+Exit status: 0 when the pipeline finished (also when some candidates failed and were
+reported), 2 for unusable arguments or settings, 1 for internal errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tcdesign.pipeline.settings import DEFAULT_N
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Handler of ``tcdesign run``; returns the exit status."""
+    from tcdesign.pipeline.run import run_pipeline
+    from tcdesign.pipeline.settings import make_run_settings, read_run_toml
+
+    methods = None
+    if args.method is not None:
+        methods = ["cdvae", "substitution"] if args.method == "both" else [args.method]
+    flags = {
+        "run": {
+            "n": args.n,
+            "methods": methods,
+            "seed": args.seed,
+            "verify": args.verify,
+            "report": False if args.no_report else None,
+        },
+        "generate": {
+            "model": args.model,
+            "optimize_tc": False if args.no_optimize_tc else None,
+            "target_tc": args.target_tc,
+            "steps_per_level": args.steps_per_level,
+        },
+        "screen": {
+            "tc_min": args.tc_min,
+            "eform_max": args.eform_max,
+            "gap_max": args.gap_max,
+            "ehull_max": args.ehull_max,
+            "workers": args.workers,
+            "scheduler": args.scheduler,
+        },
+        "verify": {"preset": args.preset, "pseudo_dir": args.pseudo_dir, "np": args.np},
+    }
+    try:
+        config = read_run_toml(args.config) if args.config else {}
+        settings = make_run_settings(config, where=args.config or "settings", **flags)
+        if settings.verify.pseudo_dir and not Path(settings.verify.pseudo_dir).is_dir():
+            raise ValueError(f"--pseudo-dir {settings.verify.pseudo_dir}: no such folder")
+        state = run_pipeline(args.out, settings, progress=not args.quiet)
+    except ValueError as exc:
+        print(f"tcdesign: {exc}", file=sys.stderr)
+        return 2
+    seconds = sum(state["seconds"].values())
+    print(f"done in {seconds / 60:.1f} min; {Path(args.out) / 'run.json'}")
+    return 0
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    """Add the ``run`` verb to the ``tcdesign`` sub-parsers."""
+    parser = verbs.add_parser(
+        "run",
+        help="the whole pipeline: generate -> screen -> rank -> verify -> report",
+        description="Generate crystals with the bundled CDVAE (Tc optimised in latent space), "
+        "screen them (CHGNet relaxation, formation energy, hull, gap, novelty, predicted Tc), "
+        "rank the ones that pass, optionally verify the best with Quantum ESPRESSO, and write "
+        f"OUT/report.html. With the defaults ({DEFAULT_N} CDVAE crystals, no --verify) it "
+        "takes about 10 minutes on a 2-core laptop CPU. Every stage keeps its output in OUT and "
+        "a rerun resumes where the last one stopped. A TOML --config can set every stage "
+        "([run], [generate], [screen], [verify]); flags override it.",
+    )
+    parser.add_argument("--out", required=True, help="run folder (reused on a rerun)")
+    parser.add_argument(
+        "--n", type=int, default=None, help=f"crystals generated per method (default {DEFAULT_N})"
+    )
+    parser.add_argument(
+        "--method",
+        choices=["cdvae", "substitution", "both"],
+        default=None,
+        help="generator: cdvae (default), the element-substitution baseline, or both side by "
+        "side in the report",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    parser.add_argument(
+        "--verify",
+        type=int,
+        default=None,
+        metavar="K",
+        help="verify the top K passed candidates with Quantum ESPRESSO (default 0: none; "
+        "candidates with elements lacking a pseudopotential are skipped and listed)",
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="TOML settings file with [run], [generate], [screen], [verify] tables",
+    )
+    parser.add_argument("--model", default=None, help="generator.pt (default: the bundled CDVAE)")
+    parser.add_argument(
+        "--no-optimize-tc",
+        action="store_true",
+        help="sample z ~ N(0, I) without the latent Tc optimisation",
+    )
+    parser.add_argument(
+        "--target-tc", type=float, default=None, help="aim the latent optimisation at this Tc (K)"
+    )
+    parser.add_argument(
+        "--steps-per-level",
+        type=int,
+        default=None,
+        help="Langevin steps per noise level (default 10; CDVAE's 100 is 10x slower)",
+    )
+    parser.add_argument("--tc-min", type=float, default=None, help="pass when Tc > this (K, 5)")
+    parser.add_argument(
+        "--eform-max", type=float, default=None, help="pass when E_form < this (eV/atom, 0)"
+    )
+    parser.add_argument("--gap-max", type=float, default=None, help="pass when gap < this (eV)")
+    parser.add_argument(
+        "--ehull-max", type=float, default=None, help="pass when E_hull <= this (eV/atom; off)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="screening processes (local pool)"
+    )
+    parser.add_argument(
+        "--scheduler", default=None, help="dask.distributed scheduler address for screening"
+    )
+    parser.add_argument(
+        "--preset",
+        choices=["coarse", "standard"],
+        default=None,
+        help="Quantum ESPRESSO preset for --verify (default coarse)",
+    )
+    parser.add_argument(
+        "--pseudo-dir",
+        default=None,
+        help="UPF pseudopotentials (default /usr/share/espresso/pseudo)",
+    )
+    parser.add_argument("--np", type=int, default=None, help="MPI ranks for QE (default 1)")
+    parser.add_argument("--no-report", action="store_true", help="skip report.html")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=cmd_run)

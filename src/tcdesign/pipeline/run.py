@@ -1,0 +1,352 @@
+"""``tcdesign run``: generate -> screen -> rank -> verify the best -> report, resumable.
+
+Layout of a run folder (the contract with :mod:`tcdesign.report`)::
+
+    DIR/run.json                  settings, funnel counts per method, seconds per stage
+    DIR/<method>/generated.csv    tcdesign generate (structures/ID.cif beside it)
+    DIR/<method>/screened.csv     tcdesign screen   (relaxed/ID.cif beside it)
+    DIR/candidates.csv            passed candidates of every method, ranked by predicted Tc
+    DIR/verify/verify.csv         Quantum ESPRESSO results of the top K (DIR/verify/<id>/...)
+    DIR/report.html, DIR/figures/
+
+Every stage resumes: generation skips the ids already written, screening the candidates already
+screened, verification the QE steps already finished; a rerun of a finished run redoes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tcdesign.data.io import StructureRecord, read_structures
+from tcdesign.pipeline.settings import RunSettings
+
+CANDIDATE_COLUMNS = [
+    "rank",
+    "method",
+    "id",
+    "formula",
+    "tc",
+    "tc_std",
+    "e_form",
+    "e_hull",
+    "gap",
+    "spacegroup",
+    "novel",
+    "cif",
+]
+# settings that may change between a run and its resumption without invalidating its outputs
+RESUMABLE_CHANGES = {("run", "n"), ("run", "verify"), ("run", "report"), ("run", "methods")}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def settings_conflicts(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Settings whose change would mix incompatible outputs in one run folder."""
+    conflicts = []
+    for stage in ("run", "generate", "screen"):
+        before, after = old.get(stage, {}), new.get(stage, {})
+        for key in sorted(set(before) | set(after)):
+            if (stage, key) in RESUMABLE_CHANGES:
+                continue
+            if before.get(key) != after.get(key):
+                conflicts.append(f"{stage}.{key}: {before.get(key)!r} -> {after.get(key)!r}")
+    return conflicts
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+class RunFolder:
+    """DIR of a run: its paths and its run.json, rewritten after every stage."""
+
+    def __init__(self, out: Path, settings: dict[str, Any]) -> None:
+        """``settings``: the run's settings as a dictionary, every stage's defaults filled in."""
+        self.out = out
+        self.path = out / "run.json"
+        new = _jsonable(settings)
+        self.state: dict[str, Any] = {}
+        if self.path.exists():
+            try:
+                self.state = json.loads(self.path.read_text())
+            except json.JSONDecodeError:
+                self.state = {}
+            conflicts = settings_conflicts(self.state.get("settings", {}), new)
+            if conflicts:
+                raise ValueError(
+                    f"{out} holds a run made with other settings ({'; '.join(conflicts)}); "
+                    "rerun with the same settings to resume it, or choose another --out"
+                )
+        self.state.setdefault("started", _now())
+        self.state.setdefault("seconds", {})
+        self.state.setdefault("funnel", {})
+        self.state.update(settings=new, tcdesign_version=version("tcdesign"), finished=None)
+        self.state["methods"] = list(settings["run"]["methods"])
+        out.mkdir(parents=True, exist_ok=True)
+        self.save()
+
+    def method_dir(self, method: str) -> Path:
+        return self.out / method
+
+    def save(self) -> None:
+        self.path.write_text(json.dumps(_jsonable(self.state), indent=2))
+
+    def record(self, stage: str, seconds: float, **values: Any) -> None:
+        self.state["seconds"][stage] = round(seconds, 2)
+        self.state.update(values)
+        self.save()
+
+
+def _bool_column(series: pd.Series) -> pd.Series:
+    return series.astype(str).str.lower().isin(["true", "1", "yes"])
+
+
+def funnel_counts(method_dir: Path) -> dict[str, int]:
+    """generated -> valid -> relaxed -> passed for one method's folder (0 for missing stages)."""
+    counts = {"generated": 0, "valid": 0, "screened": 0, "relaxed": 0, "passed": 0}
+    generated = method_dir / "generated.csv"
+    if generated.exists() and generated.stat().st_size:
+        table = pd.read_csv(generated, dtype={"id": str})
+        counts["generated"] = len(table)
+        counts["valid"] = int((table.status == "ok").sum())
+    screened = method_dir / "screened.csv"
+    if screened.exists() and screened.stat().st_size:
+        table = pd.read_csv(screened, dtype={"id": str})
+        counts["screened"] = len(table)
+        counts["relaxed"] = int((table.status == "ok").sum())
+        counts["passed"] = int(_bool_column(table.passed).sum())
+    return counts
+
+
+def generate_stage(folder: RunFolder, settings: RunSettings, method: str, progress: bool) -> None:
+    """``tcdesign generate`` into DIR/<method> (resumes what is there)."""
+    from tcdesign.generate.api import generate
+    from tcdesign.generate.sample import LangevinSchedule
+
+    stage = settings.generate
+    generate(
+        settings.run.n,
+        folder.method_dir(method),
+        method=method,  # type: ignore[arg-type]
+        seed=settings.run.seed,
+        model=stage.model,
+        optimize_tc=stage.optimize_tc,
+        target_tc=stage.target_tc,
+        opt_steps=stage.opt_steps,
+        opt_lr=stage.opt_lr,
+        schedule=LangevinSchedule(stage.steps_per_level, stage.step_lr, stage.levels),
+        batch_size=stage.batch_size,
+        progress=progress,
+    )
+
+
+def valid_generated(method_dir: Path, n: int) -> list[StructureRecord]:
+    """The usable crystals among the first ``n`` ids of DIR/<method>/generated.csv."""
+    table = pd.read_csv(method_dir / "generated.csv", dtype={"id": str})
+    keep = set(table.id[table.status == "ok"].head(n))
+    ids = [f"gen-{k:05d}" for k in range(n)]
+    wanted = {i for i in ids if i in keep}
+    return [r for r in read_structures(method_dir / "generated.csv") if r.id in wanted and r.ok]
+
+
+def screen_stage(folder: RunFolder, settings: RunSettings, method: str, progress: bool) -> None:
+    """``tcdesign screen`` of the valid generated crystals into DIR/<method>."""
+    from tcdesign.screen import ScreenSettings, screen_records
+
+    method_dir = folder.method_dir(method)
+    records = valid_generated(method_dir, settings.run.n)
+    screen_records(records, method_dir, ScreenSettings(**settings.screen), progress=progress)
+
+
+def rank_candidates(folder: RunFolder, methods: tuple[str, ...]) -> pd.DataFrame:
+    """Passed candidates of every method, highest predicted Tc first -> DIR/candidates.csv."""
+    frames = []
+    for method in methods:
+        path = folder.method_dir(method) / "screened.csv"
+        if not path.exists() or not path.stat().st_size:
+            continue
+        table = pd.read_csv(path, dtype={"id": str})
+        passed = table[_bool_column(table.passed)].copy()
+        passed["method"] = method
+        relaxed = passed.get("relaxed_cif", pd.Series("", index=passed.index)).fillna("")
+        passed["cif"] = [
+            f"{method}/{rel}" if rel else f"{method}/structures/{rid}.cif"
+            for rel, rid in zip(relaxed, passed.id, strict=True)
+        ]
+        frames.append(passed)
+    ranked = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if len(ranked):
+        ranked = ranked.sort_values("tc", ascending=False, kind="stable").reset_index(drop=True)
+        ranked["rank"] = range(1, len(ranked) + 1)
+    ranked = ranked.reindex(columns=CANDIDATE_COLUMNS)
+    ranked.to_csv(folder.out / "candidates.csv", index=False)
+    return ranked
+
+
+def choose_for_verification(
+    ranked: pd.DataFrame, out: Path, k: int, pseudo_dir: str | None, explicit: dict[str, str]
+) -> tuple[list[StructureRecord], list[dict[str, str]]]:
+    """The best ``k`` candidates QE can run, and the better-ranked ones skipped with the reason."""
+    from pymatgen.core import Structure
+
+    from tcdesign.verify.pseudo import (
+        PseudopotentialError,
+        choose_pseudopotentials,
+        default_pseudo_dir,
+    )
+    from tcdesign.verify.workflow import missing_programs
+
+    chosen: list[StructureRecord] = []
+    skipped: list[dict[str, str]] = []
+    absent = missing_programs()
+    directory = Path(pseudo_dir) if pseudo_dir else default_pseudo_dir()
+    for row in ranked.itertuples():
+        if len(chosen) == k:
+            break
+        rid = f"{row.method}-{row.id}"
+        if absent:
+            reason = f"{', '.join(absent)} not found (install Quantum ESPRESSO)"
+            skipped.append({"id": rid, "formula": row.formula, "reason": reason})
+            continue
+        if directory is None:
+            reason = "no pseudopotential folder (--pseudo-dir)"
+            skipped.append({"id": rid, "formula": row.formula, "reason": reason})
+            continue
+        structure = Structure.from_file(out / row.cif)
+        elements = [e.symbol for e in structure.composition.elements]
+        try:
+            choose_pseudopotentials(elements, directory, explicit)
+        except PseudopotentialError as exc:
+            skipped.append({"id": rid, "formula": row.formula, "reason": str(exc)})
+            continue
+        chosen.append(StructureRecord(rid, structure))
+    return chosen, skipped
+
+
+def verify_stage(
+    folder: RunFolder, settings: RunSettings, ranked: pd.DataFrame
+) -> tuple[pd.DataFrame, list[dict[str, str]]]:
+    """Quantum ESPRESSO on the top ``settings.run.verify`` candidates -> DIR/verify/verify.csv."""
+    from tcdesign.verify.executor import run_many
+    from tcdesign.verify.settings import make_settings
+
+    stage = settings.verify
+    qe_settings = make_settings(stage.preset, **stage.overrides)
+    chosen, skipped = choose_for_verification(
+        ranked, folder.out, settings.run.verify, stage.pseudo_dir, qe_settings.pseudopotentials
+    )
+    verify_dir = folder.out / "verify"
+    if not chosen:
+        return pd.DataFrame(), skipped
+    table = run_many(chosen, verify_dir, qe_settings, stage.pseudo_dir, workers=stage.workers)
+    source = {f"{m}-{i}": (m, i) for m, i in zip(ranked.method, ranked.id, strict=True)}
+    table["method"] = [source[i][0] for i in table.id]
+    table["source_id"] = [source[i][1] for i in table.id]
+    table.to_csv(verify_dir / "verify.csv", index=False)
+    return table, skipped
+
+
+def verified_counts(table: pd.DataFrame, method: str, tc_min: float) -> dict[str, int]:
+    """verified (QE finished), and of those: Tc above tc_min, and dynamically stable too."""
+    if table.empty:
+        return {"verified": 0, "dft_tc_above_min": 0, "dft_stable_above_min": 0}
+    mine = table[(table.method == method) & (table.status == "ok")]
+    above = mine[pd.to_numeric(mine.tc_K, errors="coerce") > tc_min]
+    stable = above[_bool_column(above.dynamically_stable)]
+    return {
+        "verified": len(mine),
+        "dft_tc_above_min": len(above),
+        "dft_stable_above_min": len(stable),
+    }
+
+
+def run_pipeline(
+    out: str | Path,
+    settings: RunSettings,
+    *,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """The whole pipeline into ``out``; returns the contents of ``out/run.json``.
+
+    Raises ValueError when ``out`` holds a run made with incompatible settings.
+    """
+    from tcdesign.screen import ScreenSettings
+
+    out = Path(out)
+    screen_settings = ScreenSettings(**settings.screen)  # unknown keys fail before any work
+    folder = RunFolder(out, {**settings.as_dict(), "screen": asdict(screen_settings)})
+    methods = settings.run.methods
+    n_stages = 3 + (settings.run.verify > 0) + settings.run.report
+    step = 0
+
+    def header(text: str) -> None:
+        nonlocal step
+        step += 1
+        echo(f"[{step}/{n_stages}] {text}")
+
+    header(f"generate {settings.run.n} per method ({', '.join(methods)})")
+    started = time.perf_counter()
+    for method in methods:
+        generate_stage(folder, settings, method, progress)
+        counts = funnel_counts(folder.method_dir(method))
+        echo(f"  {method}: {counts['generated']} generated, {counts['valid']} valid")
+    folder.record("generate", time.perf_counter() - started)
+
+    header("screen: relax, formation energy, hull, gap, novelty, Tc")
+    started = time.perf_counter()
+    for method in methods:
+        screen_stage(folder, settings, method, progress)
+        counts = funnel_counts(folder.method_dir(method))
+        folder.state["funnel"][method] = counts
+        echo(
+            f"  {method}: {counts['valid']} valid -> {counts['relaxed']} relaxed -> "
+            f"{counts['passed']} passed"
+        )
+    folder.record("screen", time.perf_counter() - started)
+
+    header("rank the passed candidates")
+    ranked = rank_candidates(folder, methods)
+    echo(f"  {len(ranked)} candidates -> {out / 'candidates.csv'}")
+    for row in ranked.head(5).itertuples():
+        echo(f"  {row.rank:>3}. {row.formula:<14} Tc {row.tc:5.1f} +/- {row.tc_std:4.1f} K")
+
+    verify_table, skipped = pd.DataFrame(), []
+    if settings.run.verify > 0:
+        header(f"verify the top {settings.run.verify} with Quantum ESPRESSO")
+        started = time.perf_counter()
+        verify_table, skipped = verify_stage(folder, settings, ranked)
+        for item in skipped:
+            echo(f"  skipped {item['id']} ({item['formula']}): {item['reason']}")
+        done = int((verify_table.status == "ok").sum()) if len(verify_table) else 0
+        echo(f"  {done} of {len(verify_table)} verified -> {out / 'verify' / 'verify.csv'}")
+        folder.record("verify", time.perf_counter() - started, skipped_verify=skipped)
+    tc_min = screen_settings.tc_min
+    for method in methods:
+        folder.state["funnel"][method].update(verified_counts(verify_table, method, tc_min))
+    folder.save()
+
+    if settings.run.report:
+        header("report")
+        started = time.perf_counter()
+        from tcdesign.report import write_report
+
+        folder.state["finished"] = _now()
+        folder.save()
+        html = write_report(out, progress=progress)
+        echo(f"  wrote {html}")
+        folder.record("report", time.perf_counter() - started)
+    folder.state["finished"] = _now()
+    folder.save()
+    return folder.state

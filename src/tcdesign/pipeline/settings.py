@@ -1,0 +1,179 @@
+"""Settings of ``tcdesign run``: one frozen dataclass per stage, readable from one TOML file.
+
+The TOML file has a table per stage, each key named like a field below (``[run]``,
+``[generate]``) or like the fields of the stage's own settings (``[screen]``:
+:class:`tcdesign.screen.ScreenSettings`; ``[verify]``:
+:class:`tcdesign.verify.settings.VerifySettings`, plus ``preset``, ``pseudo_dir`` and
+``workers``)::
+
+    [run]
+    n = 100
+    methods = ["cdvae", "substitution"]
+    verify = 3
+
+    [generate]
+    steps_per_level = 20
+
+    [screen]
+    tc_min = 5.0
+
+    [verify]
+    preset = "coarse"
+    pseudo_dir = "/opt/SSSP"
+
+Command-line flags override the file; the file overrides the defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Method = Literal["cdvae", "substitution"]
+METHODS: tuple[str, ...] = ("cdvae", "substitution")
+DEFAULT_N = 100  # per method; sized so that the defaults finish within 15 minutes on 2 cores
+
+
+@dataclass(frozen=True)
+class RunStage:
+    """What the pipeline does as a whole."""
+
+    n: int = DEFAULT_N  # crystals generated per method
+    methods: tuple[Method, ...] = ("cdvae",)
+    seed: int = 0
+    verify: int = 0  # verify the top K passed candidates with Quantum ESPRESSO (0: none)
+    report: bool = True  # write DIR/report.html at the end
+
+
+@dataclass(frozen=True)
+class GenerateStage:
+    """How candidates are generated (see ``tcdesign generate --help``)."""
+
+    model: str | None = None  # generator.pt; None: the bundled CDVAE
+    optimize_tc: bool = True  # gradient steps on z through the Tc head
+    target_tc: float | None = None  # K; aim the optimisation at this Tc instead of maximising
+    opt_steps: int = 100
+    opt_lr: float = 1e-3
+    levels: int | None = None  # noise levels used (None: all 50)
+    steps_per_level: int = 10  # Langevin steps per level (CDVAE: 100); 10 keeps the default fast
+    step_lr: float = 1e-4
+    batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class VerifyStage:
+    """How the top candidates are verified (``tcdesign verify --help``)."""
+
+    preset: Literal["coarse", "standard"] = "coarse"
+    pseudo_dir: str | None = None  # None: /usr/share/espresso/pseudo
+    workers: int = 1
+    overrides: dict[str, Any] = field(default_factory=dict)  # VerifySettings fields
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything ``tcdesign run`` needs; ``screen`` holds ScreenSettings keyword arguments."""
+
+    run: RunStage = RunStage()
+    generate: GenerateStage = GenerateStage()
+    screen: dict[str, Any] = field(default_factory=dict)
+    verify: VerifyStage = VerifyStage()
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _checked(cls: type, table: dict[str, Any], where: str) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(table) - names
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown setting(s) {', '.join(sorted(unknown))} "
+            f"(known: {', '.join(sorted(names))})"
+        )
+    return dict(table)
+
+
+def _run_stage(values: dict[str, Any], where: str) -> RunStage:
+    values = _checked(RunStage, values, where)
+    if "methods" in values:
+        methods = values["methods"]
+        methods = [methods] if isinstance(methods, str) else list(methods)
+        if methods == ["both"]:
+            methods = list(METHODS)
+        bad = [m for m in methods if m not in METHODS]
+        if bad or not methods:
+            raise ValueError(
+                f"{where}: unknown method(s) {', '.join(map(str, bad)) or '(none)'}; choose from "
+                f"{', '.join(METHODS)} or both"
+            )
+        values["methods"] = tuple(dict.fromkeys(methods))
+    stage = RunStage(**values)
+    if stage.n < 1:
+        raise ValueError(f"{where}: n must be at least 1 (got {stage.n})")
+    if stage.verify < 0:
+        raise ValueError(f"{where}: verify must be 0 or more (got {stage.verify})")
+    return stage
+
+
+def _verify_stage(values: dict[str, Any], where: str) -> VerifyStage:
+    from tcdesign.verify.settings import PRESETS, settings_fields
+
+    own = {"preset", "pseudo_dir", "workers"}
+    values = dict(values)
+    overrides = {k: values.pop(k) for k in list(values) if k not in own}
+    unknown = set(overrides) - settings_fields()
+    if unknown:
+        raise ValueError(f"{where}: unknown verify setting(s) {', '.join(sorted(unknown))}")
+    if values.get("preset", "coarse") not in PRESETS:
+        raise ValueError(f"{where}: unknown preset {values['preset']!r} (coarse or standard)")
+    return VerifyStage(**values, overrides=overrides)
+
+
+def make_run_settings(
+    config: dict[str, dict[str, Any]] | None = None,
+    *,
+    where: str = "settings",
+    **flags: dict[str, Any],
+) -> RunSettings:
+    """Settings from a parsed TOML document and per-stage flag overrides.
+
+    ``flags`` maps a stage name (run, generate, screen, verify) to the values given on the
+    command line (None values are ignored). Raises ValueError naming ``where`` and the bad key.
+    """
+    config = dict(config or {})
+    unknown = set(config) - {"run", "generate", "screen", "verify"}
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown table(s) {', '.join(sorted(unknown))} "
+            "(use [run], [generate], [screen], [verify])"
+        )
+    merged: dict[str, dict[str, Any]] = {}
+    for stage in ("run", "generate", "screen", "verify"):
+        table = config.get(stage, {})
+        if not isinstance(table, dict):
+            raise ValueError(f"{where}: [{stage}] must be a table")
+        given = {k: v for k, v in flags.get(stage, {}).items() if v is not None}
+        merged[stage] = {**table, **given}
+    generate_values = _checked(GenerateStage, merged["generate"], f"{where} [generate]")
+    try:
+        return RunSettings(
+            run=_run_stage(merged["run"], f"{where} [run]"),
+            generate=GenerateStage(**generate_values),
+            screen=merged["screen"],
+            verify=_verify_stage(merged["verify"], f"{where} [verify]"),
+        )
+    except TypeError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def read_run_toml(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The parsed settings file; ValueError naming the file when it cannot be read."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read TOML ({exc})") from None

@@ -1,0 +1,81 @@
+"""Settings of ``tcdesign run``: TOML tables, flag overrides, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tcdesign.pipeline.run import settings_conflicts
+from tcdesign.pipeline.settings import DEFAULT_N, make_run_settings, read_run_toml
+
+
+def test_defaults() -> None:
+    settings = make_run_settings()
+    assert settings.run.n == DEFAULT_N
+    assert settings.run.methods == ("cdvae",)
+    assert settings.run.verify == 0
+    assert settings.generate.optimize_tc
+    assert settings.screen == {}
+    assert settings.verify.preset == "coarse"
+
+
+def test_toml_tables_and_flags_override_them(tmp_path: Path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text(
+        '[run]\nn = 7\nmethods = ["cdvae", "substitution"]\nverify = 2\n'
+        "[generate]\nsteps_per_level = 3\n"
+        "[screen]\ntc_min = 4.0\n"
+        '[verify]\npreset = "standard"\nnp = 4\nmu_star = 0.13\n'
+    )
+    config = read_run_toml(path)
+    settings = make_run_settings(config, run={"n": 9, "seed": None}, screen={"tc_min": None})
+    assert settings.run.n == 9  # the flag wins
+    assert settings.run.seed == 0  # None means "not given"
+    assert settings.run.methods == ("cdvae", "substitution")
+    assert settings.generate.steps_per_level == 3
+    assert settings.screen == {"tc_min": 4.0}
+    assert settings.verify.preset == "standard"
+    assert settings.verify.overrides == {"np": 4, "mu_star": 0.13}
+
+
+def test_both_methods_shorthand() -> None:
+    assert make_run_settings({"run": {"methods": "both"}}).run.methods == (
+        "cdvae",
+        "substitution",
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"runn": {}}, "unknown table"),
+        ({"run": {"nn": 3}}, "unknown setting"),
+        ({"run": {"methods": ["gan"]}}, "unknown method"),
+        ({"run": {"n": 0}}, "at least 1"),
+        ({"run": {"verify": -1}}, "0 or more"),
+        ({"generate": {"steps": 3}}, "unknown setting"),
+        ({"verify": {"ecut": 3}}, "unknown verify setting"),
+        ({"verify": {"preset": "fine"}}, "unknown preset"),
+        ({"run": 3}, "must be a table"),
+    ],
+)
+def test_bad_settings_name_the_key(config: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_run_settings(config, where="my.toml")
+
+
+def test_unreadable_toml(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[run\nn = ")
+    with pytest.raises(ValueError, match="bad.toml"):
+        read_run_toml(path)
+
+
+def test_resume_conflicts_ignore_growing_n_but_not_a_new_seed() -> None:
+    old = make_run_settings().as_dict()
+    assert settings_conflicts(old, make_run_settings(run={"n": 500, "verify": 3}).as_dict()) == []
+    conflicts = settings_conflicts(old, make_run_settings(run={"seed": 1}).as_dict())
+    assert conflicts == ["run.seed: 0 -> 1"]
+    changed = make_run_settings(screen={"tc_min": 3.0}).as_dict()
+    assert settings_conflicts(old, changed) == ["screen.tc_min: None -> 3.0"]

@@ -1,0 +1,142 @@
+"""Pipeline stages on hand-made run folders: funnel counts, ranking, choosing what QE can run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from tcdesign.pipeline.run import (
+    RunFolder,
+    choose_for_verification,
+    funnel_counts,
+    rank_candidates,
+    verified_counts,
+)
+from tcdesign.pipeline.settings import make_run_settings
+
+AL = Structure(
+    Lattice.cubic(4.04), ["Al"] * 4, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+)
+NBC = Structure(Lattice.cubic(4.47), ["Nb", "C"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def write_upf(folder: Path, name: str, element: str) -> None:
+    """A minimal UPF v2 header, enough for the pseudopotential chooser."""
+    (folder / name).write_text(
+        f'<UPF version="2.0.1">\n<PP_HEADER element="{element}" pseudo_type="NC" is_paw="F" '
+        'relativistic="scalar" functional="SLA PW PBX PBC"\nwfc_cutoff="30" rho_cutoff="120" '
+        'z_valence="3.0"/>\n</UPF>\n'
+    )
+
+
+def make_method(root: Path, method: str, rows: list[dict]) -> None:
+    """DIR/<method>/generated.csv and screened.csv with relaxed CIFs for the given rows."""
+    folder = root / method
+    (folder / "relaxed").mkdir(parents=True)
+    generated = [{"id": r["id"], "status": r.get("gen_status", "ok")} for r in rows]
+    pd.DataFrame(generated).to_csv(folder / "generated.csv", index=False)
+    screened = []
+    for r in rows:
+        if r.get("gen_status", "ok") != "ok":
+            continue
+        r["structure"].to(filename=str(folder / "relaxed" / f"{r['id']}.cif"))
+        screened.append(
+            {
+                "id": r["id"],
+                "formula": r["structure"].composition.reduced_formula,
+                "tc": r["tc"],
+                "tc_std": 1.0,
+                "status": r.get("status", "ok"),
+                "passed": r.get("passed", True),
+                "relaxed_cif": f"relaxed/{r['id']}.cif",
+            }
+        )
+    pd.DataFrame(screened).to_csv(folder / "screened.csv", index=False)
+
+
+@pytest.fixture()
+def run_dir(tmp_path: Path) -> Path:
+    make_method(
+        tmp_path,
+        "cdvae",
+        [
+            {"id": "gen-00000", "structure": NBC, "tc": 12.0},
+            {"id": "gen-00001", "structure": AL, "tc": 7.0},
+            {"id": "gen-00002", "structure": AL, "tc": 2.0, "passed": False},
+            {"id": "gen-00003", "structure": AL, "tc": 9.0, "status": "failed", "passed": False},
+            {"id": "gen-00004", "structure": AL, "tc": 0.0, "gen_status": "broken"},
+        ],
+    )
+    make_method(tmp_path, "substitution", [{"id": "gen-00000", "structure": AL, "tc": 8.0}])
+    return tmp_path
+
+
+def test_funnel_counts(run_dir: Path) -> None:
+    counts = funnel_counts(run_dir / "cdvae")
+    assert counts == {"generated": 5, "valid": 4, "screened": 4, "relaxed": 3, "passed": 2}
+    assert funnel_counts(run_dir / "nothing")["generated"] == 0
+
+
+def test_ranking_merges_methods_by_tc(run_dir: Path) -> None:
+    folder = RunFolder(run_dir, make_run_settings().as_dict())
+    ranked = rank_candidates(folder, ("cdvae", "substitution"))
+    assert list(ranked.tc) == [12.0, 8.0, 7.0]
+    assert list(ranked["rank"]) == [1, 2, 3]
+    assert list(ranked.method) == ["cdvae", "substitution", "cdvae"]
+    assert all((run_dir / cif).is_file() for cif in ranked.cif)
+    assert (run_dir / "candidates.csv").is_file()
+
+
+def test_verification_skips_elements_without_pseudopotentials(
+    run_dir: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tcdesign.verify.workflow.missing_programs", lambda np_ranks=1: [])
+    pseudo = tmp_path_factory.mktemp("pseudo")
+    write_upf(pseudo, "Al.pbe.UPF", "Al")
+    write_upf(pseudo, "C.pbe.UPF", "C")
+    folder = RunFolder(run_dir, make_run_settings().as_dict())
+    ranked = rank_candidates(folder, ("cdvae", "substitution"))
+    chosen, skipped = choose_for_verification(ranked, run_dir, 2, str(pseudo), {})
+    assert [r.id for r in chosen] == ["substitution-gen-00000", "cdvae-gen-00001"]
+    assert chosen[0].structure.composition.reduced_formula == "Al"
+    assert [s["id"] for s in skipped] == ["cdvae-gen-00000"]
+    assert "Nb" in skipped[0]["reason"]
+
+
+def test_verification_without_quantum_espresso_says_so(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tcdesign.verify.workflow.missing_programs", lambda np_ranks=1: ["pw.x"])
+    folder = RunFolder(run_dir, make_run_settings().as_dict())
+    ranked = rank_candidates(folder, ("cdvae",))
+    chosen, skipped = choose_for_verification(ranked, run_dir, 1, None, {})
+    assert chosen == []
+    assert all("pw.x not found" in s["reason"] for s in skipped)
+
+
+def test_verified_counts() -> None:
+    table = pd.DataFrame(
+        {
+            "method": ["cdvae", "cdvae", "cdvae", "substitution"],
+            "status": ["ok", "ok", "error", "ok"],
+            "tc_K": [8.0, 2.0, None, 6.0],
+            "dynamically_stable": [False, True, None, True],
+        }
+    )
+    assert verified_counts(table, "cdvae", 5.0) == {
+        "verified": 2,
+        "dft_tc_above_min": 1,
+        "dft_stable_above_min": 0,
+    }
+    assert verified_counts(pd.DataFrame(), "cdvae", 5.0)["verified"] == 0
+
+
+def test_a_run_folder_refuses_other_settings(tmp_path: Path) -> None:
+    RunFolder(tmp_path, make_run_settings().as_dict())
+    RunFolder(tmp_path, make_run_settings(run={"n": 3}).as_dict())  # n may change
+    with pytest.raises(ValueError, match="run.seed"):
+        RunFolder(tmp_path, make_run_settings(run={"seed": 4}).as_dict())
+
