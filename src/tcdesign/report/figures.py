@@ -1,0 +1,434 @@
+"""The report's figures as matplotlib ``Figure`` objects (Agg canvas, no pyplot state).
+
+Each function draws one figure from plain arrays and tables; the captions are written where the
+data is chosen (:mod:`tcdesign.report.build`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
+from pymatgen.core import Composition, Element, Structure
+
+from tcdesign.report.analysis import (
+    STAGE_LABELS,
+    formula_type,
+    num_elements_label,
+)
+from tcdesign.verify.eliashberg import allen_dynes_tc
+
+DPI = 110
+TRAINING_COLOR = "#555555"
+METHOD_COLORS = {"cdvae": "#1f77b4", "substitution": "#d62728"}
+OTHER_COLORS = ("#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+HEATMAP_CMAP = "viridis"
+ABSENT_COLOR = "#d9d9d9"
+MAX_FORMULA_TYPES = 14  # most common stoichiometry patterns shown in the formula-type panel
+MAX_A2F_CURVES = 6
+MAIN_STAGES = ("generated", "valid", "relaxed", "passed", "verified")
+
+
+def method_color(name: str, names: Sequence[str]) -> str:
+    """A fixed colour per known method; others take the next free colour in order."""
+    if name in METHOD_COLORS:
+        return METHOD_COLORS[name]
+    others = [n for n in names if n not in METHOD_COLORS]
+    index = others.index(name) if name in others else len(others)
+    return OTHER_COLORS[index % len(OTHER_COLORS)]
+
+
+@dataclass
+class Series:
+    """One labelled set of values in a comparison figure."""
+
+    label: str
+    values: np.ndarray
+    color: str
+    dashed: bool = False
+
+
+def _table_position(element: Element) -> tuple[float, float]:
+    """(column, row) of an element in the 18-column periodic table; lanthanides and actinides go
+    in two rows below, separated by a gap."""
+    z = element.Z
+    if 57 <= z <= 71:
+        return z - 57 + 3, 8.5
+    if 89 <= z <= 103:
+        return z - 89 + 3, 9.5
+    return element.group, element.row
+
+
+def periodic_table_figure(
+    probabilities: pd.DataFrame, title: str, threshold: float, max_z: int = 103
+) -> Figure:
+    """Heat map of ``probabilities.probability`` (index: element symbols; ``n`` compounds,
+    ``n_above`` of them above threshold) on the periodic table; grey where an element is absent."""
+    figure = Figure(figsize=(11.5, 6.6), dpi=DPI)
+    ax = figure.add_axes((0.01, 0.13, 0.98, 0.80))
+    norm = Normalize(0.0, 1.0)
+    cmap = colormaps[HEATMAP_CMAP]
+    for z in range(1, max_z + 1):
+        element = Element.from_Z(z)
+        column, row = _table_position(element)
+        symbol = element.symbol
+        present = symbol in probabilities.index and probabilities.loc[symbol, "n"] > 0
+        if present:
+            value = float(probabilities.loc[symbol, "probability"])
+            face = cmap(norm(value))
+            text_color = "white" if value < 0.55 else "black"
+        else:
+            face, text_color = ABSENT_COLOR, "#7a7a7a"
+        ax.add_patch(
+            Rectangle((column - 0.5, row - 0.5), 0.94, 0.94, facecolor=face, edgecolor="white")
+        )
+        ax.text(
+            column - 0.03,
+            row - 0.14,
+            symbol,
+            ha="center",
+            va="center",
+            fontsize=9,
+            fontweight="bold",
+            color=text_color,
+        )
+        if present:
+            count = (
+                f"{int(probabilities.loc[symbol, 'n_above'])}/{int(probabilities.loc[symbol, 'n'])}"
+            )
+            ax.text(
+                column - 0.03,
+                row + 0.2,
+                count,
+                ha="center",
+                va="center",
+                fontsize=6,
+                color=text_color,
+            )
+    for row, label in ((6, "57-71"), (7, "89-103")):
+        ax.text(3 - 0.03, row, label, ha="center", va="center", fontsize=6, color="#7a7a7a")
+    ax.set_xlim(0.4, 18.6)
+    ax.set_ylim(10.1, 0.4)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(title, fontsize=11)
+    colorbar_ax = figure.add_axes((0.25, 0.07, 0.5, 0.025))
+    mappable = _scalar_mappable(cmap, norm)
+    bar = figure.colorbar(mappable, cax=colorbar_ax, orientation="horizontal")
+    bar.set_label(
+        f"probability that a generated compound with the element has predicted Tc > "
+        f"{threshold:g} K (numbers: compounds above / compounds with the element)",
+        fontsize=8,
+    )
+    bar.ax.tick_params(labelsize=8)
+    ax.legend(
+        handles=[Patch(facecolor=ABSENT_COLOR, label="element in no generated compound")],
+        loc="upper center",
+        bbox_to_anchor=(0.45, 1.0),
+        fontsize=8,
+        frameon=False,
+    )
+    return figure
+
+
+def _scalar_mappable(cmap, norm: Normalize) -> ScalarMappable:
+    mappable = ScalarMappable(norm=norm, cmap=cmap)
+    mappable.set_array([])
+    return mappable
+
+
+def formula_type_figure(sets: Sequence[tuple[str, Sequence[Composition], str]]) -> Figure:
+    """Fractions of each set by number of elements (left) and by stoichiometry pattern (right).
+
+    ``sets`` holds (label, compositions, colour)."""
+    figure = Figure(figsize=(11.5, 4.2), dpi=DPI, layout="constrained")
+    left, right = figure.subplots(1, 2, width_ratios=[1, 2.6])
+    element_labels = [num_elements_label(k) for k in (1, 2, 3, 4, 5)]
+    type_counts = []
+    for _, compositions, _ in sets:
+        types = pd.Series([formula_type(c) for c in compositions], dtype=object)
+        type_counts.append(types.value_counts())
+    combined = pd.concat([counts / max(counts.sum(), 1) for counts in type_counts], axis=1).fillna(
+        0.0
+    )
+    if len(combined):
+        order = combined.max(axis=1).sort_values(ascending=False).index[:MAX_FORMULA_TYPES]
+        # group by number of distinct elements (letters), then by frequency
+        order = sorted(
+            order, key=lambda t: (sum(ch.isalpha() for ch in t), -combined.max(axis=1)[t])
+        )
+    else:
+        order = []
+    width = 0.8 / max(len(sets), 1)
+    for k, (label, compositions, color) in enumerate(sets):
+        n = max(len(compositions), 1)
+        counts = pd.Series([num_elements_label(len(c.elements)) for c in compositions])
+        fractions = [float((counts == name).sum()) / n for name in element_labels]
+        offsets = np.arange(len(element_labels)) + (k - (len(sets) - 1) / 2) * width
+        left.bar(offsets, fractions, width, color=color, label=f"{label} (n={len(compositions)})")
+        type_fractions = [float(type_counts[k].get(name, 0)) / n for name in order]
+        offsets = np.arange(len(order)) + (k - (len(sets) - 1) / 2) * width
+        right.bar(offsets, type_fractions, width, color=color, label=label)
+    left.set_xticks(np.arange(len(element_labels)), element_labels)
+    left.set_xlabel("number of elements (A = unary, AB = binary, ...)")
+    left.set_ylabel("fraction of structures")
+    left.set_title("(a) number of elements", fontsize=10)
+    left.legend(fontsize=7)
+    right.set_xticks(np.arange(len(order)), order, rotation=45, ha="right")
+    right.set_xlabel("formula type (reduced stoichiometry, letters by increasing amount)")
+    right.set_ylabel("fraction of structures")
+    right.set_title(f"(b) the {len(order)} most common formula types", fontsize=10)
+    return figure
+
+
+def _step_histograms(ax, series: Sequence[Series], bins: np.ndarray) -> None:
+    for item in series:
+        values = item.values[np.isfinite(item.values)]
+        if values.size == 0:
+            continue
+        weights = np.full(values.size, 1.0 / values.size)
+        ax.hist(
+            np.clip(values, bins[0], bins[-1]),
+            bins=bins,
+            weights=weights,
+            histtype="step",
+            linewidth=1.8,
+            linestyle="--" if item.dashed else "-",
+            color=item.color,
+            label=f"{item.label} (n={values.size})",
+        )
+
+
+def _bins(series: Sequence[Series], count: int, low: float | None = None) -> np.ndarray:
+    values = np.concatenate([s.values[np.isfinite(s.values)] for s in series] or [np.zeros(0)])
+    if values.size == 0:
+        return np.linspace(0.0, 1.0, count + 1)
+    lower = float(np.percentile(values, 0.5)) if low is None else low
+    upper = float(np.percentile(values, 99.5))
+    if not upper > lower:
+        upper = lower + 1.0
+    return np.linspace(lower, upper, count + 1)
+
+
+def density_packing_figure(density: Sequence[Series], packing: Sequence[Series]) -> Figure:
+    """Histograms (fraction of each set per bin) of density (g/cm^3) and packing fraction."""
+    figure = Figure(figsize=(11.5, 4.0), dpi=DPI, layout="constrained")
+    left, right = figure.subplots(1, 2)
+    _step_histograms(left, density, _bins(density, 40, 0.0))
+    left.set_xlabel("density (g/cm$^3$)")
+    left.set_ylabel("fraction of structures per bin")
+    left.set_title("(c) density", fontsize=10)
+    left.legend(fontsize=7)
+    _step_histograms(right, packing, _bins(packing, 40, 0.0))
+    right.set_xlabel("packing fraction (atomic sphere volume / cell volume, dimensionless)")
+    right.set_ylabel("fraction of structures per bin")
+    right.set_title("(d) packing fraction", fontsize=10)
+    return figure
+
+
+def tc_distribution_figure(
+    training: np.ndarray, generated: Sequence[Series], tc_min: float
+) -> Figure:
+    """(a) training DFT Tc histogram; (b) predicted Tc histograms of the generated sets."""
+    figure = Figure(figsize=(11.5, 4.0), dpi=DPI, layout="constrained")
+    left, right = figure.subplots(1, 2, sharex=True)
+    finite = [training[np.isfinite(training)]] + [
+        s.values[np.isfinite(s.values)] for s in generated
+    ]
+    upper = max(float(np.percentile(np.concatenate(finite), 99.5)), tc_min + 1.0, 5.0)
+    bins = np.linspace(0.0, math.ceil(upper), min(int(math.ceil(upper)) + 1, 61))
+    values = training[np.isfinite(training)]
+    left.hist(np.clip(values, 0, bins[-1]), bins=bins, color=TRAINING_COLOR, alpha=0.85)
+    left.set_title(f"(a) training set, DFT Tc (n={values.size})", fontsize=10)
+    left.set_ylabel("number of structures")
+    for item in generated:
+        finite_values = item.values[np.isfinite(item.values)]
+        if finite_values.size:
+            right.hist(
+                np.clip(finite_values, 0, bins[-1]),
+                bins=bins,
+                histtype="step",
+                linewidth=1.8,
+                linestyle="--" if item.dashed else "-",
+                color=item.color,
+                label=f"{item.label} (n={finite_values.size})",
+            )
+    right.set_title("(b) generated structures, predicted Tc", fontsize=10)
+    right.set_ylabel("number of structures")
+    for ax in (left, right):
+        ax.axvline(tc_min, color="black", linestyle=":", linewidth=1.2)
+        ax.set_xlabel("Tc (K); last bin includes everything above")
+    right.text(
+        tc_min,
+        0.97,
+        f" Tc = {tc_min:g} K",
+        transform=right.get_xaxis_transform(),
+        fontsize=8,
+        va="top",
+    )
+    if generated:
+        right.legend(fontsize=7)
+    return figure
+
+
+def epc_figure(
+    verified: pd.DataFrame, curves: Sequence[tuple[str, np.ndarray, np.ndarray]], mu_star: float
+) -> Figure:
+    """(c) lambda versus omega_log coloured by DFT Tc with Allen-Dynes iso-Tc lines;
+    (d) alpha2F(omega) of the given curves (label, omega in cm^-1, alpha2F)."""
+    panels = 2 if curves else 1
+    figure = Figure(figsize=(11.5 if panels == 2 else 6.5, 4.6), dpi=DPI, layout="constrained")
+    axes = figure.subplots(1, panels)
+    ax = axes[0] if panels == 2 else axes
+    omega = verified.omega_log_K.to_numpy(float)
+    lam = verified["lambda"].to_numpy(float)
+    tc = verified.tc_K.to_numpy(float)
+    stable = verified.dynamically_stable.to_numpy(bool)
+    omega_max = max(float(np.nanmax(omega)) * 1.25, 100.0) if omega.size else 500.0
+    lam_max = max(float(np.nanmax(lam)) * 1.25, 1.0) if lam.size else 1.5
+    grid_omega, grid_lam = np.meshgrid(
+        np.linspace(1.0, omega_max, 160), np.linspace(0.05, lam_max, 160)
+    )
+    grid_tc = np.vectorize(lambda la, om: allen_dynes_tc(la, om, mu_star))(grid_lam, grid_omega)
+    levels = [level for level in (1, 2, 5, 10, 20, 40, 80) if level < np.nanmax(grid_tc)]
+    if levels:
+        contours = ax.contour(
+            grid_omega, grid_lam, grid_tc, levels=levels, colors="#999999", linewidths=0.8
+        )
+        ax.clabel(contours, fmt=lambda v: f"{v:g} K", fontsize=7)
+    vmax = max(float(np.nanmax(tc)), 1.0) if tc.size else 1.0
+    norm = Normalize(0.0, vmax)
+    for mask, marker, label in ((stable, "o", "dynamically stable"), (~stable, "X", "unstable")):
+        if mask.any():
+            ax.scatter(
+                omega[mask],
+                lam[mask],
+                c=tc[mask],
+                cmap="plasma",
+                norm=norm,
+                marker=marker,
+                s=60,
+                edgecolors="black",
+                linewidths=0.6,
+                label=label,
+            )
+    if len(verified) <= 25:
+        for x, y, formula in zip(omega, lam, verified.formula, strict=True):
+            if np.isfinite(x) and np.isfinite(y):
+                ax.annotate(
+                    str(formula), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7
+                )
+    bar = figure.colorbar(_scalar_mappable("plasma", norm), ax=ax)
+    bar.set_label("DFT Tc (K), Allen-Dynes")
+    ax.set_xlim(0, omega_max)
+    ax.set_ylim(0, lam_max)
+    ax.set_xlabel(r"$\omega_{\log}$ (K)")
+    ax.set_ylabel(r"electron-phonon coupling $\lambda$ (dimensionless)")
+    ax.set_title(
+        rf"(c) verified candidates; grey lines: Allen-Dynes Tc at $\mu^*$={mu_star:g}",
+        fontsize=10,
+    )
+    ax.legend(fontsize=7, loc="upper right")
+    if panels == 2:
+        right = axes[1]
+        for label, frequencies, a2f in curves:
+            right.plot(frequencies, a2f, linewidth=1.3, label=label)
+        right.set_xlabel(r"phonon frequency $\omega$ (cm$^{-1}$)")
+        right.set_ylabel(r"Eliashberg function $\alpha^2F(\omega)$ (dimensionless)")
+        right.set_title(
+            r"(d) $\alpha^2F(\omega)$ of the highest-Tc verified candidates", fontsize=10
+        )
+        right.set_xlim(left=0)
+        right.legend(fontsize=7)
+    return figure
+
+
+def funnel_figure(counts: pd.DataFrame, colors: Mapping[str, str], tc_min: float) -> Figure:
+    """Horizontal bars of each stage's count per method (NaN = stage not run)."""
+    # the five main stages always (a missing one says "not run"); the DFT outcomes when present
+    stages = [s for s in counts.columns if s in MAIN_STAGES or counts[s].notna().any()]
+    methods = list(counts.index)
+    height = 0.8 / max(len(methods), 1)
+    figure = Figure(
+        figsize=(9.0, 0.75 + 0.42 * len(stages) * max(len(methods), 1) ** 0.5 + 0.6),
+        dpi=DPI,
+        layout="constrained",
+    )
+    ax = figure.add_subplot()
+    positive = counts[stages].to_numpy(float)
+    positive = positive[np.isfinite(positive) & (positive > 0)]
+    log_scale = positive.size > 0 and positive.max() / positive.min() > 30
+    upper = positive.max() if positive.size else 1.0
+    for k, method in enumerate(methods):
+        for s, stage in enumerate(stages):
+            y = s + (k - (len(methods) - 1) / 2) * height
+            value = counts.loc[method, stage]
+            if not np.isfinite(value):
+                ax.text(
+                    0.6 if log_scale else 0,
+                    y,
+                    "  not run",
+                    va="center",
+                    fontsize=7,
+                    color="#777777",
+                )
+                continue
+            if value > 0:
+                ax.barh(
+                    y,
+                    value,
+                    height * 0.95,
+                    color=colors.get(method, TRAINING_COLOR),
+                    label=method if s == 0 or stage == stages[0] else None,
+                )
+            ax.text(
+                max(value, 0.6 if log_scale else 0), y, f" {int(value)}", va="center", fontsize=8
+            )
+    labels = [STAGE_LABELS[s].format(tc_min=tc_min) for s in stages]
+    ax.set_yticks(np.arange(len(stages)), labels)
+    ax.invert_yaxis()
+    if log_scale:
+        ax.set_xscale("log")
+        ax.set_xlim(0.5, upper * 3)
+    else:
+        ax.set_xlim(0, upper * 1.18 + 1)
+    ax.set_xlabel("number of structures" + (" (log scale)" if log_scale else ""))
+    handles = [Patch(facecolor=colors.get(m, TRAINING_COLOR), label=m) for m in methods]
+    ax.legend(handles=handles, fontsize=8, loc="lower right" if not log_scale else "upper right")
+    return figure
+
+
+def structure_figure(structure: Structure, title: str) -> Figure:
+    """A picture of the cell (ASE's ``plot_atoms``, Jmol colours) with an element legend."""
+    from ase.data import atomic_numbers
+    from ase.data.colors import jmol_colors
+    from ase.visualize.plot import plot_atoms
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    figure = Figure(figsize=(3.0, 3.2), dpi=DPI, layout="constrained")
+    ax = figure.add_subplot()
+    atoms = AseAtomsAdaptor.get_atoms(structure)
+    plot_atoms(atoms, ax, rotation="15x,-25y,0z", radii=0.45)
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=9)
+    symbols = sorted({site.specie.symbol for site in structure}, key=lambda s: atomic_numbers[s])
+    handles = [
+        Patch(facecolor=jmol_colors[atomic_numbers[s]], edgecolor="black", label=s) for s in symbols
+    ]
+    ax.legend(
+        handles=handles,
+        fontsize=7,
+        loc="lower center",
+        bbox_to_anchor=(0.5, -0.12),
+        ncol=min(len(handles), 5),
+        frameon=False,
+    )
+    return figure
