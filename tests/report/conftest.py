@@ -13,6 +13,7 @@ import pytest
 from pymatgen.core import Structure
 
 from tcdesign.generate.api import generate
+from tcdesign.verify.eliashberg import allen_dynes_tc
 
 N_GENERATED = 12
 TC_MIN = 5.0
@@ -62,11 +63,12 @@ def screened_table(generated: pd.DataFrame, folder: Path, seed: int) -> pd.DataF
 
 def write_verify(run: Path, candidates: list[tuple[str, str, str]]) -> pd.DataFrame:
     """verify/verify.csv plus result.json and alpha2F.csv for (method, source_id, formula)
-    candidates: the first stable with Tc 9.8 K, the second unstable, the third failed."""
-    values = [
-        (0.92, 265.0, 9.8, 35.2, True),
-        (0.61, 180.5, 3.1, -48.0, False),
-        (0.48, 320.0, 2.4, 12.0, True),
+    candidates: the first stable with Allen-Dynes Tc 16 K, the second unstable with 4 K, the third
+    failed."""
+    values = [  # lambda, omega_log (K), min frequency (cm^-1), dynamically stable
+        (0.92, 265.0, 35.2, True),
+        (0.61, 180.5, -48.0, False),
+        (0.48, 320.0, 12.0, True),
     ]
     rows = []
     for k, (method, source, formula) in enumerate(candidates):
@@ -74,7 +76,8 @@ def write_verify(run: Path, candidates: list[tuple[str, str, str]]) -> pd.DataFr
         folder = run / "verify" / rid
         folder.mkdir(parents=True)
         failed = k == 2
-        lam, omega_log, tc, min_freq, stable = values[k % len(values)]
+        lam, omega_log, min_freq, stable = values[k % len(values)]
+        tc = allen_dynes_tc(lam, omega_log, 0.1)
         result = {
             "id": rid,
             "formula": formula,
@@ -152,7 +155,9 @@ def build_run(root: Path, generated_folder: Path, methods: tuple[str, ...]) -> P
         "settings": {"n": N_GENERATED, "screen": {"tc_min": TC_MIN}, "verify": {"mu_star": 0.1}},
         "methods": list(methods),
         "seconds": {"generate": 12.5, "screen": 40.2, "verify": 1236.0},
-        "skipped_verify": [{"id": f"{methods[0]}-gen-00099", "reason": "no pseudopotential for Nb"}],
+        "skipped_verify": [
+            {"id": f"{methods[0]}-gen-00099", "reason": "no pseudopotential for Nb"}
+        ],
         "created": "2026-01-01T12:00:00",
     }
     (run / "run.json").write_text(json.dumps(info))
