@@ -37,12 +37,17 @@ class PageParser(HTMLParser):
         self.external: list[str] = []
         self.text: list[str] = []
         self.scripts = 0
+        self.rows: list[list[str]] = []  # cells of every table row, header rows included
         self._stack: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = {k: v or "" for k, v in attrs}
         if tag not in ("img", "meta", "br", "hr", "input", "link"):
             self._stack.append(tag)
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th") and self.rows:
+            self.rows[-1].append("")
         if tag == "img":
             self.images.append(attributes)
         elif tag == "a":
@@ -69,6 +74,8 @@ class PageParser(HTMLParser):
             self.captions[-1] += data
         if self._stack and self._stack[-1] == "th":
             self.headers.append(data)
+        if any(t in self._stack for t in ("td", "th")) and self.rows and self.rows[-1]:
+            self.rows[-1][-1] += data
 
 
 def parse(path: Path) -> PageParser:
@@ -163,6 +170,10 @@ def test_candidates_table(report, run_folder) -> None:
     for link in cif_links:
         assert (report.parent / link).is_file()
     text = " ".join(page.text)
+    header = next(row for row in page.rows if "novel" in row)
+    table = page.rows[page.rows.index(header) + 1 : page.rows.index(header) + 1 + len(passed)]
+    assert [row[header.index("id")] for row in table] == list(passed.id)
+    assert {row[header.index("novel")] for row in table} <= {"yes", "no"}
     assert f"{allen_dynes_tc(0.92, 265.0, 0.1):.2f}" in text  # DFT Tc of the top candidate
 
 

@@ -124,6 +124,8 @@ class ReportBuilder:
             ("tcdesign version", _version()),
             ("methods", ", ".join(self.names) or "none"),
         ]
+        if info.get("tcdesign_version"):
+            pairs.append(("tcdesign version of the run", info["tcdesign_version"]))
         for key in ("created", "started", "finished", "command", "seed", "n"):
             if key in info and not isinstance(info[key], dict | list):
                 pairs.append((key, info[key]))
@@ -298,6 +300,9 @@ class ReportBuilder:
                 "novel",
             ]
         )
+        failed_rules = "rules_failed" in shown.columns and not shown.passed.all()
+        if failed_rules:
+            header.append("rules failed")
         if self.run.verify is not None:
             header += ["DFT Tc (K)", "λ", "dynamically stable"]
         header.append("structure")
@@ -308,12 +313,14 @@ class ReportBuilder:
             cells += [
                 row["id"],
                 row.get("formula", ""),
-                _space_group(row.get("spacegroup")),
+                _space_group(row.get("spacegroup"), row.get("spacegroup_number")),
                 f"{fmt(row.get('tc'))} ± {fmt(row.get('tc_std'))}",
                 fmt(row.get("e_form"), 3),
                 fmt(row.get("e_hull"), 3),
                 fmt(as_bool(pd.Series([row.get("novel")]))[0]) if "novel" in row else "–",
             ]
+            if failed_rules:
+                cells.append(fmt(row.get("rules_failed")))
             if self.run.verify is not None:
                 dft = verified.get((row["method"], str(row["id"])))
                 if dft is None:
@@ -709,15 +716,22 @@ class ReportBuilder:
             )
 
 
-def _space_group(value: object) -> str:
-    if value is None:
-        return "–"
+def _space_group(value: object, number: object = None) -> str:
+    """A space group as written by screen (symbol, number or both): 'Fm-3m (225)', '225'."""
     try:
-        number = float(value)  # type: ignore[arg-type]
+        numeric = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        text = str(value).strip()
-        return text or "–"
-    return str(int(number)) if math.isfinite(number) else "–"
+        numeric = None
+    if numeric is not None:
+        return str(int(numeric)) if math.isfinite(numeric) else "–"
+    text = "" if value is None else str(value).strip()
+    try:
+        extra = float(number)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        extra = math.nan
+    if text and math.isfinite(extra):
+        return f"{text} ({int(extra)})"
+    return text or "–"
 
 
 def _flatten(settings: dict, prefix: str = "") -> list[tuple[str, object]]:

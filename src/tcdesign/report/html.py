@@ -10,6 +10,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 
 class Markup(str):
     """HTML that is already safe (built by this module); everything else gets escaped."""
@@ -26,9 +28,9 @@ def fmt(value: object, digits: int = 2, missing: str = "–") -> str:
     """A number with ``digits`` decimals; NaN/None as ``missing``; other values as text."""
     if value is None:
         return missing
-    if isinstance(value, bool):
+    if isinstance(value, bool | np.bool_):
         return "yes" if value else "no"
-    if isinstance(value, int):
+    if isinstance(value, int | np.integer):
         return str(value)
     try:
         number = float(value)  # type: ignore[arg-type]
