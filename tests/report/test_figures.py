@@ -9,12 +9,14 @@ import pandas as pd
 import pytest
 from pymatgen.core import Composition, Element, Lattice, Structure
 
+from tcdesign.predict.api import bundled_csv
 from tcdesign.report import figures
 from tcdesign.report.analysis import (
     element_probabilities,
     formula_type,
     num_elements_label,
     packing_fraction,
+    training_csv,
 )
 from tcdesign.report.rundata import as_bool, find_setting
 
@@ -111,6 +113,11 @@ def test_packing_fraction_of_touching_fcc_spheres() -> None:
     fcc = Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Cu"], [[0, 0, 0]])
     assert packing_fraction(fcc) == pytest.approx(math.pi / (3 * math.sqrt(2)), rel=1e-6)
     assert packing_fraction(fcc.get_primitive_structure()) == pytest.approx(0.7405, abs=1e-3)
+
+
+def test_training_csv_is_the_bundled_split() -> None:
+    assert training_csv() == bundled_csv("train")
+    assert training_csv().is_file()
 
 
 def test_settings_and_flags() -> None:

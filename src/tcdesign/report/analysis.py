@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from tcdesign.data.io import TC_TARGET, parse_structure, read_structures
 from tcdesign.generate import metrics
 from tcdesign.report.rundata import MethodRun, RunData, as_bool, as_float
 
+TRAINING_CSV = "data/bundled/train.csv"  # inside the tcdesign package
 HEATMAP_TC = 3.0  # K; the paper's Fig. 1b counts generated compounds with predicted Tc above this
 RADII_NOTE = (
     "empirical atomic radii of Slater (1964) as tabulated by pymatgen (Element.atomic_radius), "
@@ -49,14 +51,19 @@ class TrainingData:
     tc: np.ndarray  # (n_structures,) DFT Tc in K
 
 
+def training_csv() -> Path:
+    """The bundled training split, the file of ``tcdesign.predict.api.bundled_csv("train")``,
+    found without importing the predictor (and torch): a report of a screened run needs no
+    model."""
+    return Path(str(resources.files("tcdesign").joinpath(TRAINING_CSV)))
+
+
 @lru_cache(maxsize=1)
 def training_data() -> TrainingData:
     """The bundled JARVIS-DFT training split (parsed once per process, ~2 s)."""
-    from tcdesign.predict.api import bundled_csv
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        records = [r for r in read_structures(bundled_csv("train"), [TC_TARGET]) if r.ok]
+        records = [r for r in read_structures(training_csv(), [TC_TARGET]) if r.ok]
     tc = np.array([r.targets.get(TC_TARGET, math.nan) for r in records], dtype=float)
     return TrainingData([r.structure for r in records], tc)
 
