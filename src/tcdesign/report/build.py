@@ -567,14 +567,19 @@ class ReportBuilder:
             parts.append(self.verify_table())
         if isinstance(skipped, list) and skipped:
             rows = [
-                (item.get("id", "?"), item.get("reason", ""))
+                (item.get("id", "?"), item.get("formula", ""), item.get("reason", ""))
                 if isinstance(item, dict)
-                else (item, "")
+                else (item, "", "")
                 for item in skipped
             ]
             parts += [
-                element("h3", f"{len(rows)} candidates not verified"),
-                table(["id", "reason"], rows),
+                element("h3", f"Candidates not verified ({len(rows)})"),
+                element(
+                    "p",
+                    "Better-ranked candidates that were passed over for DFT, with the reason "
+                    "(from run.json).",
+                ),
+                table(["id", "formula", "reason"], rows),
             ]
         return join(parts)
 

@@ -173,19 +173,21 @@ def formula_type_figure(sets: Sequence[tuple[str, Sequence[Composition], str]]) 
         counts = pd.Series([num_elements_label(len(c.elements)) for c in compositions])
         fractions = [float((counts == name).sum()) / n for name in element_labels]
         offsets = np.arange(len(element_labels)) + (k - (len(sets) - 1) / 2) * width
-        left.bar(offsets, fractions, width, color=color, label=f"{label} (n={len(compositions)})")
+        left.bar(offsets, fractions, width, color=color)
         type_fractions = [float(type_counts[k].get(name, 0)) / n for name in order]
         offsets = np.arange(len(order)) + (k - (len(sets) - 1) / 2) * width
-        right.bar(offsets, type_fractions, width, color=color, label=label)
+        right.bar(
+            offsets, type_fractions, width, color=color, label=f"{label} (n={len(compositions)})"
+        )
     left.set_xticks(np.arange(len(element_labels)), element_labels)
     left.set_xlabel("number of elements (A = unary, AB = binary, ...)")
     left.set_ylabel("fraction of structures")
     left.set_title("(a) number of elements", fontsize=10)
-    left.legend(fontsize=7)
     right.set_xticks(np.arange(len(order)), order, rotation=45, ha="right")
     right.set_xlabel("formula type (reduced stoichiometry, letters by increasing amount)")
     right.set_ylabel("fraction of structures")
     right.set_title(f"(b) the {len(order)} most common formula types", fontsize=10)
+    right.legend(fontsize=7, loc="upper right")
     return figure
 
 
