@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import os
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -287,3 +288,28 @@ def test_rerun_replaces_old_figures(run_folder, copy_of) -> None:
     (folder / "figures" / "structure_9_old.png").write_bytes(b"old")
     write_report(folder, progress=False)
     assert not (folder / "figures" / "structure_9_old.png").exists()
+
+
+def test_stages_that_just_started(generated_folder, tmp_path) -> None:
+    """Header-only tables (a stage that has started but written no row) and an --out folder."""
+    run = tmp_path / "run"
+    (run / "substitution").mkdir(parents=True)
+    (run / "verify").mkdir()
+    shutil.copy(generated_folder / "generated.csv", run / "substitution" / "generated.csv")
+    shutil.copytree(generated_folder / "structures", run / "substitution" / "structures")
+    (run / "substitution" / "screened.csv").write_text(
+        "id,formula,tc,tc_std,e_form,gap,e_hull,spacegroup,novel,passed,status,error,"
+        "tc_unrelaxed,tc_unrelaxed_std\n"
+    )
+    (run / "verify" / "verify.csv").write_text("id,formula,lambda,omega_log_K,tc_K,status,error\n")
+    out = tmp_path / "share"
+    out.mkdir()
+    path = write_report(run, out=out, progress=False)
+    assert path == out / "report.html"
+    counts = funnel(load_run(run)).loc["substitution"]
+    assert counts.relaxed == 0 and counts.passed == 0 and counts.verified == 0
+    page = parse(path)
+    text = " ".join(page.text)
+    assert "No DFT run finished" in text and "No candidate passed" in text
+    for image in page.images:
+        decode_png(image["src"])

@@ -775,14 +775,16 @@ def _alpha2f(run: RunData, row: pd.Series) -> tuple[np.ndarray, np.ndarray] | No
 def write_report(
     run_dir: str | Path, *, out: str | Path | None = None, progress: bool = True
 ) -> Path:
-    """Write ``run_dir/report.html`` (or ``out``) and ``run_dir/figures/*.png``; returns the
-    HTML path.
+    """Write ``run_dir/report.html`` (or ``out``; a folder gets report.html in it) and
+    ``run_dir/figures/*.png``; returns the HTML path.
 
     Raises :class:`tcdesign.data.io.InputError` when ``run_dir`` holds nothing to report.
     """
     run_dir = Path(run_dir)
     run = load_run(run_dir)
     target = Path(out) if out is not None else run_dir / REPORT_HTML
+    if target.is_dir():
+        target = target / REPORT_HTML
     return ReportBuilder(run, target, progress).write()
 
 
