@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tcdesign.pipeline.command import register as register_run
 from tcdesign.report.command import register as register_report
+from tcdesign.screen.command import register as register_screen
 from tcdesign.verify.command import register as register_verify
 
 
@@ -583,6 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fetch.add_argument("--out", required=True, help="output CSV path")
     fetch.set_defaults(func=cmd_fetch_jarvis)
+    register_screen(verbs)
     register_verify(verbs)
     register_report(verbs)
     register_run(verbs)

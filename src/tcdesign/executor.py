@@ -1,0 +1,127 @@
+"""Fan work out over this process, a local process pool, or a dask.distributed cluster.
+
+One call, :func:`run_tasks`, yields an :class:`Outcome` per item as it finishes (in completion
+order; each carries the item's index):
+
+- ``workers=1`` and no scheduler: one after another in this process;
+- ``workers=N``: a local ``ProcessPoolExecutor`` of N processes (started with ``spawn``, so a
+  parent that already ran torch or OpenMP code cannot deadlock its children);
+- ``scheduler="tcp://host:8786"``: tasks go to the dask.distributed scheduler at that address
+  (``dask-scheduler`` + ``dask-worker``, or dask-jobqueue's ``SLURMCluster(...).scheduler_address``
+  on a Slurm cluster); a ``distributed.Client`` object is accepted too.
+
+The function must be a module-level callable (it is pickled); expensive state such as a loaded
+model should live in a per-process cache (``functools.lru_cache``) so each worker loads it once.
+A task that raises becomes an Outcome with ``error`` set; the others go on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Outcome:
+    """The result of one task: ``value`` or the ``error`` it raised (``Type: message``)."""
+
+    index: int
+    value: Any = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class _Task:
+    """A picklable wrapper: sets torch's thread count once per process, catches exceptions."""
+
+    function: Callable[..., Any]
+    threads: int
+
+    def __call__(self, index: int, item: Any) -> Outcome:
+        _set_threads(self.threads)
+        try:
+            return Outcome(index, self.function(item))
+        except Exception as exc:  # a task's failure is reported, never kills the run
+            return Outcome(index, error=f"{type(exc).__name__}: {exc}")
+
+
+_THREADS_SET: list[int] = []
+
+
+def _set_threads(threads: int) -> None:
+    if threads > 0 and [threads] != _THREADS_SET:
+        import torch
+
+        torch.set_num_threads(threads)
+        _THREADS_SET[:] = [threads]
+
+
+def threads_per_worker(workers: int, threads: int = 0) -> int:
+    """``threads`` if given, else the CPU cores shared evenly by ``workers`` (at least 1)."""
+    if threads > 0:
+        return threads
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def run_tasks(
+    function: Callable[[Any], Any],
+    items: Sequence[Any],
+    *,
+    workers: int = 1,
+    scheduler: Any = None,
+    threads: int = 0,
+) -> Iterator[Outcome]:
+    """Yield an :class:`Outcome` for each of ``items`` as it finishes.
+
+    ``threads`` sets torch's threads in each worker process (0: cores / workers; in this process,
+    with ``workers=1``, 0 leaves torch's setting alone).
+    """
+    if not items:
+        return
+    if scheduler is not None:
+        yield from _run_dask(_Task(function, threads), items, scheduler)
+    elif workers <= 1:
+        task = _Task(function, threads)
+        for index, item in enumerate(items):
+            yield task(index, item)
+    else:
+        yield from _run_pool(_Task(function, threads_per_worker(workers, threads)), items, workers)
+
+
+def _run_pool(task: _Task, items: Sequence[Any], workers: int) -> Iterator[Outcome]:
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending = {pool.submit(task, index, item) for index, item in enumerate(items)}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        finally:  # a consumer that stops early (or Ctrl-C) cancels what has not started
+            for future in pending:
+                future.cancel()
+
+
+def _run_dask(task: _Task, items: Sequence[Any], scheduler: Any) -> Iterator[Outcome]:
+    try:
+        from distributed import Client, as_completed
+    except ImportError:  # an optional dependency
+        raise RuntimeError(
+            "--scheduler needs dask.distributed: pip install 'dask[distributed]'"
+        ) from None
+    own_client = not isinstance(scheduler, Client)
+    client = Client(scheduler) if own_client else scheduler
+    try:
+        futures = [client.submit(task, index, item, pure=False) for index, item in enumerate(items)]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            client.cancel([f for f in futures if not f.done()])
+    finally:
+        if own_client:
+            client.close()

@@ -1,0 +1,347 @@
+"""Screening of candidate crystals: ``screen_records`` and ``screen_file``.
+
+For every usable input structure: Tc of the unrelaxed structure (cheap, all rows); then, for the
+candidates that pass the optional pre-screen, the worker stage of :mod:`tcdesign.screen.candidate`
+(CHGNet relaxation, symmetry, formation energy, energy above the hull, relaxed CIF), fanned out by
+:mod:`tcdesign.executor`; in this process, as each candidate comes back, Tc (mean, std) and the band
+gap of the relaxed structure. Each finished candidate is appended to ``OUT/screen_progress.jsonl``;
+a rerun into the same folder reuses those rows and relaxes only the rest. At the end: novelty
+against the training crystals, duplicates among the candidates, the rules, and
+``OUT/screened.csv`` sorted by Tc (highest first).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pymatgen.core import Structure
+from tqdm.auto import tqdm
+
+from tcdesign.data.io import InputError, StructureRecord, read_structures
+from tcdesign.executor import run_tasks
+from tcdesign.generate.metrics import duplicate_groups, novel_flags
+from tcdesign.screen.candidate import CandidateJob, screen_candidate
+from tcdesign.screen.gap import METAL_THRESHOLD, load_gap_model
+from tcdesign.screen.settings import ScreenSettings
+from tcdesign.verify.executor import safe_name
+
+PROGRESS_FILE = "screen_progress.jsonl"  # one finished candidate per line
+STATE_FILE = "screen_settings.json"  # the per-candidate settings of the run in the folder
+TABLE_FILE = "screened.csv"
+
+COLUMNS = [
+    "id",
+    "formula",
+    "tc",  # K, bundled (or --tc-model) ensemble on the relaxed structure
+    "tc_std",  # K, calibrated ensemble spread
+    "e_form",  # eV/atom (CHGNet vs elemental references, or --eform-model)
+    "gap",  # eV (CGCNN, 0 for predicted metals; or --gap-model)
+    "e_hull",  # eV/atom above the hull (negative: below it)
+    "spacegroup",  # Hermann-Mauguin symbol of the relaxed structure (spglib, symprec 0.1)
+    "novel",  # matches no training crystal (StructureMatcher)
+    "passed",  # ok, passes every rule and is not a duplicate
+    "status",  # ok | failed | error | skipped
+    "error",  # reason for failed/error rows; a note for ok rows
+    "tc_unrelaxed",  # K, Tc of the input structure (every usable row)
+    "tc_unrelaxed_std",
+    "tc_lower",  # tc - tc_sigma_k * tc_std, the value the Tc rule uses
+    "rules_failed",  # names of the rules a candidate fails, ';'-separated
+    "duplicate_of",  # id of the earlier candidate this one matches
+    "metallic",
+    "p_metal",  # probability of being a metal (CGCNN classifier)
+    "e_form_chgnet",  # eV/atom, always the CHGNet value
+    "e_form_source",
+    "ehull_reference",  # which reference set the hull used
+    "energy_per_atom",  # eV/atom, CHGNet
+    "spacegroup_number",
+    "spacegroup_initial",  # space group number of the input structure
+    "symmetrized",  # the refined (symmetrised) cell was kept
+    "nsites",
+    "nsites_initial",
+    "relax_steps",
+    "relax_converged",
+    "max_force",  # eV/A at the end of the relaxation
+    "volume_change",  # relaxed / input volume
+    "relaxed_cif",  # path relative to the output folder
+]
+INTEGER_COLUMNS = [
+    "spacegroup_number",
+    "spacegroup_initial",
+    "nsites",
+    "nsites_initial",
+    "relax_steps",
+]
+
+
+@lru_cache(maxsize=2)
+def _known_structures(path: str | None) -> list[Structure]:
+    from tcdesign.predict.api import bundled_csv
+
+    records = read_structures(path or bundled_csv("train"))
+    return [r.structure for r in records if r.ok]
+
+
+def _unique_ids(records: Sequence[StructureRecord]) -> list[StructureRecord]:
+    """Records with repeated ids renamed ``ID_2``, ``ID_3``... (ids name files and resume)."""
+    seen: dict[str, int] = {}
+    out = []
+    for record in records:
+        count = seen.get(record.id, 0) + 1
+        seen[record.id] = count
+        out.append(record if count == 1 else replace(record, id=f"{record.id}_{count}"))
+    return out
+
+
+def _read_progress(path: Path) -> dict[str, dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    if not path.is_file():
+        return rows
+    with path.open() as handle:
+        for line in handle:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # the last line of a killed run may be cut short
+                continue
+            rows[row["id"]] = row
+    return rows
+
+
+def _drop_partial_line(path: Path) -> None:
+    """Cut a last line that a killed run left unfinished, so appended rows start on a new line."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def _check_state(out_dir: Path, settings: ScreenSettings) -> None:
+    """Refuse to mix candidates computed with other per-candidate settings in one folder."""
+    state_path = out_dir / STATE_FILE
+    key = settings.stage_key()
+    if state_path.is_file():
+        previous = json.loads(state_path.read_text())
+        changed = [name for name in key if previous.get(name) != key[name]]
+        if changed and (out_dir / PROGRESS_FILE).is_file():
+            details = ", ".join(f"{n}: {previous.get(n)!r} -> {key[n]!r}" for n in changed)
+            raise InputError(
+                f"{out_dir} holds a screening run with other settings ({details}); "
+                f"choose another --out or delete {out_dir / PROGRESS_FILE}"
+            )
+    state_path.write_text(json.dumps(key, indent=2) + "\n")
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float | np.floating):
+        return None if not math.isfinite(float(value)) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+class _Models:
+    """The models applied in this process to each relaxed structure."""
+
+    def __init__(self, settings: ScreenSettings) -> None:
+        from tcdesign.predict.ensemble import Ensemble
+
+        self.tc = Ensemble.load(settings.tc_model)
+        self.gap = load_gap_model(settings.gap_model, settings.gap_max or 0.05)
+        self.eform = Ensemble.load(settings.eform_model) if settings.eform_model else None
+        self.eform_source = (
+            f"model:{Path(settings.eform_model).name}" if settings.eform_model else "chgnet"
+        )
+
+    def complete(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Add Tc, gap and the chosen formation energy to a finished worker row."""
+        if row.get("status") != "ok":
+            return row
+        structure = Structure.from_dict(row["relaxed_structure"])
+        tc, tc_std = self.tc.predict([structure])
+        gap, p_metal = self.gap.predict([structure])
+        e_form = row["e_form_chgnet"]
+        if self.eform is not None:
+            e_form = float(self.eform.predict([structure])[0][0])
+        row.update(
+            tc=float(tc[0]),
+            tc_std=float(tc_std[0]),
+            gap=float(gap[0]),
+            p_metal=float(p_metal[0]),
+            e_form=e_form,
+            e_form_source=self.eform_source,
+        )
+        return row
+
+
+def rule_failures(row: dict[str, Any], settings: ScreenSettings) -> list[str]:
+    """Names of the rules an ok candidate fails (tc, e_form, gap, e_hull); NaN fails a rule."""
+    failed = []
+    tc_lower = row["tc"] - settings.tc_sigma_k * row["tc_std"]
+    if not tc_lower >= settings.tc_min:
+        failed.append("tc")
+    if settings.eform_max is not None and not row["e_form"] < settings.eform_max:
+        failed.append("e_form")
+    if settings.gap_max is not None and not row["gap"] < settings.gap_max:
+        failed.append("gap")
+    if settings.ehull_max is not None and not row["e_hull"] <= settings.ehull_max:
+        failed.append("e_hull")
+    return failed
+
+
+def _finish(
+    records: Sequence[StructureRecord],
+    unrelaxed: dict[str, tuple[float, float]],
+    finished: dict[str, dict[str, Any]],
+    selected: set[str],
+    settings: ScreenSettings,
+) -> pd.DataFrame:
+    """The final table: novelty, duplicates, rules, sorted by Tc."""
+    rows: list[dict[str, Any]] = []
+    compared: list[Structure | None] = []  # structure judged for novelty and duplicates
+    for record in records:
+        row: dict[str, Any] = {"id": record.id, "formula": record.formula}
+        if not record.ok:
+            row.update(status="error", error=record.error)
+            compared.append(None)
+        elif record.id in selected:
+            done = dict(finished[record.id])
+            structure = done.pop("relaxed_structure", None)
+            row.update(done)
+            if structure is not None:
+                relaxed = Structure.from_dict(structure)
+                row["formula"] = relaxed.composition.reduced_formula
+                compared.append(relaxed)
+            else:
+                compared.append(None)
+        else:
+            row.update(status="skipped", error="unrelaxed Tc below the pre-screen")
+            compared.append(record.structure)
+        if record.ok:
+            row["tc_unrelaxed"], row["tc_unrelaxed_std"] = unrelaxed[record.id]
+        rows.append(row)
+    usable = [s for s in compared if s is not None]
+    novel = iter(novel_flags(usable, _known_structures(settings.novelty_reference)))
+    groups = iter(duplicate_groups(usable))
+    first_of_group: dict[int, str] = {}
+    for row, structure in zip(rows, compared, strict=True):
+        if structure is None:
+            continue
+        row["novel"] = bool(next(novel))
+        group = next(groups)
+        if group in first_of_group:
+            row["duplicate_of"] = first_of_group[group]
+        else:
+            first_of_group[group] = row["id"]
+    for row in rows:
+        if row.get("status") == "ok":
+            row["metallic"] = bool(row["p_metal"] >= METAL_THRESHOLD)
+            row["tc_lower"] = row["tc"] - settings.tc_sigma_k * row["tc_std"]
+            failed = rule_failures(row, settings)
+            if row.get("duplicate_of"):
+                failed.append("duplicate")
+            row["rules_failed"] = ";".join(failed)
+            row["passed"] = not failed
+            if not math.isfinite(row.get("e_form_chgnet", math.nan)):
+                row["error"] = row.get("ehull_reference", "no reference energy")
+        else:
+            row["passed"] = False
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    for column in INTEGER_COLUMNS:
+        table[column] = table[column].astype("Int64")
+    table["_order"] = np.arange(len(table))
+    table = table.sort_values(["tc", "_order"], ascending=[False, True], na_position="last")
+    return table.drop(columns="_order").reset_index(drop=True)
+
+
+def screen_records(
+    records: Sequence[StructureRecord],
+    out_dir: str | Path,
+    settings: ScreenSettings | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Screen records into ``out_dir``; write and return ``out_dir/screened.csv`` (see COLUMNS).
+
+    Bad records are rows with ``status='error'``; a relaxation that fails is ``failed``; a
+    candidate below the pre-screen is ``skipped``. Resumable: candidates already in
+    ``out_dir/screen_progress.jsonl`` (same per-candidate settings) are not recomputed.
+    """
+    settings = settings or ScreenSettings()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_state(out_dir, settings)
+    records = _unique_ids(records)
+    good = [r for r in records if r.ok]
+    models = _Models(settings)
+    unrelaxed: dict[str, tuple[float, float]] = {}
+    if good:
+        tc, tc_std = models.tc.predict([r.structure for r in good], settings.batch_size, progress)
+        unrelaxed = {r.id: (float(m), float(s)) for r, m, s in zip(good, tc, tc_std, strict=True)}
+    threshold = settings.prescreen_tc
+    selected = [r for r in good if threshold is None or unrelaxed[r.id][0] >= threshold]
+    progress_path = out_dir / PROGRESS_FILE
+    _drop_partial_line(progress_path)
+    finished = _read_progress(progress_path)
+    todo = [r for r in selected if r.id not in finished]
+    jobs = [CandidateJob(r.id, r.structure, safe_name(r.id), str(out_dir), settings) for r in todo]
+    counts = {"ok": 0, "failed": 0, "passing": 0}
+    bar = tqdm(
+        total=len(selected),
+        initial=len(selected) - len(todo),
+        desc="screen",
+        unit="structure",
+        disable=not progress,
+    )
+    with progress_path.open("a") as handle:
+        for outcome in run_tasks(
+            screen_candidate,
+            jobs,
+            workers=settings.workers,
+            scheduler=settings.scheduler,
+            threads=settings.threads,
+        ):
+            job = jobs[outcome.index]
+            if outcome.error is not None:
+                row: dict[str, Any] = {"id": job.id, "status": "failed", "error": outcome.error}
+            else:
+                row = models.complete(outcome.value)
+            handle.write(json.dumps({k: _json_value(v) for k, v in row.items()}) + "\n")
+            handle.flush()
+            finished[job.id] = row
+            counts["ok" if row["status"] == "ok" else "failed"] += 1
+            if row["status"] == "ok" and not rule_failures(row, settings):
+                counts["passing"] += 1
+            bar.set_postfix(counts, refresh=False)
+            bar.update(1)
+    bar.close()
+    # rows as they were written, so a resumed run builds exactly the same table
+    finished = _read_progress(progress_path)
+    table = _finish(records, unrelaxed, finished, {r.id for r in selected}, settings)
+    table.to_csv(out_dir / TABLE_FILE, index=False, float_format="%.6g")
+    return table
+
+
+def screen_file(
+    input_path: str | Path,
+    out_dir: str | Path,
+    settings: ScreenSettings | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Read an input (CSV, CIF/POSCAR or folder), report bad rows on stderr, screen it."""
+    from tcdesign.predict.api import report_bad_rows
+
+    records = read_structures(input_path)
+    report_bad_rows(records, limit=20)
+    return screen_records(records, out_dir, settings, progress)

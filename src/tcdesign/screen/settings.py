@@ -1,0 +1,118 @@
+"""Settings of a screening run: the rules, the relaxation and how the work fans out.
+
+Every field can be set from a TOML table (``tcdesign screen --config FILE``, a ``[screen]`` table
+or top-level keys) or as keyword arguments; unknown names are an error that lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+# fields that change what is computed per candidate; a rerun into the same folder must match them
+STAGE_FIELDS = (
+    "relax",
+    "fmax",
+    "max_steps",
+    "optimizer",
+    "symmetrize",
+    "symprec",
+    "references",
+    "tc_model",
+    "eform_model",
+    "gap_model",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScreenSettings:
+    """Rules (paper defaults: Tc > 5 K, E_form < 0 eV/atom, gap < 0.05 eV) and run settings."""
+
+    # rules
+    tc_min: float = 5.0  # K; passes when tc - tc_sigma_k * tc_std >= tc_min
+    eform_max: float | None = 0.0  # eV/atom; None: no formation-energy rule
+    gap_max: float | None = 0.05  # eV; None: no gap rule
+    ehull_max: float | None = None  # eV/atom above the hull; None: no hull rule
+    tc_sigma_k: float = 0.0  # uncertainty-aware Tc rule: k standard deviations below the mean
+    # relaxation (CHGNet + ASE)
+    relax: bool = True  # False: energies of the input structures as they are
+    fmax: float = 0.05  # eV/A, force convergence
+    max_steps: int = 300  # optimiser step cap
+    optimizer: Literal["FIRE", "BFGS"] = "FIRE"
+    symmetrize: bool = True  # keep the spglib-refined cell when CHGNet agrees it is no worse
+    symprec: float = 0.1  # A, spglib tolerance
+    # cost and scale
+    prescreen_tc: float | None = None  # K; relax only candidates whose unrelaxed Tc >= this
+    workers: int = 1  # local processes (ignored with a scheduler)
+    scheduler: str | None = None  # dask.distributed scheduler address, e.g. tcp://host:8786
+    threads: int = 0  # torch threads per worker process; 0: cores / workers
+    batch_size: int = 32  # structures per Tc forward pass
+    # models and references (None: the bundled / default ones)
+    tc_model: str | None = None  # ensemble.pt for Tc
+    eform_model: str | None = None  # ensemble.pt predicting formation energy (eV/atom)
+    gap_model: str | None = None  # ensemble.pt predicting the band gap (eV)
+    references: str | None = None  # reference energy table (default: bundled CHGNet table)
+    novelty_reference: str | None = None  # CSV of known crystals (default: bundled train.csv)
+
+    def __post_init__(self) -> None:
+        for name in ("tc_min", "tc_sigma_k", "fmax", "symprec"):
+            _require_number(name, getattr(self, name))
+        for name in ("eform_max", "gap_max", "ehull_max", "prescreen_tc"):
+            value = getattr(self, name)
+            if value is not None:
+                _require_number(name, value)
+        for name in ("max_steps", "workers", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.threads, int) or self.threads < 0:
+            raise ValueError(f"threads must be an integer >= 0, got {self.threads!r}")
+        if self.fmax <= 0 or self.symprec <= 0:
+            raise ValueError("fmax and symprec must be positive")
+        if self.tc_sigma_k < 0:
+            raise ValueError(f"tc_sigma_k must be >= 0, got {self.tc_sigma_k}")
+        if self.optimizer not in ("FIRE", "BFGS"):
+            raise ValueError(f"optimizer must be FIRE or BFGS, got {self.optimizer!r}")
+        for name in ("relax", "symmetrize"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+
+    def stage_key(self) -> dict[str, Any]:
+        """The settings a finished candidate depends on (compared when a run resumes)."""
+        values = asdict(self)
+        return {name: values[name] for name in STAGE_FIELDS}
+
+    @classmethod
+    def from_dict(cls, table: dict[str, Any], **overrides: Any) -> ScreenSettings:
+        """Settings from a mapping (e.g. a TOML table); unknown keys raise ValueError."""
+        names = {f.name for f in fields(cls)}
+        merged = {**table, **overrides}
+        unknown = sorted(set(merged) - names)
+        if unknown:
+            raise ValueError(
+                f"unknown screen setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}"
+            )
+        return cls(**merged)
+
+
+def _require_number(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
+def read_settings_toml(path: str | Path) -> dict[str, Any]:
+    """The ``[screen]`` table of a TOML file, or its top-level keys when it has none."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+    table = data.get("screen", data)
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: [screen] must be a table")
+    return dict(table)

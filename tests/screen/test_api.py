@@ -1,0 +1,157 @@
+"""screen_records end to end on tiny cells: statuses, columns, physics, duplicates, resume, dask."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pymatgen.core import Structure
+
+import tcdesign.screen.candidate as candidate_module
+from tcdesign.data.io import StructureRecord
+from tcdesign.screen import COLUMNS, ScreenSettings, screen_records
+from tcdesign.screen.api import PROGRESS_FILE
+from tcdesign.screen.candidate import screen_candidate
+
+SPEC_COLUMNS = [
+    "id", "formula", "tc", "tc_std", "e_form", "gap", "e_hull", "spacegroup", "novel", "passed",
+    "status", "error",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def screened(candidates, tmp_path_factory) -> tuple[pd.DataFrame, Path]:
+    out = tmp_path_factory.mktemp("screen")
+    return screen_records(candidates, out, ScreenSettings(), progress=False), out
+
+
+def by_id(table: pd.DataFrame) -> dict[str, pd.Series]:
+    return {row.id: row for _, row in table.iterrows()}
+
+
+def test_columns_statuses_and_order(screened):
+    table, out = screened
+    assert list(table.columns[: len(SPEC_COLUMNS)]) == SPEC_COLUMNS
+    assert list(table.columns) == COLUMNS
+    rows = by_id(table)
+    assert {k: rows[k].status for k in rows} == {
+        "al": "ok", "nacl": "ok", "mgb2": "ok", "al-copy": "ok", "am": "failed", "broken": "error",
+    }  # fmt: skip
+    assert "Am" in rows["am"].error and rows["broken"].error.startswith("CIF does not parse")
+    ok = table[table.status == "ok"]
+    assert list(ok.tc) == sorted(ok.tc, reverse=True)  # sorted by Tc, NaN rows last
+    assert table.tc.isna().sum() == 2 and table.tail(2).tc.isna().all()
+    # every usable input row has its unrelaxed Tc, the broken one has none
+    assert table.tc_unrelaxed.notna().sum() == 5 and math.isnan(rows["broken"].tc_unrelaxed)
+    on_disk = pd.read_csv(out / "screened.csv", dtype={"id": str})
+    assert list(on_disk.id) == list(table.id)
+
+
+def test_physics_of_the_relaxed_cells(screened):
+    table, out = screened
+    rows = by_id(table)
+    al = rows["al"]
+    assert al.e_form == pytest.approx(0.0, abs=0.02)  # an element is its own reference
+    assert al.e_hull == pytest.approx(0.0, abs=0.02)
+    assert al.spacegroup == "Fm-3m" and al.spacegroup_number == 225
+    assert rows["nacl"].e_form < -1.5  # NaCl: about -2.1 eV/atom (MP -2.1)
+    assert rows["nacl"].gap > 3.0 and not rows["nacl"].metallic
+    assert rows["mgb2"].spacegroup == "P6/mmm" and rows["mgb2"].metallic
+    assert rows["mgb2"].e_form < 0
+    cif = out / al.relaxed_cif
+    assert al.relaxed_cif == "relaxed/al.cif" and cif.is_file()
+    relaxed = Structure.from_file(cif)
+    cubic_a = (4 * relaxed.volume / len(relaxed)) ** (1 / 3)  # fcc: 4 atoms per cube
+    assert cubic_a == pytest.approx(4.04, abs=0.05)
+    assert "chgnet" in al.ehull_reference
+
+
+def test_duplicates_novelty_and_rules(screened):
+    table, _ = screened
+    rows = by_id(table)
+    assert rows["al-copy"].duplicate_of == "al" and pd.isna(rows["al"].duplicate_of)
+    assert not rows["al-copy"].passed and "duplicate" in rows["al-copy"].rules_failed
+    assert not rows["mgb2"].novel  # MgB2 is a training crystal
+    assert rows["nacl"].novel  # NaCl is not
+    for row in rows.values():
+        if row.status != "ok":
+            assert not row.passed
+        else:
+            expected = (
+                row.tc >= 5 and row.e_form < 0 and row.gap < 0.05 and pd.isna(row.duplicate_of)
+            )
+            assert row.passed == expected
+
+
+def test_resume_skips_finished_candidates_and_gives_the_same_table(
+    candidates, screened, tmp_path, monkeypatch
+):
+    full, _ = screened
+    out = tmp_path / "resumed"
+    screen_records(candidates[:2], out, ScreenSettings(), progress=False)
+    with (out / PROGRESS_FILE).open("a") as handle:  # a run killed while writing a row
+        handle.write('{"id": "mgb2", "status": "o')
+    relaxed_ids: list[str] = []
+
+    def counting(job):
+        relaxed_ids.append(job.id)
+        return screen_candidate(job)
+
+    monkeypatch.setattr("tcdesign.screen.api.screen_candidate", counting)
+    table = screen_records(candidates, out, ScreenSettings(), progress=False)
+    assert sorted(relaxed_ids) == ["al-copy", "am", "mgb2"]  # al and nacl were finished
+    pd.testing.assert_frame_equal(table, full)
+    lines = (out / PROGRESS_FILE).read_text().splitlines()
+    assert len([json.loads(line) for line in lines[:2]]) == 2
+
+
+def test_other_settings_in_the_same_folder_are_refused(candidates, tmp_path):
+    from tcdesign.data.io import InputError
+
+    screen_records(candidates[:1], tmp_path, ScreenSettings(), progress=False)
+    with pytest.raises(InputError, match="fmax"):
+        screen_records(candidates[:1], tmp_path, ScreenSettings(fmax=0.1), progress=False)
+    # rules may change between runs: they are applied at the end
+    table = screen_records(candidates[:1], tmp_path, ScreenSettings(tc_min=0.0), progress=False)
+    assert table.status.tolist() == ["ok"]
+
+
+def test_prescreen_skips_low_tc_and_no_relax(candidates, tmp_path, monkeypatch):
+    calls: list[str] = []
+    original = candidate_module.relax_structure
+    monkeypatch.setattr(
+        candidate_module, "relax_structure", lambda s, **k: calls.append("x") or original(s, **k)
+    )
+    table = screen_records(
+        candidates[:3], tmp_path / "pre", ScreenSettings(prescreen_tc=1e6), progress=False
+    )
+    assert set(table.status) == {"skipped"} and calls == []
+    assert table.tc_unrelaxed.notna().all() and not table.passed.any()
+    table = screen_records(
+        candidates[:2], tmp_path / "static", ScreenSettings(relax=False), progress=False
+    )
+    assert calls == [] and set(table.status) == {"ok"}
+    assert table.relaxed_cif.isna().all() and table.relax_steps.isna().all()
+
+
+def test_dask_local_cluster_gives_the_same_rows(candidates, screened, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    full, _ = screened
+    subset = [r for r in candidates if r.id in ("al", "am", "broken")]
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        settings = ScreenSettings(scheduler=cluster.scheduler_address)
+        table = screen_records(subset, tmp_path, settings, progress=False)
+    expected = full.set_index("id").loc[list(table.id)].reset_index()
+    columns = ["id", "status", "tc", "tc_std", "e_form", "e_hull", "gap", "spacegroup", "novel"]
+    pd.testing.assert_frame_equal(table[columns], expected[columns])
+
+
+def test_bad_rows_only(tmp_path):
+    records = [StructureRecord("x", None, error="empty CIF")]
+    table = screen_records(records, tmp_path, ScreenSettings(), progress=False)
+    assert table.status.tolist() == ["error"] and not table.passed.any()

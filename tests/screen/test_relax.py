@@ -1,0 +1,54 @@
+"""CHGNet relaxation: physics on tiny cells, and failures recorded with a reason."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from ase import Atoms
+
+from tcdesign.screen.relax import RelaxationError, _check, relax_structure
+from tests.screen.conftest import americium, fcc_al
+
+
+def test_strained_fcc_al_relaxes_to_its_lattice_constant():
+    result = relax_structure(fcc_al(4.30), fmax=0.02)
+    assert result.status == "ok" and result.converged
+    a = result.structure.volume ** (1 / 3)  # conventional cubic cell of 4 atoms
+    assert a == pytest.approx(4.04, abs=0.04)  # experiment 4.05 A, PBE 4.04 A
+    assert result.volume_change < 1.0
+    assert result.max_force <= 0.02
+    assert result.energy_per_atom == pytest.approx(-3.66, abs=0.1)
+
+
+def test_compressed_and_stretched_cells_reach_the_same_minimum():
+    small = relax_structure(fcc_al(3.85), fmax=0.02)
+    large = relax_structure(fcc_al(4.25), fmax=0.02)
+    assert small.energy_per_atom == pytest.approx(large.energy_per_atom, abs=2e-3)
+    assert small.structure.volume == pytest.approx(large.structure.volume, rel=0.01)
+
+
+def test_element_without_chgnet_embedding_fails_with_reason():
+    result = relax_structure(americium())
+    assert result.status == "failed"
+    assert "Am" in result.error and math.isnan(result.energy_per_atom)
+
+
+def test_check_catches_collapse_explosion_and_nan():
+    cell = np.eye(3) * 4.0
+    atoms = Atoms("Al2", positions=[(0, 0, 0), (0.3, 0, 0)], cell=cell, pbc=True)
+    with pytest.raises(RelaxationError, match="collapsed"):
+        _check(atoms, atoms.get_volume())
+    atoms = Atoms("Al", positions=[(0, 0, 0)], cell=cell * 2, pbc=True)
+    with pytest.raises(RelaxationError, match="volume"):
+        _check(atoms, 64.0)
+    atoms = Atoms("Al", positions=[(np.nan, 0, 0)], cell=cell, pbc=True)
+    with pytest.raises(RelaxationError, match="NaN"):
+        _check(atoms, 64.0)
+
+
+def test_step_cap_stops_an_unfinished_relaxation():
+    result = relax_structure(fcc_al(4.6), max_steps=2, fmax=1e-4)
+    assert result.status == "ok"
+    assert result.steps == 2 and not result.converged

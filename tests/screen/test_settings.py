@@ -1,0 +1,62 @@
+"""ScreenSettings: defaults of the paper, validation, TOML, and the rules."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tcdesign.screen.api import rule_failures
+from tcdesign.screen.settings import ScreenSettings, read_settings_toml
+
+
+def test_defaults_are_the_papers_rules():
+    settings = ScreenSettings()
+    assert (settings.tc_min, settings.eform_max, settings.gap_max) == (5.0, 0.0, 0.05)
+    assert settings.ehull_max is None and settings.tc_sigma_k == 0.0
+
+
+def test_unknown_and_bad_values_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown screen setting.*tc_max.*valid:.*tc_min"):
+        ScreenSettings.from_dict({"tc_max": 3})
+    with pytest.raises(TypeError, match="tc_max"):
+        ScreenSettings(**{"tc_max": 3})
+    with pytest.raises(ValueError, match="workers"):
+        ScreenSettings(workers=0)
+    with pytest.raises(ValueError, match="tc_min"):
+        ScreenSettings(tc_min=float("nan"))
+    with pytest.raises(ValueError, match="optimizer"):
+        ScreenSettings(optimizer="LBFGS")
+
+
+def test_toml_table(tmp_path):
+    path = tmp_path / "screen.toml"
+    path.write_text("[screen]\ntc_min = 8.0\nehull_max = 0.1\nworkers = 2\n")
+    settings = ScreenSettings.from_dict(read_settings_toml(path), tc_sigma_k=1.0)
+    assert settings.tc_min == 8.0 and settings.ehull_max == 0.1 and settings.workers == 2
+    assert settings.tc_sigma_k == 1.0
+    (tmp_path / "bad.toml").write_text("tc_min = [")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        read_settings_toml(tmp_path / "bad.toml")
+
+
+def row(tc=10.0, tc_std=2.0, e_form=-0.3, gap=0.0, e_hull=0.05) -> dict:
+    return {"tc": tc, "tc_std": tc_std, "e_form": e_form, "gap": gap, "e_hull": e_hull}
+
+
+def test_rules():
+    settings = ScreenSettings()
+    assert rule_failures(row(), settings) == []
+    assert rule_failures(row(tc=4.9), settings) == ["tc"]
+    assert rule_failures(row(e_form=0.0), settings) == ["e_form"]  # strictly below 0
+    assert rule_failures(row(gap=0.05), settings) == ["gap"]
+    assert rule_failures(row(e_form=math.nan), settings) == ["e_form"]
+    # the hull rule only when asked for
+    assert rule_failures(row(e_hull=0.5), settings) == []
+    assert rule_failures(row(e_hull=0.5), ScreenSettings(ehull_max=0.1)) == ["e_hull"]
+    # uncertainty-aware: 10 - 2 * 2 = 6 passes 5 K, 10 - 3 * 2 = 4 does not
+    assert rule_failures(row(), ScreenSettings(tc_sigma_k=2.0)) == []
+    assert rule_failures(row(), ScreenSettings(tc_sigma_k=3.0)) == ["tc"]
+    # switched-off rules
+    relaxed = ScreenSettings(eform_max=None, gap_max=None)
+    assert rule_failures(row(e_form=1.0, gap=3.0), relaxed) == []
