@@ -71,7 +71,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         )
         print(f"wrote {out / 'result.json'} ({data['total_seconds']:.0f} s)")
         return 0
-    table = run_many(records, out, settings, args.pseudo_dir, args.workers)
+    table = run_many(records, out, settings, args.pseudo_dir, args.workers, args.scheduler)
     for row in table.itertuples():
         if row.status != "ok":
             print(f"tcdesign: verify {row.id}: {row.error}", file=sys.stderr)
@@ -136,5 +136,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
         type=int,
         default=1,
         help="structures run at once for a CSV or folder (local processes; default 1)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        help="dask.distributed scheduler address (e.g. tcp://host:8786) to run the structures of "
+        "a CSV or folder on a cluster; its workers need QE, the pseudopotentials and --out on a "
+        "shared filesystem",
     )
     parser.set_defaults(func=cmd_verify)

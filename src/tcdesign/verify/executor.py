@@ -1,21 +1,22 @@
 """Many structures through the verification workflow, one status row each.
 
-Structures run one after another in this process (``workers=1``, the default: QE itself is the
-parallel part, via ``--np``), or in a local process pool with ``workers`` > 1. A failing
-structure is a row with ``status='error'`` and never stops the others. dask.distributed
-(``--scheduler``) is not implemented yet; on a Slurm cluster run one ``tcdesign verify`` per
-structure as a job array, each with its own ``--out`` folder.
+Structures run through the shared :mod:`tcdesign.executor`: one after another in this process
+(``workers=1``, the default: QE itself is the parallel part, via ``--np``), in a local process pool
+with ``workers`` > 1, or on a dask.distributed cluster with ``scheduler`` (``--scheduler
+tcp://host:8786``; the workers need QE and the pseudopotentials, and ``out`` on a shared
+filesystem). A failing structure is a row with ``status='error'`` and never stops the others.
 """
 
 from __future__ import annotations
 
 import re
-from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
 from tcdesign.data.io import StructureRecord
+from tcdesign.executor import run_tasks
 from tcdesign.verify.settings import VerifySettings
 from tcdesign.verify.workflow import EPCResult, verify
 
@@ -58,26 +59,27 @@ def run_many(
     settings: VerifySettings,
     pseudo_dir: str | Path | None = None,
     workers: int = 1,
+    scheduler: str | None = None,
 ) -> pd.DataFrame:
-    """Verify every record into ``out/<id>/``; write and return ``out/verify.csv``."""
+    """Verify every record into ``out/<id>/``; write and return ``out/verify.csv`` (input
+    order; rewritten as each structure finishes, so a killed run keeps the rows it finished)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     directory = str(pseudo_dir) if pseudo_dir is not None else None
-    rows: list[dict[str, object]] = []
+    rows: dict[int, dict[str, object]] = {}
     table_path = out / "verify.csv"
 
-    def save() -> None:
-        pd.DataFrame(rows, columns=ROW_COLUMNS).to_csv(table_path, index=False)
+    def table() -> pd.DataFrame:
+        return pd.DataFrame([rows[k] for k in sorted(rows)], columns=ROW_COLUMNS)
 
-    if workers <= 1:
-        for record in records:
-            rows.append(_run_one(record, out, settings, directory))
-            save()  # a killed run keeps the rows it finished
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_run_one, r, out, settings, directory) for r in records]
-            for future in futures:
-                rows.append(future.result())
-                save()
-    save()
-    return pd.DataFrame(rows, columns=ROW_COLUMNS)
+    task = partial(_run_one, out=out, settings=settings, pseudo_dir=directory)
+    for outcome in run_tasks(task, records, workers=workers, scheduler=scheduler):
+        if outcome.error is not None:  # an unexpected exception in the workflow
+            record = records[outcome.index]
+            rows[outcome.index] = {"id": record.id, "status": "error", "error": outcome.error}
+        else:
+            rows[outcome.index] = outcome.value
+        table().to_csv(table_path, index=False)
+    result = table()
+    result.to_csv(table_path, index=False)
+    return result
