@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from tcdesign.generate.defaults import COMPOSITION_TEMPERATURE
 from tcdesign.pipeline.command import register as register_run
 from tcdesign.report.command import register as register_report
 from tcdesign.screen.command import register as register_screen
@@ -236,13 +237,29 @@ def add_schedule_flags(parser: argparse.ArgumentParser) -> None:
         default=1e-4,
         help="Langevin step size at the smallest noise level (default 1e-4)",
     )
+    parser.add_argument(
+        "--composition-temperature",
+        type=float,
+        default=COMPOSITION_TEMPERATURE,
+        help="sharpen the composition head's element probabilities, p^(1/T), before counting "
+        f"atoms (default {COMPOSITION_TEMPERATURE}: closer to the training element counts; "
+        "1 is CDVAE's rule)",
+    )
 
 
 def _schedule(args: argparse.Namespace):
+    from tcdesign.data.io import InputError
     from tcdesign.generate.sample import LangevinSchedule
 
+    if args.composition_temperature <= 0:
+        raise InputError(
+            f"--composition-temperature must be positive ({args.composition_temperature})"
+        )
     return LangevinSchedule(
-        steps_per_level=args.steps_per_level, step_lr=args.step_lr, levels=args.levels
+        steps_per_level=args.steps_per_level,
+        step_lr=args.step_lr,
+        levels=args.levels,
+        composition_temperature=args.composition_temperature,
     )
 
 

@@ -18,17 +18,24 @@ from pymatgen.core import Lattice, Structure
 from torch.nn import functional as F
 
 from tcdesign.generate.cdvae import CDVAE
+from tcdesign.generate.defaults import COMPOSITION_TEMPERATURE
 from tcdesign.generate.lattice import cart_to_frac, frac_to_cart, lattice_from_parameters
 from tcdesign.generate.scorenet import NUM_ELEMENTS
 
 
 @dataclass(frozen=True)
 class LangevinSchedule:
-    """How the coordinates are annealed (CDVAE's defaults)."""
+    """How crystals are sampled: the Langevin annealing (CDVAE's defaults) and the composition.
+
+    ``composition_temperature`` sharpens the composition head's mean element probabilities,
+    p_i^(1/T) renormalised, before they are turned into atom counts; 1 is CDVAE's rule
+    (:mod:`tcdesign.generate.defaults` says why the default is sharper).
+    """
 
     steps_per_level: int = 100
     step_lr: float = 1e-4
     levels: int | None = None  # use only this many noise levels, evenly spread (None: all)
+    composition_temperature: float = COMPOSITION_TEMPERATURE
 
 
 @dataclass
@@ -94,6 +101,10 @@ def decode(
         probs = model.composition_probs(z, batch)  # (n_atoms, NUM_ELEMENTS)
         mean_probs = torch.zeros(len(z), NUM_ELEMENTS).index_add_(0, batch, probs)
         mean_probs /= num_atoms[:, None]
+        if schedule.composition_temperature != 1.0:
+            # p^(1/T) renormalised, in log space so that a small T cannot underflow
+            log_probs = mean_probs.clamp_min(1e-30).log() / schedule.composition_temperature
+            mean_probs = torch.softmax(log_probs, dim=1)
         classes = [composition_counts(mean_probs[k], int(n)) for k, n in enumerate(num_atoms)]
         atom_types = torch.tensor([c for crystal in classes for c in crystal]) + 1
     frac = torch.rand(len(batch), 3, generator=generator)

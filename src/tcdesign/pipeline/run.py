@@ -145,7 +145,9 @@ def generate_stage(folder: RunFolder, settings: RunSettings, method: str, progre
         target_tc=stage.target_tc,
         opt_steps=stage.opt_steps,
         opt_lr=stage.opt_lr,
-        schedule=LangevinSchedule(stage.steps_per_level, stage.step_lr, stage.levels),
+        schedule=LangevinSchedule(
+            stage.steps_per_level, stage.step_lr, stage.levels, stage.composition_temperature
+        ),
         batch_size=stage.batch_size,
         progress=progress,
     )

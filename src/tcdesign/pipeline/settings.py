@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from tcdesign.generate.defaults import COMPOSITION_TEMPERATURE
+
 Method = Literal["cdvae", "substitution"]
 METHODS: tuple[str, ...] = ("cdvae", "substitution")
 DEFAULT_N = 100  # per method; sized so that the defaults finish within 15 minutes on 2 cores
@@ -60,6 +62,7 @@ class GenerateStage:
     levels: int | None = None  # noise levels used (None: all 50)
     steps_per_level: int = 10  # Langevin steps per level (CDVAE: 100); 10 keeps the default fast
     step_lr: float = 1e-4
+    composition_temperature: float = COMPOSITION_TEMPERATURE  # 1: CDVAE's composition rule
     batch_size: int = 16
 
 
