@@ -745,6 +745,8 @@ def _flatten(settings: dict, prefix: str = "") -> list[tuple[str, object]]:
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             pairs += _flatten(value, f"{name}.")
+        elif isinstance(value, list):
+            pairs.append((name, ", ".join(map(str, value))))
         else:
             pairs.append((name, value))
     return pairs
