@@ -84,3 +84,26 @@ def test_prototypes_include_known_ground_states():
     assert {"Ga:fcc", "Ga:bcc", "Ga:alpha"} <= names
     molecule = element_prototypes("N")
     assert [name for name, _, _ in molecule] == ["N:molecule"] and molecule[0][2] is False
+
+
+def test_mp_hull_reference_path_offline(monkeypatch, tmp_path):
+    """The mp-api path with the download replaced by hand-made MP-style entries."""
+    import tcdesign.screen.candidate as candidate
+    from tcdesign.screen.settings import ScreenSettings
+    from tests.screen.conftest import fcc_al
+
+    asked: list[frozenset[str]] = []
+
+    def fake_fetch(elements):
+        asked.append(frozenset(elements))
+        return entries_to_references([ComputedEntry("Al", -3.70)])
+
+    monkeypatch.setattr(candidate, "fetch_mp_references", fake_fetch)
+    candidate.mp_reference_set.cache_clear()
+    settings = ScreenSettings(hull_reference="mp", relax=False)
+    job = candidate.CandidateJob("al", fcc_al(4.04), "al", str(tmp_path), settings)
+    row = candidate.screen_candidate(job)
+    candidate.mp_reference_set.cache_clear()
+    assert asked == [frozenset({"Al"})]
+    assert row["ehull_reference"] == "mp: elements + 0 compounds"
+    assert row["e_hull"] == pytest.approx(row["energy_per_atom"] + 3.70, abs=1e-9)

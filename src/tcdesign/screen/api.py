@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
@@ -279,6 +280,8 @@ def screen_records(
     ``out_dir/screen_progress.jsonl`` (same per-candidate settings) are not recomputed.
     """
     settings = settings or ScreenSettings()
+    if settings.hull_reference == "mp" and not os.environ.get("MP_API_KEY"):
+        raise InputError("hull_reference 'mp' needs a Materials Project API key in MP_API_KEY")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_state(out_dir, settings)

@@ -16,7 +16,7 @@ from typing import Any
 from pymatgen.core import Structure
 
 from tcdesign.generate.metrics import space_group_number
-from tcdesign.screen.hull import ReferenceSet
+from tcdesign.screen.hull import ReferenceSet, fetch_mp_references
 from tcdesign.screen.relax import relax_structure, static_energy_per_atom
 from tcdesign.screen.settings import ScreenSettings
 
@@ -39,6 +39,12 @@ class CandidateJob:
 def reference_set(path: str | None) -> ReferenceSet:
     """The reference energies, loaded once per process."""
     return ReferenceSet.load(path)
+
+
+@lru_cache(maxsize=256)
+def mp_reference_set(elements: frozenset[str]) -> ReferenceSet:
+    """Materials Project entries of one chemical system (mp-api, internet), once per process."""
+    return fetch_mp_references(elements)
 
 
 def spacegroup_of(structure: Structure, symprec: float) -> tuple[str, int | None]:
@@ -117,7 +123,11 @@ def screen_candidate(job: CandidateJob) -> dict[str, Any]:
     symbol, number = spacegroup_of(relaxed, settings.symprec)
     references = reference_set(settings.references)
     composition = relaxed.composition
-    e_hull, hull_reference = references.e_above_hull(composition, energy)
+    if settings.hull_reference == "mp":
+        elements = frozenset(str(e) for e in composition.elements)
+        e_hull, hull_reference = mp_reference_set(elements).e_above_hull(composition, energy)
+    else:
+        e_hull, hull_reference = references.e_above_hull(composition, energy)
     row.update(
         status="ok",
         error="",

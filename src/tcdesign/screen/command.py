@@ -30,6 +30,7 @@ SETTING_FLAGS = {  # flag dest -> ScreenSettings field
     "eform_model": "eform_model",
     "gap_model": "gap_model",
     "references": "references",
+    "hull_reference": "hull_reference",
 }
 SHOWN = ["id", "formula", "tc", "tc_std", "e_form", "e_hull", "gap", "spacegroup", "novel"]
 
@@ -211,6 +212,13 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "--references",
         default=None,
         help="reference energy table from 'tcdesign screen-references' (default: bundled)",
+    )
+    parser.add_argument(
+        "--hull-reference",
+        choices=["chgnet", "mp"],
+        default=None,
+        help="hull against the bundled CHGNet references (default, offline) or Materials "
+        "Project entries (mp: needs internet, 'pip install mp-api' and MP_API_KEY)",
     )
     parser.add_argument(
         "--config",

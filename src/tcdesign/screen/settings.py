@@ -21,6 +21,7 @@ STAGE_FIELDS = (
     "symmetrize",
     "symprec",
     "references",
+    "hull_reference",
     "tc_model",
     "eform_model",
     "gap_model",
@@ -55,6 +56,7 @@ class ScreenSettings:
     eform_model: str | None = None  # ensemble.pt predicting formation energy (eV/atom)
     gap_model: str | None = None  # ensemble.pt predicting the band gap (eV)
     references: str | None = None  # reference energy table (default: bundled CHGNet table)
+    hull_reference: Literal["chgnet", "mp"] = "chgnet"  # mp: Materials Project via mp-api
     novelty_reference: str | None = None  # CSV of known crystals (default: bundled train.csv)
 
     def __post_init__(self) -> None:
@@ -74,6 +76,8 @@ class ScreenSettings:
             raise ValueError("fmax and symprec must be positive")
         if self.tc_sigma_k < 0:
             raise ValueError(f"tc_sigma_k must be >= 0, got {self.tc_sigma_k}")
+        if self.hull_reference not in ("chgnet", "mp"):
+            raise ValueError(f"hull_reference must be chgnet or mp, got {self.hull_reference!r}")
         if self.optimizer not in ("FIRE", "BFGS"):
             raise ValueError(f"optimizer must be FIRE or BFGS, got {self.optimizer!r}")
         for name in ("relax", "symmetrize"):

@@ -1,0 +1,258 @@
+"""Benchmark screening: formation energy vs JARVIS, metallicity, Tc-rule precision, speed.
+
+1. ``tcdesign screen`` on the bundled validation crystals (105; relaxed now with CHGNet): formation
+   energy MAE against the JARVIS OptB88vdW values of dft_labels.csv, metal accuracy of the gap
+   model, precision and recall of the Tc >= 5 K rule (alone and with E_form/gap, with and without
+   the uncertainty-aware option) against the DFT Tc, seconds per relaxed structure.
+2. Formation energy MAE of the 846 training crystals from the CHGNet reference table (relaxed when
+   the table was built, same settings).
+3. Metallicity on labelled non-metals: the non-metals of dft_labels.csv (gap > 0.05 eV) plus
+   textbook semiconductors and insulators built here with their experimental lattice constants
+   (all non-metals; experimental gaps from standard tables), and textbook elemental metals.
+
+Writes benchmarks/results/screen.json and prints a table. Usage:
+    python benchmarks/screen.py [--workers 1] [--limit N] [--out PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from ase.build import bulk
+from pymatgen.core import Composition
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from tcdesign.data.io import read_structures
+from tcdesign.predict.api import bundled_csv
+from tcdesign.screen import ScreenSettings, screen_records
+from tcdesign.screen.api import rule_failures
+from tcdesign.screen.gap import load_gap_model
+from tcdesign.screen.hull import ReferenceSet
+from tcdesign.screen.references import load_references
+
+RESULTS = Path(__file__).parent / "results" / "screen.json"
+TC_RULE = 5.0  # K
+METAL_GAP = 0.05  # eV; a gap below this is a metal (the paper's rule)
+
+# (name, ase.build.bulk arguments, experimental gap in eV): non-metals with textbook structures
+NON_METALS = [
+    ("Si", ("Si", "diamond", 5.431), 1.12),
+    ("Ge", ("Ge", "diamond", 5.658), 0.66),
+    ("C", ("C", "diamond", 3.567), 5.47),
+    ("SiC", ("SiC", "zincblende", 4.360), 2.36),
+    ("BN", ("BN", "zincblende", 3.615), 6.4),
+    ("AlP", ("AlP", "zincblende", 5.463), 2.45),
+    ("AlAs", ("AlAs", "zincblende", 5.661), 2.16),
+    ("GaP", ("GaP", "zincblende", 5.451), 2.26),
+    ("GaAs", ("GaAs", "zincblende", 5.653), 1.42),
+    ("InP", ("InP", "zincblende", 5.869), 1.34),
+    ("ZnS", ("ZnS", "zincblende", 5.409), 3.68),
+    ("ZnSe", ("ZnSe", "zincblende", 5.668), 2.70),
+    ("CdTe", ("CdTe", "zincblende", 6.482), 1.50),
+    ("CuCl", ("CuCl", "zincblende", 5.406), 3.4),
+    ("NaCl", ("NaCl", "rocksalt", 5.640), 8.5),
+    ("KCl", ("KCl", "rocksalt", 6.293), 8.4),
+    ("LiF", ("LiF", "rocksalt", 4.027), 13.6),
+    ("NaF", ("NaF", "rocksalt", 4.634), 11.5),
+    ("MgO", ("MgO", "rocksalt", 4.212), 7.8),
+    ("CaO", ("CaO", "rocksalt", 4.811), 7.0),
+    ("SrO", ("SrO", "rocksalt", 5.160), 5.9),
+    ("BaO", ("BaO", "rocksalt", 5.523), 4.4),
+    ("KBr", ("KBr", "rocksalt", 6.600), 7.4),
+    ("AgCl", ("AgCl", "rocksalt", 5.550), 3.25),
+    ("PbS", ("PbS", "rocksalt", 5.936), 0.41),
+    ("CaF2", ("CaF2", "fluorite", 5.463), 12.0),
+    ("ZnO", ("ZnO", "wurtzite", 3.250, 5.207), 3.37),
+    ("GaN", ("GaN", "wurtzite", 3.189, 5.185), 3.4),
+    ("AlN", ("AlN", "wurtzite", 3.112, 4.982), 6.2),
+]
+METALS = [
+    ("Al", ("Al", "fcc", 4.046)),
+    ("Cu", ("Cu", "fcc", 3.615)),
+    ("Nb", ("Nb", "bcc", 3.301)),
+    ("V", ("V", "bcc", 3.024)),
+    ("Pb", ("Pb", "fcc", 4.950)),
+    ("W", ("W", "bcc", 3.165)),
+    ("NbC", ("NbC", "rocksalt", 4.470)),
+    ("TiN", ("TiN", "rocksalt", 4.240)),
+]
+
+
+def build(arguments: tuple) -> object:
+    name, kind, a, *rest = arguments
+    options = {"c": rest[0]} if rest else {}
+    return AseAtomsAdaptor.get_structure(bulk(name, kind, a=a, **options))
+
+
+def train_mae(result: dict) -> str:
+    return f"{result['eform_mae_eV_per_atom']:.3f}"
+
+
+def rule_stats(table: pd.DataFrame, truth: pd.Series, settings: ScreenSettings, tc_only: bool):
+    """Precision and recall of 'passes' against DFT Tc >= 5 K over the relaxed val crystals."""
+    ok = table[table.status == "ok"]
+    if tc_only:
+        settings = replace(settings, eform_max=None, gap_max=None, ehull_max=None)
+    passed = np.array([not rule_failures(row, settings) for row in ok.to_dict("records")])
+    positive = ok.id.map(truth).to_numpy() >= TC_RULE
+    true_positive = int(np.sum(passed & positive))
+    return {
+        "passed": int(passed.sum()),
+        "precision": true_positive / max(int(passed.sum()), 1),
+        "recall": true_positive / max(int(positive.sum()), 1),
+        "dft_positives": int(positive.sum()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=1, help="screening processes")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--limit", type=int, default=None, help="first N val crystals only")
+    parser.add_argument("--keep", default=None, help="screening folder (default: temporary)")
+    parser.add_argument("--out", default=str(RESULTS), help="result JSON path")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+
+    labels_csv = Path(bundled_csv("val")).parent / "dft_labels.csv"
+    labels = pd.read_csv(labels_csv, dtype={"material_id": str})
+    labels = labels.set_index("material_id")
+    val = read_structures(bundled_csv("val"), ["tc"])[: args.limit]
+    truth = pd.Series({r.id: r.targets.get("tc", np.nan) for r in val})
+
+    # 1. screen the val crystals
+    settings = ScreenSettings(workers=args.workers, threads=args.threads)
+    folder = args.keep or tempfile.mkdtemp(prefix="screen-bench-")
+    started = time.perf_counter()
+    table = screen_records(val, folder, settings, progress=True)
+    seconds = time.perf_counter() - started
+    ok = table[table.status == "ok"].set_index("id")
+    joined = ok.join(labels, how="inner")
+    has_eform = joined.formation_energy_peratom.notna() & joined.e_form.notna()
+    eform_error = (joined.e_form - joined.formation_energy_peratom)[has_eform]
+    steps = ok.relax_steps.astype(float)
+    val_result = {
+        "n": len(table),
+        "relaxed_ok": len(ok),
+        "failed": int((table.status == "failed").sum()),
+        "eform_mae_eV_per_atom": float(eform_error.abs().mean()),
+        "eform_median_abs_error": float(eform_error.abs().median()),
+        "eform_mean_signed_error": float(eform_error.mean()),
+        "eform_n": int(has_eform.sum()),
+        "metal_accuracy": float(
+            (joined.gap < METAL_GAP)[joined.optb88vdw_bandgap < METAL_GAP].mean()
+        ),
+        "metals_n": int((joined.optb88vdw_bandgap < METAL_GAP).sum()),
+        "tc_rule": rule_stats(table, truth, ScreenSettings(), tc_only=True),
+        "tc_rule_sigma1": rule_stats(table, truth, ScreenSettings(tc_sigma_k=1.0), tc_only=True),
+        "full_rule": rule_stats(table, truth, ScreenSettings(), tc_only=False),
+        "full_rule_sigma1": rule_stats(table, truth, ScreenSettings(tc_sigma_k=1.0), False),
+        "novel_fraction": float(ok.novel.astype(bool).mean()),
+        "non_p1_fraction": float((ok.spacegroup_number != 1).mean()),
+        "relax_steps_median": float(steps.median()),
+        "seconds_total": seconds,
+        "seconds_per_structure": seconds / max(len(table), 1),
+    }
+
+    # 2. formation energy of the training crystals from the reference table
+    references = load_references()
+    reference_set = ReferenceSet.from_table(references)
+    train_rows = references[references.kind == "train"].set_index("id").join(labels, how="inner")
+    train_eform = np.array(
+        [
+            reference_set.formation_energy(Composition(f), e)
+            for f, e in zip(train_rows.formula, train_rows.energy_per_atom, strict=True)
+        ]
+    )
+    train_error = train_eform - train_rows.formation_energy_peratom.to_numpy()
+    train_error = train_error[np.isfinite(train_error)]
+    train_result = {
+        "eform_mae_eV_per_atom": float(np.mean(np.abs(train_error))),
+        "eform_median_abs_error": float(np.median(np.abs(train_error))),
+        "eform_n": len(train_error),
+    }
+
+    # 3. metallicity on labelled non-metals and metals
+    model = load_gap_model()
+    train_records = {r.id: r for r in read_structures(bundled_csv("train"))}
+    val_records = {r.id: r for r in val}
+    jarvis_nonmetals = [
+        (mid, (train_records.get(mid) or val_records.get(mid)).structure, float(gap))
+        for mid, gap in labels.optb88vdw_bandgap.items()
+        if gap >= METAL_GAP and (mid in train_records or mid in val_records)
+    ]
+    textbook = [(name, build(spec), gap) for name, spec, gap in NON_METALS]
+    nonmetal_set = jarvis_nonmetals + textbook
+    predicted_gap, p_metal = model.predict([s for _, s, _ in nonmetal_set])
+    metal_structures = [build(spec) for _, spec in METALS]
+    metal_gap, _ = model.predict(metal_structures)
+    nonmetal_ok = predicted_gap >= METAL_GAP
+    metallicity = {
+        "model": model.name,
+        "nonmetal_accuracy": float(nonmetal_ok.mean()),
+        "nonmetals_n": len(nonmetal_set),
+        "nonmetal_jarvis_n": len(jarvis_nonmetals),
+        "nonmetal_gap_mae_eV_vs_experiment": float(
+            np.mean(np.abs(predicted_gap[len(jarvis_nonmetals) :] - [g for *_, g in textbook]))
+        ),
+        "nonmetals_called_metal": [
+            name for (name, _, _), good in zip(nonmetal_set, nonmetal_ok, strict=True) if not good
+        ],
+        "textbook_metal_accuracy": float((metal_gap < METAL_GAP).mean()),
+        "textbook_metals_n": len(METALS),
+    }
+
+    result = {
+        "val_screen": val_result,
+        "train_eform_from_reference_table": train_result,
+        "metallicity": metallicity,
+        "settings": {"fmax": settings.fmax, "max_steps": settings.max_steps},
+        "machine": {
+            "cpus": torch.get_num_threads(),
+            "workers": args.workers,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+
+    def rate(stats: dict) -> str:
+        return f"{stats['precision']:.1%} / {stats['recall']:.1%} ({stats['passed']} passed)"
+
+    v, m = val_result, metallicity
+    lines = [
+        ("E_form MAE vs JARVIS, val (relaxed now)", f"{v['eform_mae_eV_per_atom']:.3f} eV/atom"),
+        ("  val rows", str(v["eform_n"])),
+        ("E_form MAE vs JARVIS, train (ref. table)", f"{train_mae(train_result)} eV/atom"),
+        ("  train rows", str(train_result["eform_n"])),
+        ("metals called metal (val, JARVIS)", f"{v['metal_accuracy']:.1%} of {v['metals_n']}"),
+        ("non-metals called non-metal", f"{m['nonmetal_accuracy']:.1%} of {m['nonmetals_n']}"),
+        ("textbook metals called metal", f"{m['textbook_metal_accuracy']:.1%} of {len(METALS)}"),
+        ("Tc >= 5 K rule precision / recall", rate(v["tc_rule"])),
+        ("  with Tc - 1 std", rate(v["tc_rule_sigma1"])),
+        ("full rule precision / recall", rate(v["full_rule"])),
+        ("  with Tc - 1 std", rate(v["full_rule_sigma1"])),
+        ("relaxed ok / failed", f"{v['relaxed_ok']} / {v['failed']}"),
+        ("seconds per structure (all stages)", f"{v['seconds_per_structure']:.2f}"),
+    ]
+    width = max(len(name) for name, _ in lines)
+    for name, value in lines:
+        print(f"{name:<{width}}  {value}")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
