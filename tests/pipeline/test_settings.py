@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from tcdesign.pipeline.run import settings_conflicts
-from tcdesign.pipeline.settings import DEFAULT_N, make_run_settings, read_run_toml
+from tcdesign.pipeline.settings import (
+    DEFAULT_N,
+    RUN_SCREEN_DEFAULTS,
+    make_run_settings,
+    read_run_toml,
+)
 
 
 def test_defaults() -> None:
@@ -16,7 +21,7 @@ def test_defaults() -> None:
     assert settings.run.methods == ("cdvae",)
     assert settings.run.verify == 0
     assert settings.generate.optimize_tc
-    assert settings.screen == {}
+    assert settings.screen == RUN_SCREEN_DEFAULTS
     assert settings.verify.preset == "coarse"
 
 
@@ -34,7 +39,7 @@ def test_toml_tables_and_flags_override_them(tmp_path: Path) -> None:
     assert settings.run.seed == 0  # None means "not given"
     assert settings.run.methods == ("cdvae", "substitution")
     assert settings.generate.steps_per_level == 3
-    assert settings.screen == {"tc_min": 4.0}
+    assert settings.screen == {**RUN_SCREEN_DEFAULTS, "tc_min": 4.0}
     assert settings.verify.preset == "standard"
     assert settings.verify.overrides == {"np": 4, "mu_star": 0.13}
 

@@ -139,4 +139,3 @@ def test_a_run_folder_refuses_other_settings(tmp_path: Path) -> None:
     RunFolder(tmp_path, make_run_settings(run={"n": 3}).as_dict())  # n may change
     with pytest.raises(ValueError, match="run.seed"):
         RunFolder(tmp_path, make_run_settings(run={"seed": 4}).as_dict())
-

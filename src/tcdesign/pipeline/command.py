@@ -40,6 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "eform_max": args.eform_max,
             "gap_max": args.gap_max,
             "ehull_max": args.ehull_max,
+            "prescreen_tc": args.prescreen_tc,
             "workers": args.workers,
             "scheduler": args.scheduler,
         },
@@ -121,7 +122,14 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "--ehull-max", type=float, default=None, help="pass when E_hull <= this (eV/atom; off)"
     )
     parser.add_argument(
-        "--workers", type=int, default=None, help="screening processes (local pool)"
+        "--prescreen-tc",
+        type=float,
+        default=None,
+        help="relax only candidates whose unrelaxed predicted Tc reaches this (K; default 2, "
+        "0 relaxes all)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="screening processes (local pool; default 2)"
     )
     parser.add_argument(
         "--scheduler", default=None, help="dask.distributed scheduler address for screening"

@@ -278,13 +278,18 @@ def run_pipeline(
     settings: RunSettings,
     *,
     progress: bool = True,
-    echo: Callable[[str], None] = print,
+    echo: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """The whole pipeline into ``out``; returns the contents of ``out/run.json``.
 
     Raises ValueError when ``out`` holds a run made with incompatible settings.
     """
     from tcdesign.screen import ScreenSettings
+
+    if echo is None:
+
+        def echo(line: str) -> None:
+            print(line, flush=True)  # stage lines show at once, also when piped to a log
 
     out = Path(out)
     screen_settings = ScreenSettings(**settings.screen)  # unknown keys fail before any work

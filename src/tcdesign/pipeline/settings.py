@@ -21,7 +21,9 @@ The TOML file has a table per stage, each key named like a field below (``[run]`
     preset = "coarse"
     pseudo_dir = "/opt/SSSP"
 
-Command-line flags override the file; the file overrides the defaults.
+Command-line flags override the file; the file overrides the defaults. The pipeline screens
+with ``prescreen_tc = 2.0`` and ``workers = 2`` unless told otherwise (``prescreen_tc = 0``
+relaxes every candidate).
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ from tcdesign.generate.defaults import COMPOSITION_TEMPERATURE
 Method = Literal["cdvae", "substitution"]
 METHODS: tuple[str, ...] = ("cdvae", "substitution")
 DEFAULT_N = 100  # per method; sized so that the defaults finish within 15 minutes on 2 cores
+# screening defaults of the pipeline where they differ from ``tcdesign screen``'s: relax only the
+# candidates whose unrelaxed predicted Tc reaches 2 K (relaxation is most of the cost), with one
+# worker process per core of a laptop
+RUN_SCREEN_DEFAULTS: dict[str, Any] = {"prescreen_tc": 2.0, "workers": 2}
 
 
 @dataclass(frozen=True)
@@ -160,7 +166,8 @@ def make_run_settings(
         if not isinstance(table, dict):
             raise ValueError(f"{where}: [{stage}] must be a table")
         given = {k: v for k, v in flags.get(stage, {}).items() if v is not None}
-        merged[stage] = {**table, **given}
+        defaults = RUN_SCREEN_DEFAULTS if stage == "screen" else {}
+        merged[stage] = {**defaults, **table, **given}
     generate_values = _checked(GenerateStage, merged["generate"], f"{where} [generate]")
     try:
         return RunSettings(
