@@ -28,6 +28,7 @@ from pymatgen.core import Structure
 
 from tcdesign.data.io import read_structures
 from tcdesign.generate.api import csp_cdvae, load_generator
+from tcdesign.generate.defaults import COMPOSITION_TEMPERATURE
 from tcdesign.generate.metrics import csp_metrics, generation_metrics
 from tcdesign.generate.sample import LangevinSchedule, decode, optimize_latents
 from tcdesign.generate.substitution import parse_cell_formula
@@ -80,6 +81,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64, help="crystals decoded together")
     parser.add_argument("--levels", type=int, default=None, help="noise levels (default all)")
     parser.add_argument("--steps-per-level", type=int, default=100)
+    parser.add_argument(
+        "--composition-temperature",
+        type=float,
+        default=COMPOSITION_TEMPERATURE,
+        help=f"composition sharpening (default {COMPOSITION_TEMPERATURE}; 1 is CDVAE's rule)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
@@ -87,7 +94,11 @@ def main() -> None:
 
     model = load_generator(args.model)
     judge = Ensemble.load()
-    schedule = LangevinSchedule(steps_per_level=args.steps_per_level, levels=args.levels)
+    schedule = LangevinSchedule(
+        steps_per_level=args.steps_per_level,
+        levels=args.levels,
+        composition_temperature=args.composition_temperature,
+    )
     calls = schedule.steps_per_level * (schedule.levels or len(model.sigmas))
     train, val = load("train"), load("val")
     result: dict = {
@@ -95,6 +106,7 @@ def main() -> None:
         "schedule": {
             "levels": schedule.levels or len(model.sigmas),
             "steps_per_level": schedule.steps_per_level,
+            "composition_temperature": schedule.composition_temperature,
         },
         "network_calls_per_structure": calls,
     }

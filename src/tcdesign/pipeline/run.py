@@ -22,12 +22,15 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from tcdesign.data.io import StructureRecord, read_structures
 from tcdesign.pipeline.settings import RunSettings
+
+if TYPE_CHECKING:
+    from tcdesign.screen import ScreenSettings
 
 CANDIDATE_COLUMNS = [
     "rank",
@@ -162,13 +165,14 @@ def valid_generated(method_dir: Path, n: int) -> list[StructureRecord]:
     return [r for r in read_structures(method_dir / "generated.csv") if r.id in wanted and r.ok]
 
 
-def screen_stage(folder: RunFolder, settings: RunSettings, method: str, progress: bool) -> None:
+def screen_stage(
+    folder: RunFolder, n: int, method: str, settings: ScreenSettings, progress: bool
+) -> None:
     """``tcdesign screen`` of the valid generated crystals into DIR/<method>."""
-    from tcdesign.screen import ScreenSettings, screen_records
+    from tcdesign.screen import screen_records
 
     method_dir = folder.method_dir(method)
-    records = valid_generated(method_dir, settings.run.n)
-    screen_records(records, method_dir, ScreenSettings(**settings.screen), progress=progress)
+    screen_records(valid_generated(method_dir, n), method_dir, settings, progress=progress)
 
 
 def rank_candidates(folder: RunFolder, methods: tuple[str, ...]) -> pd.DataFrame:
@@ -292,7 +296,7 @@ def run_pipeline(
             print(line, flush=True)  # stage lines show at once, also when piped to a log
 
     out = Path(out)
-    screen_settings = ScreenSettings(**settings.screen)  # unknown keys fail before any work
+    screen_settings = ScreenSettings.from_dict(settings.screen)  # unknown keys fail before any work
     folder = RunFolder(out, {**settings.as_dict(), "screen": asdict(screen_settings)})
     methods = settings.run.methods
     n_stages = 3 + (settings.run.verify > 0) + settings.run.report
@@ -314,7 +318,7 @@ def run_pipeline(
     header("screen: relax, formation energy, hull, gap, novelty, Tc")
     started = time.perf_counter()
     for method in methods:
-        screen_stage(folder, settings, method, progress)
+        screen_stage(folder, settings.run.n, method, screen_settings, progress)
         counts = funnel_counts(folder.method_dir(method))
         folder.state["funnel"][method] = counts
         echo(
