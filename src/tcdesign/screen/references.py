@@ -110,13 +110,18 @@ def element_prototypes(symbol: str) -> list[tuple[str, Structure, bool]]:
     """Candidate ground states of an element: (name, structure, relax the cell?)."""
     from ase.build import bulk
     from ase.data import atomic_numbers, covalent_radii
+    from ase.data.vdw import vdw_radii
     from ase.spacegroup import crystal
     from pymatgen.io.ase import AseAtomsAdaptor
 
     if symbol in MOLECULES:
         return [(f"{symbol}:molecule", _molecule(symbol), False)]
-    distance = 2 * float(covalent_radii[atomic_numbers[symbol]])
-    kinds = ("fcc",) if symbol in NOBLE_GASES else ("fcc", "bcc", "hcp", "sc", "diamond")
+    if symbol in NOBLE_GASES:  # van der Waals solids: contact at twice the vdW radius
+        distance = 2 * float(vdw_radii[atomic_numbers[symbol]])
+        kinds: tuple[str, ...] = ("fcc",)
+    else:
+        distance = 2 * float(covalent_radii[atomic_numbers[symbol]])
+        kinds = ("fcc", "bcc", "hcp", "sc", "diamond")
     candidates = [(f"{symbol}:{kind}", _bravais(symbol, kind, distance), True) for kind in kinds]
     try:  # ASE's reference state where ase.build knows it (e.g. tetragonal In, rhombohedral Hg)
         atoms = bulk(symbol)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 MAX_VOLUME_RATIO = 3.0  # a cell growing or shrinking by more than this factor has exploded
 MIN_DISTANCE = 0.5  # A; atoms closer than this have collapsed onto each other
+MIN_VOLUME_PER_ATOM = 2.0  # A^3; denser cells are unphysical and make CHGNet graphs explode
 MAX_Z = 94  # CHGNet's element embedding covers H (1) to Pu (94)
 
 Optimizer = Literal["FIRE", "BFGS"]
@@ -98,6 +99,11 @@ def _check(atoms, initial_volume: float) -> None:
     if not (np.all(np.isfinite(positions)) and np.all(np.isfinite(cell))):
         raise RelaxationError("NaN positions or cell")
     volume = abs(float(np.linalg.det(cell)))
+    if volume / len(positions) < MIN_VOLUME_PER_ATOM:
+        raise RelaxationError(
+            f"cell too dense ({volume / len(positions):.2f} A^3 per atom, "
+            f"minimum {MIN_VOLUME_PER_ATOM})"
+        )
     ratio = volume / initial_volume
     if not (1 / MAX_VOLUME_RATIO < ratio < MAX_VOLUME_RATIO):
         raise RelaxationError(f"volume changed by a factor {ratio:.2f} (exploded or collapsed)")
