@@ -22,6 +22,7 @@ import warnings
 from importlib.metadata import version
 from pathlib import Path
 
+import numpy as np
 from pymatgen.core import Structure
 
 from tcdesign.data.io import read_structures
@@ -36,8 +37,10 @@ from tcdesign.generate.metrics import (
 )
 from tcdesign.generate.substitution import fit_atomic_volumes, substitute, template_csp
 from tcdesign.predict.api import bundled_csv
+from tcdesign.predict.ensemble import Ensemble
 
 RESULTS = Path(__file__).parent / "results" / "generator_baselines.json"
+TC_THRESHOLD = 5.0  # K, as in benchmarks/generator.py
 
 
 def cell_formula(structure: Structure) -> str:
@@ -71,6 +74,9 @@ def run_substitution(train: list[Structure], val: list[Structure], n: int, seed:
     start = time.perf_counter()
     metrics["novelty_vs_train"] = novelty(samples, train)
     novelty_seconds = time.perf_counter() - start
+    usable = [s for s in samples if s is not None and len(s) > 0]
+    tc, _ = Ensemble.load().predict(usable)  # the judge of benchmarks/generator.py
+    metrics["fraction_tc_above_5K"] = float(np.sum(tc > TC_THRESHOLD) / len(samples))
     return {
         "n_requested": n,
         "seed": seed,
@@ -139,6 +145,7 @@ def main() -> None:
         "wdist_density",
         "wdist_num_elements",
         "non_p1_fraction",
+        "fraction_tc_above_5K",
     ):
         print(f"{key:<28}{metrics[key]:>10.3f}")
     print(f"{'generation s':<28}{substitution['generation_seconds']:>10.1f}")
