@@ -103,7 +103,8 @@ def test_resume_skips_finished_candidates_and_gives_the_same_table(
     monkeypatch.setattr("tcdesign.screen.api.screen_candidate", counting)
     table = screen_records(candidates, out, ScreenSettings(), progress=False)
     assert sorted(relaxed_ids) == ["al-copy", "am", "mgb2"]  # al and nacl were finished
-    pd.testing.assert_frame_equal(table, full)
+    timing = ["stage_seconds"]  # wall times differ between two runs; everything else is equal
+    pd.testing.assert_frame_equal(table.drop(columns=timing), full.drop(columns=timing))
     lines = (out / PROGRESS_FILE).read_text().splitlines()
     assert len([json.loads(line) for line in lines[:2]]) == 2
 

@@ -9,7 +9,7 @@ import pytest
 from ase import Atoms
 
 from tcdesign.screen.relax import RelaxationError, _check, relax_structure
-from tests.screen.conftest import americium, fcc_al
+from tests.screen.conftest import FCC, americium, fcc_al
 
 
 def test_strained_fcc_al_relaxes_to_its_lattice_constant():
@@ -43,6 +43,9 @@ def test_check_catches_collapse_explosion_and_nan():
     atoms = Atoms("Al", positions=[(0, 0, 0)], cell=cell * 2, pbc=True)
     with pytest.raises(RelaxationError, match="volume"):
         _check(atoms, 64.0)
+    atoms = Atoms("He4", scaled_positions=FCC, cell=np.eye(3) * 1.0, pbc=True)
+    with pytest.raises(RelaxationError, match="too dense"):
+        _check(atoms, atoms.get_volume())
     atoms = Atoms("Al", positions=[(np.nan, 0, 0)], cell=cell, pbc=True)
     with pytest.raises(RelaxationError, match="NaN"):
         _check(atoms, 64.0)

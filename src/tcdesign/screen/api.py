@@ -71,6 +71,7 @@ COLUMNS = [
     "relax_converged",
     "max_force",  # eV/A at the end of the relaxation
     "volume_change",  # relaxed / input volume
+    "stage_seconds",  # wall time of relaxation, symmetry and energies for this candidate
     "relaxed_cif",  # path relative to the output folder
 ]
 INTEGER_COLUMNS = [

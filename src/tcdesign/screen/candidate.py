@@ -8,6 +8,7 @@ energies are loaded once per process (cached).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -79,6 +80,13 @@ def symmetrized(structure: Structure, symprec: float) -> Structure | None:
 def screen_candidate(job: CandidateJob) -> dict[str, Any]:
     """Relax (or take as is), symmetrise, and compute energies and the hull distance of one
     candidate. Returns a row of the stage columns; ``status`` is ``ok`` or ``failed``."""
+    started = time.perf_counter()
+    row = _stage(job)
+    row["stage_seconds"] = time.perf_counter() - started
+    return row
+
+
+def _stage(job: CandidateJob) -> dict[str, Any]:
     settings = job.settings
     structure = job.structure
     row: dict[str, Any] = {
