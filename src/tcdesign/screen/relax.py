@@ -14,6 +14,7 @@ closer than :data:`MIN_DISTANCE`.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
@@ -28,6 +29,8 @@ MAX_VOLUME_RATIO = 3.0  # a cell growing or shrinking by more than this factor h
 MIN_DISTANCE = 0.5  # A; atoms closer than this have collapsed onto each other
 MIN_VOLUME_PER_ATOM = 2.0  # A^3; denser cells are unphysical and make CHGNet graphs explode
 MAX_Z = 94  # CHGNet's element embedding covers H (1) to Pu (94)
+# CHGNet 0.4.2 triggers this torch warning on every call; it is harmless
+CHGNET_WARNING = "Converting a tensor with requires_grad=True to a scalar"
 
 Optimizer = Literal["FIRE", "BFGS"]
 
@@ -136,18 +139,20 @@ def relax_structure(
     atoms = AseAtomsAdaptor.get_atoms(structure)
     atoms.calc = _calculator()
     initial_volume = float(atoms.get_volume())
-    try:
-        _check(atoms, initial_volume)
-        target = FrechetCellFilter(atoms) if relax_cell else atoms
-        dynamics = (FIRE if optimizer == "FIRE" else BFGS)(target, logfile=None)
-        dynamics.attach(lambda: _check(atoms, initial_volume), interval=1)
-        dynamics.run(fmax=fmax, steps=max_steps)
-        energy = float(atoms.get_potential_energy())
-        forces = target.get_forces()  # with a cell filter: atomic forces and scaled stress
-    except RelaxationError as exc:
-        return RelaxResult("failed", error=str(exc))
-    except (RuntimeError, ValueError, IndexError) as exc:  # graph building, linear algebra
-        return RelaxResult("failed", error=f"CHGNet: {type(exc).__name__}: {exc}".strip())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=CHGNET_WARNING)
+        try:
+            _check(atoms, initial_volume)
+            target = FrechetCellFilter(atoms) if relax_cell else atoms
+            dynamics = (FIRE if optimizer == "FIRE" else BFGS)(target, logfile=None)
+            dynamics.attach(lambda: _check(atoms, initial_volume), interval=1)
+            dynamics.run(fmax=fmax, steps=max_steps)
+            energy = float(atoms.get_potential_energy())
+            forces = target.get_forces()  # with a cell filter: atomic forces and scaled stress
+        except RelaxationError as exc:
+            return RelaxResult("failed", error=str(exc))
+        except (RuntimeError, ValueError, IndexError) as exc:  # graph building, linear algebra
+            return RelaxResult("failed", error=f"CHGNet: {type(exc).__name__}: {exc}".strip())
     if not (math.isfinite(energy) and np.all(np.isfinite(forces))):
         return RelaxResult("failed", error="NaN energy or forces")
     max_force = float(np.max(np.linalg.norm(forces, axis=1))) if len(forces) else 0.0
@@ -169,4 +174,6 @@ def static_energy_per_atom(structure: Structure) -> float:
 
     atoms = AseAtomsAdaptor.get_atoms(structure)
     atoms.calc = _calculator()
-    return float(atoms.get_potential_energy()) / len(atoms)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=CHGNET_WARNING)
+        return float(atoms.get_potential_energy()) / len(atoms)
