@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from pymatgen.core import Structure
 from tqdm.auto import tqdm
 
@@ -308,28 +309,37 @@ def screen_records(
         unit="structure",
         disable=not progress,
     )
-    with progress_path.open("a") as handle:
-        for outcome in run_tasks(
-            screen_candidate,
-            jobs,
-            workers=settings.workers,
-            scheduler=settings.scheduler,
-            threads=settings.threads,
-        ):
-            job = jobs[outcome.index]
-            if outcome.error is not None:
-                row: dict[str, Any] = {"id": job.id, "status": "failed", "error": outcome.error}
-            else:
-                row = models.complete(outcome.value)
-            handle.write(json.dumps({k: _json_value(v) for k, v in row.items()}) + "\n")
-            handle.flush()
-            finished[job.id] = row
-            counts["ok" if row["status"] == "ok" else "failed"] += 1
-            if row["status"] == "ok" and not rule_failures(row, settings):
-                counts["passing"] += 1
-            bar.set_postfix(counts, refresh=False)
-            bar.update(1)
-    bar.close()
+    # with worker processes on every core, this process's per-candidate Tc and gap predictions
+    # take one thread, so that they do not fight the relaxations for the cores
+    busy_cores = settings.workers > 1 or settings.scheduler is not None
+    threads_before = torch.get_num_threads()
+    if busy_cores:
+        torch.set_num_threads(1)
+    try:
+        with progress_path.open("a") as handle:
+            for outcome in run_tasks(
+                screen_candidate,
+                jobs,
+                workers=settings.workers,
+                scheduler=settings.scheduler,
+                threads=settings.threads,
+            ):
+                job = jobs[outcome.index]
+                if outcome.error is not None:
+                    row: dict[str, Any] = {"id": job.id, "status": "failed", "error": outcome.error}
+                else:
+                    row = models.complete(outcome.value)
+                handle.write(json.dumps({k: _json_value(v) for k, v in row.items()}) + "\n")
+                handle.flush()
+                finished[job.id] = row
+                counts["ok" if row["status"] == "ok" else "failed"] += 1
+                if row["status"] == "ok" and not rule_failures(row, settings):
+                    counts["passing"] += 1
+                bar.set_postfix(counts, refresh=False)
+                bar.update(1)
+    finally:
+        torch.set_num_threads(threads_before)
+        bar.close()
     # rows as they were written, so a resumed run builds exactly the same table
     finished = _read_progress(progress_path)
     table = _finish(records, unrelaxed, finished, {r.id for r in selected}, settings)
