@@ -2,7 +2,7 @@
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-OUT    ?= runs/val_predictions.csv
+OUT    ?= runs/default
 
 .PHONY: setup run test lint bench clean
 
@@ -17,9 +17,10 @@ $(BIN)/tcdesign: pyproject.toml
 
 setup: $(BIN)/tcdesign
 
-# Main job (for now): Tc of the bundled validation structures with the bundled ensemble.
+# Main job: the whole pipeline on the bundled models (generate -> screen -> rank -> report),
+# about 10 minutes on a 2-core CPU; a rerun resumes. Open $(OUT)/report.html.
 run: setup
-	$(BIN)/tcdesign predict src/tcdesign/data/bundled/val.csv --out $(OUT)
+	$(BIN)/tcdesign run --out $(OUT)
 
 test: setup
 	$(BIN)/python -m pytest -q

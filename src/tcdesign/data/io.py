@@ -2,7 +2,8 @@
 
 Accepted inputs (../SPEC):
 - a CSV in the JARVIS/CDVAE layout: ``cif`` (required), ``material_id`` (optional; else
-  an ``id`` column, as tcdesign's own tables have; else the row number is the id), ``prop`` (optional; minus Tc in K) and any other numeric columns;
+  an ``id`` column, as tcdesign's own tables have; else the row number is the id), ``prop``
+  (optional; minus Tc in K) and any other numeric columns;
 - a single CIF or POSCAR file;
 - a folder of CIF/POSCAR files (the file stem is the id).
 
