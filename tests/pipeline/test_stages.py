@@ -14,6 +14,7 @@ from tcdesign.pipeline.run import (
     funnel_counts,
     rank_candidates,
     verified_counts,
+    verify_stage,
 )
 from tcdesign.pipeline.settings import make_run_settings
 
@@ -139,3 +140,40 @@ def test_a_run_folder_refuses_other_settings(tmp_path: Path) -> None:
     RunFolder(tmp_path, make_run_settings(run={"n": 3}).as_dict())  # n may change
     with pytest.raises(ValueError, match="run.seed"):
         RunFolder(tmp_path, make_run_settings(run={"seed": 4}).as_dict())
+
+
+def test_verify_stage_labels_rows_with_method_and_source(
+    run_dir: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The glue around tcdesign verify (whose QE workflow is tested in tests/verify)."""
+    monkeypatch.setattr("tcdesign.verify.workflow.missing_programs", lambda np_ranks=1: [])
+    pseudo = tmp_path_factory.mktemp("pseudo")
+    write_upf(pseudo, "Al.pbe.UPF", "Al")
+    seen: list[str] = []
+
+    def fake_run_many(records, out, settings, pseudo_dir, workers=1):
+        seen.extend(r.id for r in records)
+        assert settings.preset == "coarse" and settings.mu_star == 0.12
+        return pd.DataFrame(
+            {
+                "id": [r.id for r in records],
+                "status": "ok",
+                "tc_K": [6.0, 1.0],
+                "dynamically_stable": [True, True],
+            }
+        )
+
+    monkeypatch.setattr("tcdesign.verify.executor.run_many", fake_run_many)
+    (run_dir / "verify").mkdir()
+    settings = make_run_settings(
+        {"run": {"verify": 2}, "verify": {"pseudo_dir": str(pseudo), "mu_star": 0.12}}
+    )
+    folder = RunFolder(run_dir, settings.as_dict())
+    ranked = rank_candidates(folder, ("cdvae", "substitution"))
+    table, skipped = verify_stage(folder, settings, ranked)
+    assert seen == ["substitution-gen-00000", "cdvae-gen-00001"]
+    assert [s["id"] for s in skipped] == ["cdvae-gen-00000"]  # NbC: no Nb pseudopotential
+    written = pd.read_csv(run_dir / "verify" / "verify.csv")
+    assert list(written.method) == ["substitution", "cdvae"]
+    assert list(written.source_id) == ["gen-00000", "gen-00001"]
+    assert verified_counts(table, "substitution", 5.0)["dft_tc_above_min"] == 1
