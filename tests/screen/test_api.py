@@ -109,6 +109,28 @@ def test_resume_skips_finished_candidates_and_gives_the_same_table(
     assert len([json.loads(line) for line in lines[:2]]) == 2
 
 
+def test_rows_stream_to_screened_csv_while_the_run_goes_on(candidates, tmp_path, monkeypatch):
+    """A run killed after two candidates leaves them in screened.csv, before the final checks."""
+    done: list[str] = []
+
+    def killed_on_the_third(job):
+        if len(done) == 2:
+            raise KeyboardInterrupt
+        done.append(job.id)
+        return screen_candidate(job)
+
+    monkeypatch.setattr("tcdesign.screen.api.STREAM_SECONDS", 0.0)
+    monkeypatch.setattr("tcdesign.screen.api.screen_candidate", killed_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        screen_records(candidates, tmp_path, ScreenSettings(), progress=False)
+    partial = pd.read_csv(tmp_path / "screened.csv", dtype={"id": str})
+    assert set(done) <= set(partial.id)
+    assert list(partial.columns) == COLUMNS
+    assert partial.novel.isna().all()  # novelty and duplicates come with the final table
+    finished = partial[partial.id.isin(done)]
+    assert finished.status.isin(["ok", "failed"]).all()
+
+
 def test_other_settings_in_the_same_folder_are_refused(candidates, tmp_path):
     from tcdesign.data.io import InputError
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
@@ -38,6 +39,7 @@ from tcdesign.verify.executor import safe_name
 PROGRESS_FILE = "screen_progress.jsonl"  # one finished candidate per line
 STATE_FILE = "screen_settings.json"  # the per-candidate settings of the run in the folder
 TABLE_FILE = "screened.csv"
+STREAM_SECONDS = 5.0  # screened.csv is rewritten at most this often while candidates finish
 
 COLUMNS = [
     "id",
@@ -210,12 +212,19 @@ def _finish(
     finished: dict[str, dict[str, Any]],
     selected: set[str],
     settings: ScreenSettings,
+    final: bool = True,
 ) -> pd.DataFrame:
-    """The final table: novelty, duplicates, rules, sorted by Tc."""
+    """The table: novelty, duplicates, rules, sorted by Tc.
+
+    With ``final=False`` (the table streamed while a run goes on) it holds only the candidates
+    finished so far, without the novelty and duplicate checks, which need all of them.
+    """
     rows: list[dict[str, Any]] = []
     compared: list[Structure | None] = []  # structure judged for novelty and duplicates
     for record in records:
         row: dict[str, Any] = {"id": record.id, "formula": record.formula}
+        if record.ok and record.id in selected and record.id not in finished:
+            continue  # still to be screened (only while streaming)
         if not record.ok:
             row.update(status="error", error=record.error)
             compared.append(None)
@@ -236,11 +245,13 @@ def _finish(
             row["tc_unrelaxed"], row["tc_unrelaxed_std"] = unrelaxed[record.id]
         rows.append(row)
     usable = [s for s in compared if s is not None]
-    novel = iter(novel_flags(usable, _known_structures(settings.novelty_reference)))
-    groups = iter(duplicate_groups(usable))
+    novel = iter(
+        novel_flags(usable, _known_structures(settings.novelty_reference)) if final else []
+    )
+    groups = iter(duplicate_groups(usable) if final else [])
     first_of_group: dict[int, str] = {}
     for row, structure in zip(rows, compared, strict=True):
-        if structure is None:
+        if structure is None or not final:
             continue
         row["novel"] = bool(next(novel))
         group = next(groups)
@@ -311,6 +322,8 @@ def screen_records(
     )
     # with worker processes on every core, this process's per-candidate Tc and gap predictions
     # take one thread, so that they do not fight the relaxations for the cores
+    chosen = {r.id for r in selected}
+    last_written = -math.inf
     busy_cores = settings.workers > 1 or settings.scheduler is not None
     threads_before = torch.get_num_threads()
     if busy_cores:
@@ -332,6 +345,10 @@ def screen_records(
                 handle.write(json.dumps({k: _json_value(v) for k, v in row.items()}) + "\n")
                 handle.flush()
                 finished[job.id] = row
+                if time.monotonic() - last_written > STREAM_SECONDS:
+                    streamed = _finish(records, unrelaxed, finished, chosen, settings, final=False)
+                    streamed.to_csv(out_dir / TABLE_FILE, index=False, float_format="%.6g")
+                    last_written = time.monotonic()
                 counts["ok" if row["status"] == "ok" else "failed"] += 1
                 if row["status"] == "ok" and not rule_failures(row, settings):
                     counts["passing"] += 1
@@ -342,7 +359,7 @@ def screen_records(
         bar.close()
     # rows as they were written, so a resumed run builds exactly the same table
     finished = _read_progress(progress_path)
-    table = _finish(records, unrelaxed, finished, {r.id for r in selected}, settings)
+    table = _finish(records, unrelaxed, finished, chosen, settings)
     table.to_csv(out_dir / TABLE_FILE, index=False, float_format="%.6g")
     return table
 
