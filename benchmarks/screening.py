@@ -11,7 +11,7 @@
    (all non-metals; experimental gaps from standard tables), and textbook elemental metals.
 
 Writes benchmarks/results/screen.json and prints a table. Usage:
-    python benchmarks/screen.py [--workers 1] [--limit N] [--out PATH]
+    python benchmarks/screening.py [--workers 1] [--limit N] [--out PATH]
 """
 
 from __future__ import annotations
