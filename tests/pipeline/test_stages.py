@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -177,3 +178,11 @@ def test_verify_stage_labels_rows_with_method_and_source(
     assert list(written.method) == ["substitution", "cdvae"]
     assert list(written.source_id) == ["gen-00000", "gen-00001"]
     assert verified_counts(table, "substitution", 5.0)["dft_tc_above_min"] == 1
+
+
+def test_stage_times_add_up_over_invocations(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path, make_run_settings().as_dict())
+    folder.record("screen", 60.0)
+    resumed = RunFolder(tmp_path, make_run_settings().as_dict())
+    resumed.record("screen", 1.5)
+    assert json.loads((tmp_path / "run.json").read_text())["seconds"]["screen"] == 61.5

@@ -106,7 +106,8 @@ class RunFolder:
         self.path.write_text(json.dumps(_jsonable(self.state), indent=2))
 
     def record(self, stage: str, seconds: float, **values: Any) -> None:
-        self.state["seconds"][stage] = round(seconds, 2)
+        """Add ``seconds`` to the stage's time over every invocation of the run, and save."""
+        self.state["seconds"][stage] = round(self.state["seconds"].get(stage, 0.0) + seconds, 2)
         self.state.update(values)
         self.save()
 
