@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from tcdesign.generate.defaults import COMPOSITION_TEMPERATURE
+from tcdesign.generate.defaults import COMPOSITION_TEMPERATURE, OPT_LR
 from tcdesign.pipeline.command import register as register_run
 from tcdesign.report.command import register as register_report
 from tcdesign.screen.command import register as register_screen
@@ -541,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--opt-steps", type=int, default=100, help="latent optimisation steps (default 100)"
     )
     gen_verb.add_argument(
-        "--opt-lr", type=float, default=1e-3, help="Adam learning rate on z (default 1e-3)"
+        "--opt-lr", type=float, default=OPT_LR, help=f"Adam learning rate on z (default {OPT_LR})"
     )
     add_schedule_flags(gen_verb)
     gen_verb.add_argument(

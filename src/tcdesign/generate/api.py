@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from tcdesign.data.io import TC_TARGET, InputError, read_structures, validate_structure
 from tcdesign.generate.cdvae import CDVAE, CDVAEConfig
 from tcdesign.generate.data import CrystalDataset
+from tcdesign.generate.defaults import OPT_LR
 from tcdesign.generate.sample import LangevinSchedule, decode, optimize_latents
 from tcdesign.generate.substitution import parse_cell_formula, substitute, template_csp
 from tcdesign.generate.train import GeneratorSettings, train_generator
@@ -144,7 +145,7 @@ def generate(
     optimize_tc: bool = False,
     target_tc: float | None = None,
     opt_steps: int = 100,
-    opt_lr: float = 1e-3,
+    opt_lr: float = OPT_LR,
     schedule: LangevinSchedule | None = None,
     batch_size: int = 16,
     progress: bool = True,

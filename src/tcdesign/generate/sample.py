@@ -18,7 +18,7 @@ from pymatgen.core import Lattice, Structure
 from torch.nn import functional as F
 
 from tcdesign.generate.cdvae import CDVAE
-from tcdesign.generate.defaults import COMPOSITION_TEMPERATURE
+from tcdesign.generate.defaults import COMPOSITION_TEMPERATURE, OPT_LR
 from tcdesign.generate.lattice import cart_to_frac, frac_to_cart, lattice_from_parameters
 from tcdesign.generate.scorenet import NUM_ELEMENTS
 
@@ -133,7 +133,7 @@ def optimize_latents(
     model: CDVAE,
     z: torch.Tensor,
     steps: int = 100,
-    lr: float = 1e-3,
+    lr: float = OPT_LR,
     target_tc: float | None = None,
 ) -> torch.Tensor:
     """Gradient steps on z through the Tc head (CDVAE's property optimisation).

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tcdesign.generate.defaults import COMPOSITION_TEMPERATURE
+from tcdesign.generate.defaults import COMPOSITION_TEMPERATURE, OPT_LR
 
 Method = Literal["cdvae", "substitution"]
 METHODS: tuple[str, ...] = ("cdvae", "substitution")
@@ -64,7 +64,7 @@ class GenerateStage:
     optimize_tc: bool = True  # gradient steps on z through the Tc head
     target_tc: float | None = None  # K; aim the optimisation at this Tc instead of maximising
     opt_steps: int = 100
-    opt_lr: float = 1e-3
+    opt_lr: float = OPT_LR
     levels: int | None = None  # noise levels used (None: all 50)
     steps_per_level: int = 10  # Langevin steps per level (CDVAE: 100); 10 keeps the default fast
     step_lr: float = 1e-4
