@@ -284,22 +284,20 @@ class ReportBuilder:
             return {}
         return {(r.method, r.source_id): r for _, r in self.run.verify.iterrows()}
 
+    @staticmethod
+    def leading_header(several: bool) -> list[str]:
+        """The first columns of every structure table (the method only with several methods)."""
+        return ["#"] + (["method"] if several else []) + ["id", "formula", "space group"]
+
     def candidate_table(self, shown: pd.DataFrame) -> Markup:
         verified = self.verify_lookup()
         several = len(self.names) > 1
-        header = (
-            ["#"]
-            + (["method"] if several else [])
-            + [
-                "id",
-                "formula",
-                "space group",
-                "Tc (K) ± std",
-                "E_form (eV/atom)",
-                "E_hull (eV/atom)",
-                "novel",
-            ]
-        )
+        header = self.leading_header(several) + [
+            "Tc (K) ± std",
+            "E_form (eV/atom)",
+            "E_hull (eV/atom)",
+            "novel",
+        ]
         failed_rules = "rules_failed" in shown.columns and not shown.passed.all()
         if failed_rules:
             header.append("rules failed")
@@ -390,17 +388,7 @@ class ReportBuilder:
         top = pd.concat(frames, ignore_index=True).sort_values("tc", ascending=False)
         top = top.head(N_UNSCREENED)
         several = len(self.names) > 1
-        header = (
-            ["#"]
-            + (["method"] if several else [])
-            + [
-                "id",
-                "formula",
-                "space group",
-                "predicted Tc (K) ± std",
-                "structure",
-            ]
-        )
+        header = self.leading_header(several) + ["predicted Tc (K) ± std", "structure"]
         rows = []
         for rank, (_, row) in enumerate(top.iterrows(), start=1):
             method = self.run.method(row["method"])
