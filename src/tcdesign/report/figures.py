@@ -1,7 +1,7 @@
 """The report's figures as matplotlib ``Figure`` objects (Agg canvas, no pyplot state).
 
 Each function draws one figure from plain arrays and tables; the captions are written where the
-data is chosen (:mod:`tcdesign.report.build`).
+data is chosen (the section modules: overview, candidates, distributions, verification).
 """
 
 from __future__ import annotations
