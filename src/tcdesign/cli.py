@@ -557,7 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(atom counts per cell, e.g. Nb6Sn2). cdvae: latents that the model finds most "
         "compatible with the composition are decoded with atom count and types fixed, ranked by "
         "that log-likelihood; template: training structures with the same stoichiometry "
-        "pattern, elements mapped by substitution probability, volume rescaled. Writes "
+        "pattern, elements mapped by substitution probability, volume rescaled; hybrid: "
+        "template candidates encoded by CDVAE, their coordinates refined by the score network "
+        "from a small noise level, reranked by template and composition log-likelihood. Writes "
         "DIR/csp.csv (formula, rank, cif, method, score, status, error); a rerun skips "
         "formulas already done.",
     )
@@ -567,11 +569,14 @@ def build_parser() -> argparse.ArgumentParser:
     csp_verb.add_argument("--n", type=int, default=5, help="structures per formula (default 5)")
     csp_verb.add_argument("--out", required=True, help="output folder")
     csp_verb.add_argument(
-        "--method", choices=["cdvae", "template"], default="cdvae", help="predictor (default cdvae)"
+        "--method",
+        choices=["cdvae", "template", "hybrid"],
+        default="cdvae",
+        help="predictor: cdvae, template or hybrid (template refined by CDVAE; default cdvae)",
     )
     csp_verb.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     csp_verb.add_argument(
-        "--model", default=None, help="generator.pt (default: bundled; cdvae only)"
+        "--model", default=None, help="generator.pt (default: bundled; cdvae and hybrid)"
     )
     add_schedule_flags(csp_verb)
     csp_verb.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -18,8 +18,19 @@ from tcdesign.data.io import TC_TARGET, InputError, read_structures, validate_st
 from tcdesign.generate.cdvae import CDVAE, CDVAEConfig
 from tcdesign.generate.data import CrystalDataset
 from tcdesign.generate.defaults import OPT_LR
-from tcdesign.generate.sample import LangevinSchedule, decode, optimize_latents
-from tcdesign.generate.substitution import parse_cell_formula, substitute, template_csp
+from tcdesign.generate.hybrid import HybridSettings, hybrid_csp
+from tcdesign.generate.sample import (
+    LangevinSchedule,
+    composition_log_likelihood,
+    decode,
+    optimize_latents,
+)
+from tcdesign.generate.substitution import (
+    fit_atomic_volumes,
+    parse_cell_formula,
+    substitute,
+    template_csp,
+)
 from tcdesign.generate.train import GeneratorSettings, train_generator
 from tcdesign.predict.api import bundled_csv, report_bad_rows
 from tcdesign.training import is_main_process
@@ -202,16 +213,6 @@ CSP_COLUMNS = ["formula", "rank", "cif", "method", "score", "status", "error"]
 CSP_CANDIDATE_FACTOR = 8  # latents drawn per requested structure; the best-scoring are decoded
 
 
-def composition_log_likelihood(
-    model: CDVAE, z: torch.Tensor, atom_types: torch.Tensor, num_atoms: int
-) -> torch.Tensor:
-    """(n_latents,) log p(N | z) + sum over atoms of log p(type | z): the model's own score of
-    how well each latent fits a given cell composition (``atom_types``: (num_atoms,) Z)."""
-    count = torch.log_softmax(model.num_atoms_head(z), dim=1)[:, num_atoms]  # (n,)
-    types = torch.log_softmax(model.composition_head(z), dim=1)  # (n, NUM_ELEMENTS)
-    return count + types[:, atom_types - 1].sum(dim=1)
-
-
 def csp_cdvae(
     model: CDVAE,
     counts: dict[str, int],
@@ -257,13 +258,17 @@ def csp(
     out_dir: str | Path,
     k: int = 5,
     *,
-    method: Literal["cdvae", "template"] = "cdvae",
+    method: Literal["cdvae", "template", "hybrid"] = "cdvae",
     seed: int = 0,
     model: str | Path | None = None,
     schedule: LangevinSchedule | None = None,
+    hybrid: HybridSettings | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """``k`` ranked structures per cell formula into ``out_dir/csp.csv`` (resumable by formula).
+
+    ``method``: ``cdvae`` (:func:`csp_cdvae`), ``template`` (:func:`template_csp`) or ``hybrid``
+    (template candidates refined by the score network, :func:`hybrid_csp` with ``hybrid``).
 
     A formula that cannot be used (unknown element, too many atoms, no template) gets one row
     with status ``error`` and the reason; the others are still predicted.
@@ -275,20 +280,25 @@ def csp(
     if table_path.exists() and table_path.stat().st_size:
         done = set(pd.read_csv(table_path, usecols=["formula"], dtype=str).formula)
     todo = [f for f in dict.fromkeys(formulas) if f not in done]
-    generator = load_generator(model) if method == "cdvae" and todo else None
-    train = None
-    if method == "template" and todo:
+    if method not in ("cdvae", "template", "hybrid"):
+        raise ValueError(f"unknown method {method!r}; choose cdvae, template or hybrid")
+    generator = load_generator(model) if method in ("cdvae", "hybrid") and todo else None
+    train, volumes = None, None
+    if method in ("template", "hybrid") and todo:
         train = [r.structure for r in read_structures(bundled_csv("train")) if r.ok]
+        volumes = fit_atomic_volumes(train)
     for formula in tqdm(todo, desc=f"csp ({method})", unit="formula", disable=not progress):
         rows = []
         try:
             counts = parse_cell_formula(formula)
             if method == "cdvae":
                 results = csp_cdvae(generator, counts, k, seed, schedule)
+            elif method == "hybrid":
+                results = hybrid_csp(generator, formula, train, k, seed, schedule, hybrid, volumes)
             else:
                 results = [
                     (s, float(s.properties.get("score", float("nan"))))
-                    for s in template_csp(formula, train, k)
+                    for s in template_csp(formula, train, k, volumes=volumes)
                 ]
             for rank, (structure, score) in enumerate(results, start=1):
                 status, error = sample_status(structure)

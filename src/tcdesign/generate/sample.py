@@ -6,6 +6,10 @@ drawn from the composition; then, for every noise level sigma_k (largest first),
 Langevin updates x <- x + eta_k s(x, sigma_k) + sqrt(2 eta_k) eps with eta_k = step_lr
 (sigma_k / sigma_L)^2, while the atom types follow the score network's type prediction.
 The schedule (levels and steps per level) is a setting: CDVAE's default is 50 x 100 = 5000 calls.
+
+Refinement (:mod:`tcdesign.generate.hybrid`): given initial fractional coordinates (and a
+lattice), the annealing can start at a later, smaller noise level (``start_level``) instead of
+at random positions and sigma_1, so that the score network only refines a given structure.
 """
 
 from __future__ import annotations
@@ -36,6 +40,17 @@ class LangevinSchedule:
     step_lr: float = 1e-4
     levels: int | None = None  # use only this many noise levels, evenly spread (None: all)
     composition_temperature: float = COMPOSITION_TEMPERATURE
+    start_level: int = 0  # index of the first noise level (0: sigma_1, the largest)
+
+    def noise_levels(self, sigmas: torch.Tensor) -> torch.Tensor:
+        """The levels annealed through, largest first: ``sigmas[start_level:]`` (all of the
+        model's levels, largest first), thinned evenly to ``levels`` when that is fewer."""
+        if not 0 <= self.start_level < len(sigmas):
+            raise ValueError(f"start_level must be in 0..{len(sigmas) - 1}, got {self.start_level}")
+        sigmas = sigmas[self.start_level :]
+        if self.levels is not None and self.levels < len(sigmas):
+            sigmas = sigmas[np.linspace(0, len(sigmas) - 1, self.levels).round().astype(int)]
+        return sigmas
 
 
 @dataclass
@@ -83,19 +98,28 @@ def decode(
     generator: torch.Generator | None = None,
     num_atoms: torch.Tensor | None = None,
     atom_types: torch.Tensor | None = None,
+    frac_coords: torch.Tensor | None = None,
+    lattice: torch.Tensor | None = None,
 ) -> DecodedBatch:
     """Decode latents ``z`` (n_crystals, latent) into crystals by annealed Langevin dynamics.
 
     With ``num_atoms`` (n_crystals,) and ``atom_types`` (n_atoms,) given, the composition is
     fixed (composition -> structure prediction) and only lattice and coordinates are sampled.
+    ``frac_coords`` (n_atoms, 3) replaces the uniformly random starting positions and
+    ``lattice`` (n_crystals, 3, 3) the lattice head's; with ``schedule.start_level`` > 0 this
+    refines given structures (with the last level and ``steps_per_level=0`` they come back as
+    given, wrapped into [0, 1)).
     """
     schedule = schedule or LangevinSchedule()
+    sigmas = schedule.noise_levels(model.sigmas)
     if num_atoms is None:
         num_atoms = model.predict_num_atoms(z)
-    num_atoms = num_atoms.clamp(1, model.config.max_atoms)
+    if frac_coords is None:  # a given structure may be larger than the atom-count head's range
+        num_atoms = num_atoms.clamp(1, model.config.max_atoms)
     batch = torch.repeat_interleave(torch.arange(len(z)), num_atoms)
-    lengths, angles = model.predict_lattice(z, num_atoms)
-    lattice = lattice_from_parameters(lengths, angles)  # (n_crystals, 3, 3)
+    if lattice is None:
+        lengths, angles = model.predict_lattice(z, num_atoms)
+        lattice = lattice_from_parameters(lengths, angles)  # (n_crystals, 3, 3)
     fixed_types = atom_types is not None
     if atom_types is None:
         probs = model.composition_probs(z, batch)  # (n_atoms, NUM_ELEMENTS)
@@ -107,10 +131,10 @@ def decode(
             mean_probs = torch.softmax(log_probs, dim=1)
         classes = [composition_counts(mean_probs[k], int(n)) for k, n in enumerate(num_atoms)]
         atom_types = torch.tensor([c for crystal in classes for c in crystal]) + 1
-    frac = torch.rand(len(batch), 3, generator=generator)
-    sigmas = model.sigmas
-    if schedule.levels is not None and schedule.levels < len(sigmas):
-        sigmas = sigmas[np.linspace(0, len(sigmas) - 1, schedule.levels).round().astype(int)]
+    if frac_coords is None:
+        frac = torch.rand(len(batch), 3, generator=generator)
+    else:
+        frac = frac_coords % 1.0  # (n_atoms, 3)
     sigma_last = float(model.sigmas[-1])
     for sigma in sigmas.tolist():
         step = schedule.step_lr * (sigma / sigma_last) ** 2
@@ -127,6 +151,16 @@ def decode(
             if not fixed_types:
                 atom_types = type_logits.argmax(dim=1) + 1
     return DecodedBatch(frac, atom_types, lattice, num_atoms, model.predict_tc(z))
+
+
+def composition_log_likelihood(
+    model: CDVAE, z: torch.Tensor, atom_types: torch.Tensor, num_atoms: int
+) -> torch.Tensor:
+    """(n_latents,) log p(N | z) + sum over atoms of log p(type | z): the model's own score of
+    how well each latent fits a given cell composition (``atom_types``: (num_atoms,) Z)."""
+    count = torch.log_softmax(model.num_atoms_head(z), dim=1)[:, num_atoms]  # (n,)
+    types = torch.log_softmax(model.composition_head(z), dim=1)  # (n, NUM_ELEMENTS)
+    return count + types[:, atom_types - 1].sum(dim=1)
 
 
 def optimize_latents(
