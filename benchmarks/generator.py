@@ -4,14 +4,20 @@
    generation_metrics` against val (novelty against train), and the fraction with predicted Tc
    > 5 K by the bundled Tc ensemble (the judge);
 2. the same with ``--optimize-tc`` (gradient steps on z through the Tc head);
-3. composition -> structure on the val cell compositions: top-1 and top-k match rates;
+3. composition -> structure on the first ``--csp-formulas`` val cell compositions: top-1 and
+   top-k match rates and mean RMS for CDVAE, the template baseline and the hybrid (template
+   candidates refined by the score network, :mod:`tcdesign.generate.hybrid`; every ranking of
+   the same refined candidates is reported beside the default one);
 4. speed: structures per second and network evaluations per structure.
 
-The substitution and template baselines are measured by ``generator_baselines.py``.
-Writes benchmarks/results/generator.json and prints a table. The schedule can be shortened
+The substitution baseline is measured by ``generator_baselines.py``.
+Writes benchmarks/results/generator.json and prints a table; ``--only csp`` measures step 3
+alone and writes benchmarks/results/generator_csp.json. The schedule can be shortened
 (``--levels``, ``--steps-per-level``) for a quick look; the defaults are CDVAE's.
 
     python benchmarks/generator.py --model checkpoints/generator/generator.pt [--n 1000]
+    python benchmarks/generator.py --model src/tcdesign/models/cdvae/generator.pt --only csp \
+        --levels 50 --steps-per-level 10 --csp-formulas 40
 """
 
 from __future__ import annotations
@@ -29,13 +35,16 @@ from pymatgen.core import Structure
 from tcdesign.data.io import read_structures
 from tcdesign.generate.api import csp_cdvae, load_generator
 from tcdesign.generate.defaults import COMPOSITION_TEMPERATURE
+from tcdesign.generate.hybrid import RANKINGS, HybridSettings, hybrid_candidates
 from tcdesign.generate.metrics import csp_metrics, generation_metrics
 from tcdesign.generate.sample import LangevinSchedule, decode, optimize_latents
-from tcdesign.generate.substitution import parse_cell_formula
+from tcdesign.generate.substitution import fit_atomic_volumes, parse_cell_formula, template_csp
 from tcdesign.predict.api import bundled_csv
 from tcdesign.predict.ensemble import Ensemble
 
 RESULTS = Path(__file__).parent / "results" / "generator.json"
+CSP_RESULTS = Path(__file__).parent / "results" / "generator_csp.json"
+CSP_METHODS = ("cdvae", "template", "hybrid")
 TC_THRESHOLD = 5.0  # K
 
 
@@ -67,6 +76,70 @@ def tc_fraction(judge: Ensemble, structures: list[Structure | None]) -> float:
     return float(np.sum(tc > TC_THRESHOLD) / len(structures))
 
 
+def cell_formula(structure: Structure) -> str:
+    """The cell formula of a structure, e.g. ``Nb6Sn2``."""
+    counts = structure.composition.get_el_amt_dict()
+    return "".join(f"{el}{round(n)}" for el, n in counts.items())
+
+
+def csp_benchmark(
+    model,
+    train: list[Structure],
+    truths: list[Structure],
+    k: int,
+    seed: int,
+    schedule: LangevinSchedule,
+    hybrid: HybridSettings,
+    methods: tuple[str, ...] = CSP_METHODS,
+) -> dict:
+    """CSP metrics of each method on the cell formulas of ``truths`` (at most ``max_atoms``)."""
+    truths = [t for t in truths if len(t) <= model.config.max_atoms]
+    volumes = fit_atomic_volumes(train)
+    result: dict = {"formulas": [cell_formula(t) for t in truths]}
+    for method in methods:
+        started = time.perf_counter()
+        ranked: dict[str, list] = {}
+        for truth in truths:
+            formula = cell_formula(truth)
+            if method == "cdvae":
+                counts = parse_cell_formula(formula)
+                found = {"cdvae": [s for s, _ in csp_cdvae(model, counts, k, seed, schedule)]}
+            elif method == "template":
+                try:
+                    found = {"template": template_csp(formula, train, k, volumes=volumes)}
+                except ValueError:  # no template: a miss
+                    found = {"template": []}
+            else:
+                pool = max(k, hybrid.pool or k)
+                try:
+                    refined = hybrid_candidates(
+                        model, formula, train, pool, schedule, hybrid, seed, volumes
+                    )
+                    found = {rank: [s for s, _ in refined.ranked(rank, k)] for rank in RANKINGS}
+                except ValueError:
+                    found = {rank: [] for rank in RANKINGS}
+            for name, candidates in found.items():
+                ranked.setdefault(name, []).append((truth, candidates))
+        seconds = time.perf_counter() - started
+        if method == "hybrid":
+            metrics = csp_metrics(ranked[hybrid.rank_by], k=k)
+            metrics["settings"] = {
+                "start_level": hybrid.start_level,
+                "start_sigma": float(model.sigmas[hybrid.start_level]),
+                "lattice": hybrid.lattice,
+                "rank_by": hybrid.rank_by,
+                "pool": max(k, hybrid.pool or k),
+            }
+            metrics["by_ranking"] = {
+                name: csp_metrics(pairs, k=k) for name, pairs in ranked.items()
+            }
+        else:
+            metrics = csp_metrics(ranked[method], k=k)
+        metrics["seconds"] = seconds
+        result[method] = metrics
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="generator.pt")
@@ -78,6 +151,24 @@ def main() -> None:
         default=105,
         help="val compositions to test CSP on (default: all)",
     )
+    parser.add_argument(
+        "--only",
+        choices=["all", "csp"],
+        default="all",
+        help="csp: only composition -> structure, into results/generator_csp.json",
+    )
+    parser.add_argument(
+        "--csp-methods",
+        nargs="+",
+        choices=CSP_METHODS,
+        default=list(CSP_METHODS),
+        help="CSP methods to measure (default all three)",
+    )
+    defaults = HybridSettings()
+    parser.add_argument("--hybrid-start-level", type=int, default=defaults.start_level)
+    parser.add_argument("--hybrid-pool", type=int, default=defaults.pool)
+    parser.add_argument("--hybrid-rank", choices=RANKINGS, default=defaults.rank_by)
+    parser.add_argument("--hybrid-lattice", choices=["template", "head"], default=defaults.lattice)
     parser.add_argument("--batch", type=int, default=64, help="crystals decoded together")
     parser.add_argument("--levels", type=int, default=None, help="noise levels (default all)")
     parser.add_argument("--steps-per-level", type=int, default=100)
@@ -88,16 +179,22 @@ def main() -> None:
         help=f"composition sharpening (default {COMPOSITION_TEMPERATURE}; 1 is CDVAE's rule)",
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--out", default=None, help="JSON (default results/generator*.json)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    out = Path(args.out or (CSP_RESULTS if args.only == "csp" else RESULTS))
 
     model = load_generator(args.model)
-    judge = Ensemble.load()
     schedule = LangevinSchedule(
         steps_per_level=args.steps_per_level,
         levels=args.levels,
         composition_temperature=args.composition_temperature,
+    )
+    hybrid = HybridSettings(
+        start_level=args.hybrid_start_level,
+        lattice=args.hybrid_lattice,
+        rank_by=args.hybrid_rank,
+        pool=args.hybrid_pool,
     )
     calls = schedule.steps_per_level * (schedule.levels or len(model.sigmas))
     train, val = load("train"), load("val")
@@ -110,47 +207,58 @@ def main() -> None:
         },
         "network_calls_per_structure": calls,
     }
-    for name, optimize in (("plain", False), ("optimize_tc", True)):
-        structures, seconds = sample(model, args.n, args.batch, schedule, args.seed, optimize)
-        metrics = generation_metrics(structures, val)
-        metrics["novelty_vs_train"] = generation_metrics(structures, train)["novelty"]
-        metrics["fraction_tc_above_5K"] = tc_fraction(judge, structures)
-        metrics["structures_per_second"] = len(structures) / seconds
-        result[name] = metrics
-    formulas = []
-    for structure in val[: args.csp_formulas]:
-        counts = structure.composition.get_el_amt_dict()
-        formulas.append("".join(f"{el}{round(n)}" for el, n in counts.items()))
-    pairs = []
-    for formula, truth in zip(formulas, val, strict=False):
-        if len(truth) > model.config.max_atoms:
-            continue
-        candidates = [
-            s for s, _ in csp_cdvae(model, parse_cell_formula(formula), args.k, args.seed, schedule)
-        ]
-        pairs.append((truth, candidates))
-    result["csp"] = csp_metrics(pairs, k=args.k)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    if args.only == "all":
+        judge = Ensemble.load()
+        for name, optimize in (("plain", False), ("optimize_tc", True)):
+            structures, seconds = sample(model, args.n, args.batch, schedule, args.seed, optimize)
+            metrics = generation_metrics(structures, val)
+            metrics["novelty_vs_train"] = generation_metrics(structures, train)["novelty"]
+            metrics["fraction_tc_above_5K"] = tc_fraction(judge, structures)
+            metrics["structures_per_second"] = len(structures) / seconds
+            result[name] = metrics
+    csp = csp_benchmark(
+        model,
+        train,
+        val[: args.csp_formulas],
+        args.k,
+        args.seed,
+        schedule,
+        hybrid,
+        tuple(args.csp_methods),
+    )
+    if args.only == "all":
+        result["csp"] = csp.get("cdvae", {})
+        result["csp_methods"] = csp
+    else:
+        result["csp"] = csp
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
 
-    keys = (
-        "validity",
-        "uniqueness",
-        "novelty_vs_train",
-        "wdist_density",
-        "wdist_num_elements",
-        "non_p1_fraction",
-        "fraction_tc_above_5K",
-        "structures_per_second",
-    )
-    print(f"{'metric':<24} {'plain':>10} {'optimize_tc':>12}")
-    for key in keys:
-        print(f"{key:<24} {result['plain'][key]:>10.3f} {result['optimize_tc'][key]:>12.3f}")
-    print(
-        f"CSP top-1 {result['csp']['match_rate_top1']:.3f}, top-{args.k} "
-        f"{result['csp']['match_rate_topk']:.3f}; {calls} network calls per structure"
-    )
-    print(f"wrote {args.out}")
+    if args.only == "all":
+        keys = (
+            "validity",
+            "uniqueness",
+            "novelty_vs_train",
+            "wdist_density",
+            "wdist_num_elements",
+            "non_p1_fraction",
+            "fraction_tc_above_5K",
+            "structures_per_second",
+        )
+        print(f"{'metric':<24} {'plain':>10} {'optimize_tc':>12}")
+        for key in keys:
+            print(f"{key:<24} {result['plain'][key]:>10.3f} {result['optimize_tc'][key]:>12.3f}")
+    print(f"CSP on {len(csp['formulas'])} val formulas; {calls} network calls per CDVAE structure")
+    print(f"{'method':<22} {'top-1':>6} {f'top-{args.k}':>6} {'rms-1':>6} {'rms-k':>6} {'s':>6}")
+    rows = [(m, csp[m]) for m in args.csp_methods]
+    if "hybrid" in csp:
+        rows += [(f"hybrid/{name}", m) for name, m in csp["hybrid"]["by_ranking"].items()]
+    for name, m in rows:
+        print(
+            f"{name:<22} {m['match_rate_top1']:>6.3f} {m['match_rate_topk']:>6.3f} "
+            f"{m['rms_top1']:>6.3f} {m['rms_topk']:>6.3f} {m.get('seconds', float('nan')):>6.0f}"
+        )
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
