@@ -34,7 +34,7 @@ from pymatgen.core import Structure
 
 from tcdesign.data.io import read_structures
 from tcdesign.generate.api import csp_cdvae, load_generator
-from tcdesign.generate.defaults import COMPOSITION_TEMPERATURE
+from tcdesign.generate.defaults import COMPOSITION_RULE, COMPOSITION_TEMPERATURE
 from tcdesign.generate.hybrid import RANKINGS, HybridSettings, hybrid_candidates
 from tcdesign.generate.metrics import csp_metrics, generation_metrics
 from tcdesign.generate.sample import LangevinSchedule, decode, optimize_latents
@@ -178,6 +178,12 @@ def main() -> None:
         default=COMPOSITION_TEMPERATURE,
         help=f"composition sharpening (default {COMPOSITION_TEMPERATURE}; 1 is CDVAE's rule)",
     )
+    parser.add_argument(
+        "--composition",
+        choices=["prior", "cdvae"],
+        default=COMPOSITION_RULE,
+        help=f"composition rule (default {COMPOSITION_RULE}; cdvae is the original)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="JSON (default results/generator*.json)")
     args = parser.parse_args()
@@ -189,6 +195,7 @@ def main() -> None:
         steps_per_level=args.steps_per_level,
         levels=args.levels,
         composition_temperature=args.composition_temperature,
+        composition=args.composition,
     )
     hybrid = HybridSettings(
         start_level=args.hybrid_start_level,
@@ -204,6 +211,7 @@ def main() -> None:
             "levels": schedule.levels or len(model.sigmas),
             "steps_per_level": schedule.steps_per_level,
             "composition_temperature": schedule.composition_temperature,
+            "composition": schedule.composition,
         },
         "network_calls_per_structure": calls,
     }

@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from tcdesign.generate.defaults import COMPOSITION_TEMPERATURE, OPT_LR
+from tcdesign.generate.defaults import COMPOSITION_RULE, COMPOSITION_TEMPERATURE, OPT_LR
 from tcdesign.pipeline.command import register as register_run
 from tcdesign.report.command import register as register_report
 from tcdesign.screen.command import register as register_screen
@@ -245,6 +245,16 @@ def add_schedule_flags(parser: argparse.ArgumentParser) -> None:
         f"atoms (default {COMPOSITION_TEMPERATURE}: closer to the training element counts; "
         "1 is CDVAE's rule)",
     )
+    parser.add_argument(
+        "--composition",
+        choices=["prior", "cdvae"],
+        default=COMPOSITION_RULE,
+        help="how atom counts, elements and cell volumes are drawn (default prior: atom count "
+        "sampled from its head, number of elements from the training set's statistics given it, "
+        "compositions failing the SMACT charge-neutrality test redrawn, types fixed during "
+        "Langevin, cell scaled to fitted atomic volumes; cdvae: the original rule, where the "
+        "score network's type predictions change the atoms and the lattice head sets the volume)",
+    )
 
 
 def _schedule(args: argparse.Namespace):
@@ -260,6 +270,7 @@ def _schedule(args: argparse.Namespace):
         step_lr=args.step_lr,
         levels=args.levels,
         composition_temperature=args.composition_temperature,
+        composition=args.composition,
     )
 
 

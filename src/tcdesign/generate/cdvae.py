@@ -11,15 +11,22 @@ Shapes: atoms are batched with ``batch`` (n_atoms,), crystals index the first ax
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from pymatgen.core import Structure
 from torch import nn
 from torch.nn import functional as F
 from torch_geometric.utils import scatter
 
 from tcdesign.data.batch import GraphBatch
+from tcdesign.generate.composition import (
+    MAX_ELEMENTS,
+    atomic_volume_table,
+    element_count_table,
+)
 from tcdesign.generate.lattice import cart_to_frac, min_image_difference
 from tcdesign.generate.scorenet import NUM_ELEMENTS, ScoreNet, ScoreNetConfig
 from tcdesign.predict.alignn import ALIGNN, ALIGNNConfig
@@ -107,6 +114,9 @@ class CrystalBatch:
         return CrystalBatch(**moved)
 
 
+SAMPLING_PRIOR_BUFFERS = {"element_counts", "atomic_volumes"}  # absent from older checkpoints
+
+
 class CDVAE(nn.Module):
     """The generator; ``forward`` returns the loss terms of one training step."""
 
@@ -133,6 +143,11 @@ class CDVAE(nn.Module):
         self.register_buffer("lattice_std", torch.ones(6))
         self.register_buffer("tc_mean", torch.zeros(()))
         self.register_buffer("tc_std", torch.ones(()))
+        # sampling prior fitted on the training set (tcdesign.generate.composition): cells with
+        # N atoms and k elements, (max_atoms + 1, MAX_ELEMENTS + 1), and atomic volumes (A^3) of
+        # element class Z - 1, (NUM_ELEMENTS,); all zero until set_sampling_prior
+        self.register_buffer("element_counts", torch.zeros(config.max_atoms + 1, MAX_ELEMENTS + 1))
+        self.register_buffer("atomic_volumes", torch.zeros(NUM_ELEMENTS))
 
     # ----- statistics -------------------------------------------------------------------------
     @staticmethod
@@ -152,6 +167,16 @@ class CDVAE(nn.Module):
         known = tc[torch.isfinite(tc)]
         self.tc_mean.fill_(float(known.mean()))
         self.tc_std.fill_(float(known.std().clamp_min(1e-3)))
+
+    def set_sampling_prior(self, structures: Sequence[Structure]) -> None:
+        """Fit the sampling prior (element counts per atom count, atomic volumes) to the
+        training ``structures``."""
+        self.element_counts.copy_(element_count_table(structures, self.config.max_atoms))
+        self.atomic_volumes.copy_(atomic_volume_table(structures))
+
+    @property
+    def has_sampling_prior(self) -> bool:
+        return bool(self.element_counts.sum() > 0)
 
     # ----- encoder and heads ------------------------------------------------------------------
     def encode(self, graphs: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,6 +199,14 @@ class CDVAE(nn.Module):
         logits = self.num_atoms_head(z)
         logits[:, 0] = -torch.inf
         return logits.argmax(dim=1)
+
+    def sample_num_atoms(
+        self, z: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """(n_crystals,) atom counts (>= 1) drawn from the atom-count head's distribution."""
+        logits = self.num_atoms_head(z)
+        logits[:, 0] = -torch.inf
+        return torch.multinomial(torch.softmax(logits, dim=1), 1, generator=generator)[:, 0]
 
     def predict_tc(self, z: torch.Tensor) -> torch.Tensor:
         """(n_crystals,) Tc (K) from the property head."""
@@ -278,5 +311,7 @@ class CDVAE(nn.Module):
         if checkpoint.get("model") != "cdvae":
             raise ValueError("not a CDVAE checkpoint")
         model = cls(CDVAEConfig(**checkpoint["model_args"]))
-        model.load_state_dict(checkpoint["state_dict"])
-        return model.eval()
+        missing, unexpected = model.load_state_dict(checkpoint["state_dict"], strict=False)
+        if unexpected or set(missing) - SAMPLING_PRIOR_BUFFERS:
+            raise ValueError(f"checkpoint does not fit the model: {missing + unexpected}")
+        return model.eval()  # a checkpoint from before the sampling prior: prior left empty

@@ -22,7 +22,14 @@ from pymatgen.core import Lattice, Structure
 from torch.nn import functional as F
 
 from tcdesign.generate.cdvae import CDVAE
-from tcdesign.generate.defaults import COMPOSITION_TEMPERATURE, OPT_LR
+from tcdesign.generate.composition import draw_composition, scale_to_volume, summed_volumes
+from tcdesign.generate.defaults import (
+    COMPOSITION_RETRIES,
+    COMPOSITION_RULE,
+    COMPOSITION_TEMPERATURE,
+    OPT_LR,
+    CompositionRule,
+)
 from tcdesign.generate.lattice import cart_to_frac, frac_to_cart, lattice_from_parameters
 from tcdesign.generate.scorenet import NUM_ELEMENTS
 
@@ -31,9 +38,13 @@ from tcdesign.generate.scorenet import NUM_ELEMENTS
 class LangevinSchedule:
     """How crystals are sampled: the Langevin annealing (CDVAE's defaults) and the composition.
 
-    ``composition_temperature`` sharpens the composition head's mean element probabilities,
-    p_i^(1/T) renormalised, before they are turned into atom counts; 1 is CDVAE's rule
-    (:mod:`tcdesign.generate.defaults` says why the default is sharper).
+    ``composition`` chooses how atom counts, types and the cell volume are drawn: ``"cdvae"``
+    is the original rule (argmax atom count, types from the composition head then following the
+    score network, the lattice head's volume); ``"prior"`` adds the training-set prior of
+    :mod:`tcdesign.generate.composition` (sampled atom count, element count given it, SMACT
+    redraws, fixed types, volume from fitted atomic volumes). ``composition_temperature``
+    sharpens the composition head's element probabilities, p_i^(1/T) renormalised, in both
+    (:mod:`tcdesign.generate.defaults` gives the measurements behind the defaults).
     """
 
     steps_per_level: int = 100
@@ -41,6 +52,8 @@ class LangevinSchedule:
     levels: int | None = None  # use only this many noise levels, evenly spread (None: all)
     composition_temperature: float = COMPOSITION_TEMPERATURE
     start_level: int = 0  # index of the first noise level (0: sigma_1, the largest)
+    composition: CompositionRule = COMPOSITION_RULE  # "cdvae": the original rule
+    composition_retries: int = COMPOSITION_RETRIES  # SMACT redraws of the "prior" rule
 
     def noise_levels(self, sigmas: torch.Tensor) -> torch.Tensor:
         """The levels annealed through, largest first: ``sigmas[start_level:]`` (all of the
@@ -90,6 +103,42 @@ def composition_counts(probs: torch.Tensor, num_atoms: int) -> list[int]:
     return torch.repeat_interleave(torch.arange(len(counts)), counts).tolist()
 
 
+def _draw_atom_types(
+    model: CDVAE,
+    z: torch.Tensor,
+    num_atoms: torch.Tensor,
+    batch: torch.Tensor,
+    schedule: LangevinSchedule,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """(n_atoms,) starting atom types (Z) of every crystal by ``schedule.composition``'s rule."""
+    probs = model.composition_probs(z, batch)  # (n_atoms, NUM_ELEMENTS)
+    mean_probs = torch.zeros(len(z), NUM_ELEMENTS).index_add_(0, batch, probs)
+    mean_probs /= num_atoms[:, None]  # (n_crystals, NUM_ELEMENTS)
+    if schedule.composition == "prior":
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        rng = np.random.default_rng(seed)
+        counts = model.element_counts.numpy()  # (max_atoms + 1, MAX_ELEMENTS + 1)
+        numbers = [
+            draw_composition(
+                mean_probs[k].double().numpy(),
+                int(n),
+                counts[int(n)] if int(n) < len(counts) else counts.sum(axis=0),
+                rng,
+                schedule.composition_temperature,
+                schedule.composition_retries,
+            )
+            for k, n in enumerate(num_atoms)
+        ]
+        return torch.tensor([z_ for crystal in numbers for z_ in crystal])
+    if schedule.composition_temperature != 1.0:
+        # p^(1/T) renormalised, in log space so that a small T cannot underflow
+        log_probs = mean_probs.clamp_min(1e-30).log() / schedule.composition_temperature
+        mean_probs = torch.softmax(log_probs, dim=1)
+    classes = [composition_counts(mean_probs[k], int(n)) for k, n in enumerate(num_atoms)]
+    return torch.tensor([c for crystal in classes for c in crystal]) + 1
+
+
 @torch.no_grad()
 def decode(
     model: CDVAE,
@@ -112,25 +161,27 @@ def decode(
     """
     schedule = schedule or LangevinSchedule()
     sigmas = schedule.noise_levels(model.sigmas)
+    prior = schedule.composition == "prior"
+    uses_prior = prior and (num_atoms is None or atom_types is None or lattice is None)
+    if uses_prior and not model.has_sampling_prior:
+        raise ValueError(
+            "this generator checkpoint has no sampling prior (it predates it); "
+            "sample with composition='cdvae' or retrain"
+        )
     if num_atoms is None:
-        num_atoms = model.predict_num_atoms(z)
+        num_atoms = model.sample_num_atoms(z, generator) if prior else model.predict_num_atoms(z)
     if frac_coords is None:  # a given structure may be larger than the atom-count head's range
         num_atoms = num_atoms.clamp(1, model.config.max_atoms)
     batch = torch.repeat_interleave(torch.arange(len(z)), num_atoms)
+    fixed_types = atom_types is not None or prior
+    if atom_types is None:
+        atom_types = _draw_atom_types(model, z, num_atoms, batch, schedule, generator)
     if lattice is None:
         lengths, angles = model.predict_lattice(z, num_atoms)
         lattice = lattice_from_parameters(lengths, angles)  # (n_crystals, 3, 3)
-    fixed_types = atom_types is not None
-    if atom_types is None:
-        probs = model.composition_probs(z, batch)  # (n_atoms, NUM_ELEMENTS)
-        mean_probs = torch.zeros(len(z), NUM_ELEMENTS).index_add_(0, batch, probs)
-        mean_probs /= num_atoms[:, None]
-        if schedule.composition_temperature != 1.0:
-            # p^(1/T) renormalised, in log space so that a small T cannot underflow
-            log_probs = mean_probs.clamp_min(1e-30).log() / schedule.composition_temperature
-            mean_probs = torch.softmax(log_probs, dim=1)
-        classes = [composition_counts(mean_probs[k], int(n)) for k, n in enumerate(num_atoms)]
-        atom_types = torch.tensor([c for crystal in classes for c in crystal]) + 1
+        if prior:
+            volumes = summed_volumes(atom_types, batch, len(z), model.atomic_volumes)
+            lattice = scale_to_volume(lattice, volumes)
     if frac_coords is None:
         frac = torch.rand(len(batch), 3, generator=generator)
     else:

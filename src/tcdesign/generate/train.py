@@ -124,6 +124,7 @@ def train_generator(
     val_loader = val.loader(max(settings.batch_size, 64))
     module = GeneratorModule(config, settings, len(train_loader))
     module.model.set_statistics(**train.statistics())
+    module.model.set_sampling_prior(train.structures)
     trainer, checkpoint = build_trainer(
         out_dir,
         max_epochs=settings.epochs,

@@ -150,7 +150,11 @@ def generate_stage(folder: RunFolder, settings: RunSettings, method: str, progre
         opt_steps=stage.opt_steps,
         opt_lr=stage.opt_lr,
         schedule=LangevinSchedule(
-            stage.steps_per_level, stage.step_lr, stage.levels, stage.composition_temperature
+            steps_per_level=stage.steps_per_level,
+            step_lr=stage.step_lr,
+            levels=stage.levels,
+            composition_temperature=stage.composition_temperature,
+            composition=stage.composition,
         ),
         batch_size=stage.batch_size,
         progress=progress,

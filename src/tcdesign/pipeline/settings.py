@@ -34,7 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tcdesign.generate.defaults import COMPOSITION_TEMPERATURE, OPT_LR
+from tcdesign.generate.defaults import (
+    COMPOSITION_RULE,
+    COMPOSITION_TEMPERATURE,
+    OPT_LR,
+    CompositionRule,
+)
 
 Method = Literal["cdvae", "substitution"]
 METHODS: tuple[str, ...] = ("cdvae", "substitution")
@@ -69,6 +74,7 @@ class GenerateStage:
     steps_per_level: int = 10  # Langevin steps per level (CDVAE: 100); 10 keeps the default fast
     step_lr: float = 1e-4
     composition_temperature: float = COMPOSITION_TEMPERATURE  # 1: CDVAE's composition rule
+    composition: CompositionRule = COMPOSITION_RULE  # "cdvae": the original rule
     batch_size: int = 16
 
 
