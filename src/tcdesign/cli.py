@@ -516,8 +516,10 @@ def build_parser() -> argparse.ArgumentParser:
         "generate",
         help="sample new crystals (CDVAE, or the substitution baseline)",
         description="Sample N crystals. cdvae: z ~ N(0, I) -> atom count, composition and "
-        "lattice from the heads -> annealed Langevin dynamics of the coordinates (CDVAE's 50 "
-        "noise levels x 100 steps by default); --optimize-tc first moves z uphill on the Tc "
+        "lattice from the heads, guided by the training set's element counts, SMACT charge "
+        "neutrality and atomic volumes (--composition) -> annealed Langevin dynamics of the "
+        "coordinates (CDVAE's 50 noise levels x 100 steps by default); --optimize-tc first "
+        "moves z uphill on the Tc "
         "head. substitution: element swaps into training crystals with pymatgen's data-driven "
         "substitution probabilities, volume rescaled. Writes DIR/structures/ID.cif and "
         "DIR/generated.csv (id, formula, cif, method, status, error, tc_head) as it goes; "

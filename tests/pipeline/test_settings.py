@@ -60,6 +60,7 @@ def test_both_methods_shorthand() -> None:
         ({"run": {"n": 0}}, "at least 1"),
         ({"run": {"verify": -1}}, "0 or more"),
         ({"generate": {"steps": 3}}, "unknown setting"),
+        ({"generate": {"composition": "random"}}, "unknown composition rule"),
         ({"verify": {"ecut": 3}}, "unknown verify setting"),
         ({"verify": {"preset": "fine"}}, "unknown preset"),
         ({"run": 3}, "must be a table"),

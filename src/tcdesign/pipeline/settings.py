@@ -32,7 +32,7 @@ import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from tcdesign.generate.defaults import (
     COMPOSITION_RULE,
@@ -175,6 +175,12 @@ def make_run_settings(
         defaults = RUN_SCREEN_DEFAULTS if stage == "screen" else {}
         merged[stage] = {**defaults, **table, **given}
     generate_values = _checked(GenerateStage, merged["generate"], f"{where} [generate]")
+    rule = generate_values.get("composition", COMPOSITION_RULE)
+    if rule not in get_args(CompositionRule):
+        raise ValueError(
+            f"{where} [generate]: unknown composition rule {rule!r} "
+            f"(choose from {', '.join(get_args(CompositionRule))})"
+        )
     try:
         return RunSettings(
             run=_run_stage(merged["run"], f"{where} [run]"),
