@@ -1,0 +1,296 @@
+"""``tcdesign generate``, ``csp`` and ``train generator``: argument parsing and the handlers;
+the work is in the library.
+
+Exit status: 0 success (also when some samples or formulas failed and were reported); 2 for
+unusable input or arguments (InputError is turned into one line by ``cli.main``), a non-empty
+--out without --resume, or when every csp formula failed; 1 is left to internal errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tcdesign.cli_common import (
+    add_data_flags,
+    add_loop_flags,
+    add_run_flags,
+    loop_settings,
+    refuses_to_overwrite,
+    set_threads,
+    training_csvs,
+)
+from tcdesign.generate.defaults import COMPOSITION_RULE, COMPOSITION_TEMPERATURE, OPT_LR
+
+
+def cmd_train_generator(args: argparse.Namespace) -> int:
+    from tcdesign.generate.api import train_generator_from_csv
+    from tcdesign.generate.cdvae import CDVAEConfig
+    from tcdesign.generate.train import GeneratorSettings
+
+    set_threads(args)
+    config = CDVAEConfig(
+        latent=args.latent,
+        max_atoms=args.max_atoms,
+        encoder_hidden=args.encoder_hidden,
+        decoder_hidden=args.decoder_hidden,
+        decoder_layers=args.decoder_layers,
+        beta=args.beta,
+    )
+    settings = GeneratorSettings(**loop_settings(args))
+    out = Path(args.out)
+    if refuses_to_overwrite(out, args.resume):
+        return 2
+    metrics = train_generator_from_csv(
+        *training_csvs(args), out, config, settings, resume=args.resume
+    )
+    if not metrics:  # an extra DDP process; rank 0 reports
+        return 0
+    print(f"best val loss {metrics['best_val_loss']:.3f} after {metrics['epochs_run']} epochs")
+    print(f"wrote {out / 'generator.pt'} and {out / 'metrics.json'}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from tcdesign.generate.api import generate
+
+    if args.n < 1:
+        print("tcdesign: --n must be at least 1", file=sys.stderr)
+        return 2
+    schedule = _schedule(args)
+    table = generate(
+        args.n,
+        args.out,
+        method=args.method,
+        seed=args.seed,
+        model=args.model,
+        optimize_tc=args.optimize_tc,
+        target_tc=args.target_tc,
+        opt_steps=args.opt_steps,
+        opt_lr=args.opt_lr,
+        schedule=schedule,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+    counts = table.status.value_counts().to_dict()
+    summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    print(
+        f"{len(table)} crystals ({summary}); wrote {Path(args.out) / 'generated.csv'} and "
+        f"{Path(args.out) / 'structures'}/"
+    )
+    return 0
+
+
+def add_schedule_flags(parser: argparse.ArgumentParser) -> None:
+    """Annealed Langevin schedule flags shared by generate and csp."""
+    parser.add_argument(
+        "--steps-per-level",
+        type=int,
+        default=100,
+        help="Langevin steps per noise level (default 100, as CDVAE)",
+    )
+    parser.add_argument(
+        "--levels",
+        type=int,
+        default=None,
+        help="use only this many of the noise levels (default: all 50)",
+    )
+    parser.add_argument(
+        "--step-lr",
+        type=float,
+        default=1e-4,
+        help="Langevin step size at the smallest noise level (default 1e-4)",
+    )
+    parser.add_argument(
+        "--composition-temperature",
+        type=float,
+        default=COMPOSITION_TEMPERATURE,
+        help="sharpen the composition head's element probabilities, p^(1/T), before counting "
+        f"atoms (default {COMPOSITION_TEMPERATURE}: closer to the training element counts; "
+        "1 is CDVAE's rule)",
+    )
+    parser.add_argument(
+        "--composition",
+        choices=["prior", "cdvae"],
+        default=COMPOSITION_RULE,
+        help="how atom counts, elements and cell volumes are drawn (default prior: atom count "
+        "sampled from its head, number of elements from the training set's statistics given it, "
+        "compositions failing the SMACT charge-neutrality test redrawn, types fixed during "
+        "Langevin, cell scaled to fitted atomic volumes; cdvae: the original rule, where the "
+        "score network's type predictions change the atoms and the lattice head sets the volume)",
+    )
+
+
+def _schedule(args: argparse.Namespace):
+    from tcdesign.data.io import InputError
+    from tcdesign.generate.sample import LangevinSchedule
+
+    if args.composition_temperature <= 0:
+        raise InputError(
+            f"--composition-temperature must be positive ({args.composition_temperature})"
+        )
+    return LangevinSchedule(
+        steps_per_level=args.steps_per_level,
+        step_lr=args.step_lr,
+        levels=args.levels,
+        composition_temperature=args.composition_temperature,
+        composition=args.composition,
+    )
+
+
+def cmd_csp(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from tcdesign.data.io import InputError
+    from tcdesign.generate.api import csp
+
+    if args.compositions:
+        path = Path(args.compositions)
+        if not path.is_file():
+            raise InputError(f"{path}: no such file")
+        frame = pd.read_csv(path, dtype=str)
+        if "formula" not in frame.columns:
+            raise InputError(f"{path}: no 'formula' column")
+        formulas = [f.strip() for f in frame.formula.dropna()]
+    else:
+        formulas = args.formula
+    if not formulas or args.n < 1:
+        print("tcdesign: give at least one formula and --n >= 1", file=sys.stderr)
+        return 2
+    table = csp(
+        formulas,
+        args.out,
+        args.n,
+        method=args.method,
+        seed=args.seed,
+        model=args.model,
+        schedule=_schedule(args),
+        progress=not args.quiet,
+    )
+    failed = set(table.formula[table.status == "error"])
+    print(
+        f"{len(set(table.formula)) - len(failed)} formulas predicted, {len(failed)} failed; "
+        f"wrote {Path(args.out) / 'csp.csv'}"
+    )
+    return 2 if failed and len(failed) == len(set(formulas)) else 0
+
+
+def register(verbs: argparse._SubParsersAction) -> None:
+    """Add the ``generate`` and ``csp`` verbs to the CLI's subcommands."""
+    gen_verb = verbs.add_parser(
+        "generate",
+        help="sample new crystals (CDVAE, or the substitution baseline)",
+        description="Sample N crystals. cdvae: z ~ N(0, I) -> atom count, composition and "
+        "lattice from the heads, guided by the training set's element counts, SMACT charge "
+        "neutrality and atomic volumes (--composition) -> annealed Langevin dynamics of the "
+        "coordinates (CDVAE's 50 noise levels x 100 steps by default); --optimize-tc first "
+        "moves z uphill on the Tc "
+        "head. substitution: element swaps into training crystals with pymatgen's data-driven "
+        "substitution probabilities, volume rescaled. Writes DIR/structures/ID.cif and "
+        "DIR/generated.csv (id, formula, cif, method, status, error, tc_head) as it goes; "
+        "a rerun skips finished ids. Broken samples are kept with status broken/invalid.",
+    )
+    gen_verb.add_argument("--n", type=int, required=True, help="number of crystals")
+    gen_verb.add_argument("--out", required=True, help="output folder (reused on a rerun)")
+    gen_verb.add_argument(
+        "--method",
+        choices=["cdvae", "substitution"],
+        default="cdvae",
+        help="generator (default cdvae)",
+    )
+    gen_verb.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    gen_verb.add_argument(
+        "--model",
+        default=None,
+        help="generator.pt from 'tcdesign train generator' (default: bundled)",
+    )
+    gen_verb.add_argument(
+        "--optimize-tc",
+        action="store_true",
+        help="gradient steps on z through the Tc head before decoding",
+    )
+    gen_verb.add_argument(
+        "--target-tc",
+        type=float,
+        default=None,
+        help="aim the latent optimisation at this Tc (K) instead of maximising",
+    )
+    gen_verb.add_argument(
+        "--opt-steps", type=int, default=100, help="latent optimisation steps (default 100)"
+    )
+    gen_verb.add_argument(
+        "--opt-lr", type=float, default=OPT_LR, help=f"Adam learning rate on z (default {OPT_LR})"
+    )
+    add_schedule_flags(gen_verb)
+    gen_verb.add_argument(
+        "--batch-size", type=int, default=16, help="crystals decoded together (default 16)"
+    )
+    gen_verb.add_argument("--quiet", action="store_true", help="no progress bar")
+    gen_verb.set_defaults(func=cmd_generate)
+
+    csp_verb = verbs.add_parser(
+        "csp",
+        help="crystal structures for given cell compositions",
+        description="Composition -> structure: K candidate structures for each cell formula "
+        "(atom counts per cell, e.g. Nb6Sn2). cdvae: latents that the model finds most "
+        "compatible with the composition are decoded with atom count and types fixed, ranked by "
+        "that log-likelihood; template: training structures with the same stoichiometry "
+        "pattern, elements mapped by substitution probability, volume rescaled; hybrid: "
+        "template candidates encoded by CDVAE, their coordinates refined by the score network "
+        "from a small noise level, reranked by template and composition log-likelihood. Writes "
+        "DIR/csp.csv (formula, rank, cif, method, score, status, error); a rerun skips "
+        "formulas already done.",
+    )
+    source = csp_verb.add_mutually_exclusive_group(required=True)
+    source.add_argument("--formula", nargs="+", help="one or more cell formulas, e.g. Nb6Sn2")
+    source.add_argument("--compositions", help="CSV with a 'formula' column")
+    csp_verb.add_argument("--n", type=int, default=5, help="structures per formula (default 5)")
+    csp_verb.add_argument("--out", required=True, help="output folder")
+    csp_verb.add_argument(
+        "--method",
+        choices=["cdvae", "template", "hybrid"],
+        default="cdvae",
+        help="predictor: cdvae, template or hybrid (template refined by CDVAE; default cdvae)",
+    )
+    csp_verb.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    csp_verb.add_argument(
+        "--model", default=None, help="generator.pt (default: bundled; cdvae and hybrid)"
+    )
+    add_schedule_flags(csp_verb)
+    csp_verb.add_argument("--quiet", action="store_true", help="no progress bar")
+    csp_verb.set_defaults(func=cmd_csp)
+
+
+def register_train(models: argparse._SubParsersAction) -> None:
+    """Add ``generator`` to the models of the ``train`` verb."""
+    gen = models.add_parser(
+        "generator",
+        help="train the CDVAE crystal generator with a Tc head",
+        description="Train CDVAE (encoder, atom-count/lattice/composition/Tc heads, periodic "
+        "score network) on crystals with Tc. Writes DIR/last.ckpt every epoch, DIR/best.ckpt, "
+        "and at the end DIR/generator.pt and DIR/metrics.json; --resume continues a run.",
+    )
+    add_data_flags(gen, "validation CSV (default: bundled val split)")
+    add_loop_flags(
+        gen,
+        epochs=500,
+        patience=100,
+        monitor="val loss",
+        batch_size=32,
+        lr_help="initial learning rate of the cosine schedule",
+    )
+    gen.add_argument("--latent", type=int, default=256, help="latent size (default 256)")
+    gen.add_argument(
+        "--max-atoms",
+        type=int,
+        default=20,
+        help="largest cell the atom-count head can produce (default 20)",
+    )
+    gen.add_argument("--encoder-hidden", type=int, default=128, help="encoder width")
+    gen.add_argument("--decoder-hidden", type=int, default=128, help="score network width")
+    gen.add_argument("--decoder-layers", type=int, default=4, help="score network layers")
+    gen.add_argument("--beta", type=float, default=0.01, help="KL weight (default 0.01)")
+    gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_run_flags(gen, resume_help="continue the training in --out", quiet_help="no progress bar")
+    gen.set_defaults(func=cmd_train_generator)
