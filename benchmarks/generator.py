@@ -34,7 +34,7 @@ from pymatgen.core import Structure
 
 from tcdesign.data.io import read_structures
 from tcdesign.generate.api import csp_cdvae, load_generator
-from tcdesign.generate.defaults import COMPOSITION_RULE, COMPOSITION_TEMPERATURE
+from tcdesign.generate.defaults import COMPOSITION_RULE, COMPOSITION_TEMPERATURE, OPT_LR
 from tcdesign.generate.hybrid import RANKINGS, HybridSettings, hybrid_candidates
 from tcdesign.generate.metrics import csp_metrics, generation_metrics
 from tcdesign.generate.sample import LangevinSchedule, decode, optimize_latents
@@ -45,6 +45,7 @@ from tcdesign.predict.ensemble import Ensemble
 RESULTS = Path(__file__).parent / "results" / "generator.json"
 CSP_RESULTS = Path(__file__).parent / "results" / "generator_csp.json"
 CSP_METHODS = ("cdvae", "template", "hybrid")
+SETTINGS = ("plain", "optimize_tc")
 TC_THRESHOLD = 5.0  # K
 
 
@@ -53,7 +54,14 @@ def load(split: str) -> list[Structure]:
 
 
 def sample(
-    model, n: int, batch: int, schedule: LangevinSchedule, seed: int, optimize: bool
+    model,
+    n: int,
+    batch: int,
+    schedule: LangevinSchedule,
+    seed: int,
+    optimize: bool,
+    opt_steps: int = 100,
+    opt_lr: float = OPT_LR,
 ) -> tuple[list[Structure | None], float]:
     """``n`` decoded crystals and the seconds it took."""
     rng = torch.Generator().manual_seed(seed)
@@ -62,7 +70,7 @@ def sample(
     for start in range(0, n, batch):
         z = torch.randn(min(batch, n - start), model.config.latent, generator=rng)
         if optimize:
-            z = optimize_latents(model, z)
+            z = optimize_latents(model, z, opt_steps, opt_lr)
         structures += decode(model, z, schedule, rng).structures()
     return structures, time.perf_counter() - started
 
@@ -140,6 +148,20 @@ def csp_benchmark(
     return result
 
 
+def print_csp(csp: dict, methods: list[str], k: int, calls: int) -> None:
+    """The CSP table: match rates and RMS per method (and per hybrid ranking)."""
+    print(f"CSP on {len(csp['formulas'])} val formulas; {calls} network calls per CDVAE structure")
+    print(f"{'method':<22} {'top-1':>6} {f'top-{k}':>6} {'rms-1':>6} {'rms-k':>6} {'s':>6}")
+    rows = [(m, csp[m]) for m in methods]
+    if "hybrid" in csp:
+        rows += [(f"hybrid/{name}", m) for name, m in csp["hybrid"]["by_ranking"].items()]
+    for name, m in rows:
+        print(
+            f"{name:<22} {m['match_rate_top1']:>6.3f} {m['match_rate_topk']:>6.3f} "
+            f"{m['rms_top1']:>6.3f} {m['rms_topk']:>6.3f} {m.get('seconds', float('nan')):>6.0f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="generator.pt")
@@ -149,7 +171,7 @@ def main() -> None:
         "--csp-formulas",
         type=int,
         default=105,
-        help="val compositions to test CSP on (default: all)",
+        help="val compositions to test CSP on (default: all; 0 skips CSP)",
     )
     parser.add_argument(
         "--only",
@@ -184,6 +206,15 @@ def main() -> None:
         default=COMPOSITION_RULE,
         help=f"composition rule (default {COMPOSITION_RULE}; cdvae is the original)",
     )
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        choices=SETTINGS,
+        default=list(SETTINGS),
+        help="sampling settings to measure (default both; plain is needed for the Tc ratio)",
+    )
+    parser.add_argument("--opt-lr", type=float, default=OPT_LR, help=f"default {OPT_LR}")
+    parser.add_argument("--opt-steps", type=int, default=100, help="default 100")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="JSON (default results/generator*.json)")
     args = parser.parse_args()
@@ -217,23 +248,35 @@ def main() -> None:
     }
     if args.only == "all":
         judge = Ensemble.load()
-        for name, optimize in (("plain", False), ("optimize_tc", True)):
-            structures, seconds = sample(model, args.n, args.batch, schedule, args.seed, optimize)
+        result["optimisation"] = {"steps": args.opt_steps, "lr": args.opt_lr}
+        for name in args.settings:
+            structures, seconds = sample(
+                model,
+                args.n,
+                args.batch,
+                schedule,
+                args.seed,
+                name == "optimize_tc",
+                args.opt_steps,
+                args.opt_lr,
+            )
             metrics = generation_metrics(structures, val)
             metrics["novelty_vs_train"] = generation_metrics(structures, train)["novelty"]
             metrics["fraction_tc_above_5K"] = tc_fraction(judge, structures)
             metrics["structures_per_second"] = len(structures) / seconds
             result[name] = metrics
-    csp = csp_benchmark(
-        model,
-        train,
-        val[: args.csp_formulas],
-        args.k,
-        args.seed,
-        schedule,
-        hybrid,
-        tuple(args.csp_methods),
-    )
+    csp = {}
+    if args.csp_formulas > 0:
+        csp = csp_benchmark(
+            model,
+            train,
+            val[: args.csp_formulas],
+            args.k,
+            args.seed,
+            schedule,
+            hybrid,
+            tuple(args.csp_methods),
+        )
     if args.only == "all":
         result["csp"] = csp.get("cdvae", {})
         result["csp_methods"] = csp
@@ -253,19 +296,11 @@ def main() -> None:
             "fraction_tc_above_5K",
             "structures_per_second",
         )
-        print(f"{'metric':<24} {'plain':>10} {'optimize_tc':>12}")
+        print(f"{'metric':<24}" + "".join(f"{name:>12}" for name in args.settings))
         for key in keys:
-            print(f"{key:<24} {result['plain'][key]:>10.3f} {result['optimize_tc'][key]:>12.3f}")
-    print(f"CSP on {len(csp['formulas'])} val formulas; {calls} network calls per CDVAE structure")
-    print(f"{'method':<22} {'top-1':>6} {f'top-{args.k}':>6} {'rms-1':>6} {'rms-k':>6} {'s':>6}")
-    rows = [(m, csp[m]) for m in args.csp_methods]
-    if "hybrid" in csp:
-        rows += [(f"hybrid/{name}", m) for name, m in csp["hybrid"]["by_ranking"].items()]
-    for name, m in rows:
-        print(
-            f"{name:<22} {m['match_rate_top1']:>6.3f} {m['match_rate_topk']:>6.3f} "
-            f"{m['rms_top1']:>6.3f} {m['rms_topk']:>6.3f} {m.get('seconds', float('nan')):>6.0f}"
-        )
+            print(f"{key:<24}" + "".join(f"{result[n][key]:>12.3f}" for n in args.settings))
+    if csp:
+        print_csp(csp, args.csp_methods, args.k, calls)
     print(f"wrote {out}")
 
 
