@@ -36,7 +36,15 @@ from tcdesign.data.io import read_structures
 from tcdesign.generate.api import csp_cdvae, load_generator
 from tcdesign.generate.defaults import COMPOSITION_RULE, COMPOSITION_TEMPERATURE, OPT_LR
 from tcdesign.generate.hybrid import RANKINGS, HybridSettings, hybrid_candidates
-from tcdesign.generate.metrics import csp_metrics, generation_metrics
+from tcdesign.generate.metrics import (
+    composition_validity,
+    csp_metrics,
+    duplicate_groups,
+    generation_metrics,
+    is_usable,
+    novel_flags,
+    structure_validity,
+)
 from tcdesign.generate.sample import LangevinSchedule, decode, optimize_latents
 from tcdesign.generate.substitution import fit_atomic_volumes, parse_cell_formula, template_csp
 from tcdesign.predict.api import bundled_csv
@@ -75,13 +83,33 @@ def sample(
     return structures, time.perf_counter() - started
 
 
-def tc_fraction(judge: Ensemble, structures: list[Structure | None]) -> float:
-    """Fraction of all samples whose predicted Tc exceeds the threshold (broken ones count 0)."""
-    usable = [s for s in structures if s is not None and len(s) > 0]
-    if not usable:
-        return 0.0
-    tc, _ = judge.predict(usable)
-    return float(np.sum(tc > TC_THRESHOLD) / len(structures))
+def tc_fractions(
+    judge: Ensemble, structures: list[Structure | None], train: list[Structure]
+) -> dict[str, float]:
+    """Fractions of all samples (broken ones count as failing) whose predicted Tc exceeds the
+    threshold, and that are also valid, the first of their duplicate group and novel against
+    train: the yield of distinct new candidates, which optimisation can raise while it lowers
+    uniqueness."""
+    n = len(structures)
+    usable = [i for i, s in enumerate(structures) if is_usable(s)]
+    above = np.zeros(n, bool)
+    if usable:
+        tc, _ = judge.predict([structures[i] for i in usable])
+        above[usable] = tc > TC_THRESHOLD
+    groups = duplicate_groups(structures)
+    novel = novel_flags(structures, train)
+    seen: set[int] = set()
+    distinct = np.zeros(n, bool)
+    for i, (structure, group) in enumerate(zip(structures, groups, strict=True)):
+        if group >= 0 and group not in seen:
+            seen.add(group)
+            distinct[i] = (
+                novel[i] and structure_validity(structure) and composition_validity(structure)
+            )
+    return {
+        "fraction_tc_above_5K": float(above.sum() / n),
+        "fraction_distinct_novel_tc_above_5K": float((above & distinct).sum() / n),
+    }
 
 
 def cell_formula(structure: Structure) -> str:
@@ -262,7 +290,7 @@ def main() -> None:
             )
             metrics = generation_metrics(structures, val)
             metrics["novelty_vs_train"] = generation_metrics(structures, train)["novelty"]
-            metrics["fraction_tc_above_5K"] = tc_fraction(judge, structures)
+            metrics.update(tc_fractions(judge, structures, train))
             metrics["structures_per_second"] = len(structures) / seconds
             result[name] = metrics
     csp = {}
@@ -294,11 +322,12 @@ def main() -> None:
             "wdist_num_elements",
             "non_p1_fraction",
             "fraction_tc_above_5K",
+            "fraction_distinct_novel_tc_above_5K",
             "structures_per_second",
         )
-        print(f"{'metric':<24}" + "".join(f"{name:>12}" for name in args.settings))
+        print(f"{'metric':<38}" + "".join(f"{name:>12}" for name in args.settings))
         for key in keys:
-            print(f"{key:<24}" + "".join(f"{result[n][key]:>12.3f}" for n in args.settings))
+            print(f"{key:<38}" + "".join(f"{result[n][key]:>12.3f}" for n in args.settings))
     if csp:
         print_csp(csp, args.csp_methods, args.k, calls)
     print(f"wrote {out}")
