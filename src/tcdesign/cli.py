@@ -25,16 +25,20 @@ from tcdesign.verify.command import register as register_verify
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tcdesign",
-        description="Inverse design of conventional superconductors: predict Tc of crystals and "
-        "train the predictor. Inputs: a CSV with a 'cif' column (JARVIS/CDVAE "
-        "layout), a CIF or POSCAR file, or a folder of them.",
+        description="Inverse design of conventional superconductors: generate crystals (CDVAE "
+        "or element substitution), screen them (CHGNet relaxation, formation energy, hull, "
+        "gap, Tc), verify the best with Quantum ESPRESSO electron-phonon calculations and "
+        "report; 'tcdesign run' does it all. Structure inputs: a CSV with a 'cif' column "
+        "(JARVIS/CDVAE layout), a CIF or POSCAR file, or a folder of them.",
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     predict_command.register(verbs)
     # 'train' holds one model verb per package: predictor (predict/), generator (generate/)
     train = verbs.add_parser(
-        "train", help="train a model", description="Train a model ('predictor')."
+        "train",
+        help="train a model",
+        description="Train a model: 'predictor' (ALIGNN Tc ensemble) or 'generator' (CDVAE).",
     )
     models = train.add_subparsers(dest="model", required=True, metavar="MODEL")
     predict_command.register_train(models)
