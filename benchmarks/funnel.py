@@ -73,6 +73,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200, help="candidates per method (default 200)")
     parser.add_argument("--work", default="runs/funnel", help="run folders (resumable)")
     parser.add_argument("--prescreen-tc", type=float, default=2.0, help="K (default 2; 0: all)")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=list(CONFIGS),
+        default=list(CONFIGS),
+        help="generation settings to measure (default all three)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
@@ -82,7 +89,7 @@ def main() -> None:
         "prescreen_tc": args.prescreen_tc,
         "ehull_max": EHULL_MAX,
         "methods": {
-            name: measure(name, work, args.n, args.prescreen_tc, args.seed) for name in CONFIGS
+            name: measure(name, work, args.n, args.prescreen_tc, args.seed) for name in args.methods
         },
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -99,9 +106,9 @@ def main() -> None:
         "sun_passing_rate",
         "seconds",
     )
-    print(f"{'':<28}" + "".join(f"{name:>20}" for name in CONFIGS))
+    print(f"{'':<28}" + "".join(f"{name:>20}" for name in args.methods))
     for key in keys:
-        values = [result["methods"][name][key] for name in CONFIGS]
+        values = [result["methods"][name][key] for name in args.methods]
         cells = "".join(f"{v:>20.3f}" if isinstance(v, float) else f"{v:>20}" for v in values)
         print(f"{key:<28}{cells}")
     print(f"wrote {args.out}")
