@@ -140,6 +140,16 @@ def test_other_settings_in_the_same_folder_are_refused(candidates, tmp_path):
     # rules may change between runs: they are applied at the end
     table = screen_records(candidates[:1], tmp_path, ScreenSettings(tc_min=0.0), progress=False)
     assert table.status.tolist() == ["ok"]
+    # a folder written before eform_scale existed was computed on the mp scale
+    state = tmp_path / "screen_settings.json"
+    key = json.loads(state.read_text())
+    del key["eform_scale"]
+    state.write_text(json.dumps(key))
+    with pytest.raises(InputError, match="eform_scale: 'mp' -> 'jarvis'"):
+        screen_records(candidates[:1], tmp_path, ScreenSettings(), progress=False)
+    legacy = ScreenSettings(eform_scale="mp")
+    table = screen_records(candidates[:1], tmp_path, legacy, progress=False)
+    assert table.status.tolist() == ["ok"]
 
 
 def test_prescreen_skips_low_tc_and_no_relax(candidates, tmp_path, monkeypatch):

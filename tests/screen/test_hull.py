@@ -10,7 +10,11 @@ from pymatgen.core import Composition
 from pymatgen.entries.computed_entries import ComputedEntry
 
 from tcdesign.screen.hull import ReferenceSet, entries_to_references
-from tcdesign.screen.references import element_prototypes, elemental_energies
+from tcdesign.screen.references import (
+    element_prototypes,
+    elemental_energies,
+    fit_element_corrections,
+)
 
 
 @pytest.fixture()
@@ -77,6 +81,65 @@ def test_bundled_references_cover_the_training_elements():
         assert symbol in mu
     assert mu["Al"] == pytest.approx(-3.66, abs=0.1)  # CHGNet fcc Al
     assert (table.kind == "train").sum() >= 800
+
+
+def test_fitted_corrections_recover_known_energy_errors():
+    """Labels made as if compound energies were 0.1 eV per Nb and 0.5 eV per O too low (the
+    same as chemical potentials 0.1 and 0.5 eV too high): the fit finds both."""
+    mu = {"Nb": -10.0, "O": -5.0}
+    true_mu = {"Nb": -10.1, "O": -5.5}
+    compounds = {"a": ("Nb1 O1", -8.0), "b": ("Nb2 O1", -9.0), "c": ("Nb1 O2", -7.5)}
+    table = pd.DataFrame(
+        {
+            "id": list(compounds),
+            "formula": [f for f, _ in compounds.values()],
+            "energy_per_atom": [e for _, e in compounds.values()],
+        }
+    )
+    labels = {}
+    for material_id, (formula, energy) in compounds.items():
+        x = Composition(formula).fractional_composition
+        labels[material_id] = energy - sum(x[el] * true_mu[el] for el in true_mu)
+    corrections = fit_element_corrections(table, pd.Series(labels), mu, ridge=1e-9)
+    assert corrections["Nb"] == pytest.approx(-0.1, abs=1e-6)
+    assert corrections["O"] == pytest.approx(-0.5, abs=1e-6)
+    # on the hull: the elements stay at zero, the compounds move by their corrections
+    references = ReferenceSet.from_table(
+        pd.DataFrame({"formula": ["Nb1", "O2"], "energy_per_atom": [-10.0, -5.0]})
+    )
+    references.corrections = corrections
+    assert references.formation_energy(Composition("Nb"), -10.0) == pytest.approx(0.0)
+    assert references.formation_energy(Composition("NbO"), -8.0) == pytest.approx(labels["a"])
+    assert references.e_above_hull(Composition("O2"), -5.0)[0] == pytest.approx(0.0, abs=1e-9)
+    # a strong ridge keeps the corrections near zero; no labelled compound is an error
+    strong = fit_element_corrections(table, pd.Series(labels), mu, ridge=1e6)
+    assert abs(strong["O"]) < 1e-3
+    with pytest.raises(ValueError, match="no labelled compound"):
+        fit_element_corrections(table, pd.Series({"zzz": 0.0}), mu)
+
+
+def test_bundled_jarvis_scale_lowers_the_formation_energy_error():
+    """On the labelled training crystals the fitted scale agrees with JARVIS better than CHGNet's
+    own elemental energies (in-sample here; benchmarks/screening.py cross-validates)."""
+    from tcdesign.screen.references import jarvis_formation_energies, load_references
+
+    table = load_references()
+    labels = jarvis_formation_energies()
+    train = table[(table.kind == "train") & table["id"].isin(labels.index)]
+    assert len(train) > 600
+
+    def mae(references: ReferenceSet) -> float:
+        errors = [
+            references.formation_energy(Composition(f), e) - labels[i]
+            for i, f, e in zip(train["id"], train.formula, train.energy_per_atom, strict=True)
+        ]
+        return float(pd.Series(errors).abs().mean())
+
+    mp, jarvis = ReferenceSet.load(scale="mp"), ReferenceSet.load()
+    assert jarvis.name == "chgnet/jarvis" and mp.name == "chgnet"
+    assert mae(jarvis) < 0.08 < 0.1 < mae(mp)
+    with pytest.raises(ValueError, match="unknown formation-energy scale"):
+        ReferenceSet.load(scale="dft")
 
 
 def test_prototypes_include_known_ground_states():

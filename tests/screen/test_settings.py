@@ -14,6 +14,7 @@ def test_defaults_are_the_papers_rules():
     settings = ScreenSettings()
     assert (settings.tc_min, settings.eform_max, settings.gap_max) == (5.0, 0.0, 0.05)
     assert settings.ehull_max is None and settings.tc_sigma_k == 0.0
+    assert settings.eform_scale == "jarvis"
 
 
 def test_unknown_and_bad_values_are_clear_errors(tmp_path):
@@ -27,6 +28,8 @@ def test_unknown_and_bad_values_are_clear_errors(tmp_path):
         ScreenSettings(tc_min=float("nan"))
     with pytest.raises(ValueError, match="optimizer"):
         ScreenSettings(optimizer="LBFGS")
+    with pytest.raises(ValueError, match="eform_scale must be jarvis or mp"):
+        ScreenSettings(eform_scale="dft")
 
 
 def test_toml_table(tmp_path):

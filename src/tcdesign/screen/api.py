@@ -33,7 +33,7 @@ from tcdesign.executor import run_tasks
 from tcdesign.generate.metrics import duplicate_groups, novel_flags
 from tcdesign.screen.candidate import CandidateJob, screen_candidate
 from tcdesign.screen.gap import METAL_THRESHOLD, load_gap_model
-from tcdesign.screen.settings import ScreenSettings
+from tcdesign.screen.settings import LEGACY_STAGE_VALUES, ScreenSettings
 from tcdesign.verify.executor import safe_name
 
 PROGRESS_FILE = "screen_progress.jsonl"  # one finished candidate per line
@@ -137,6 +137,8 @@ def _check_state(out_dir: Path, settings: ScreenSettings) -> None:
     key = settings.stage_key()
     if state_path.is_file():
         previous = json.loads(state_path.read_text())
+        for name, value in LEGACY_STAGE_VALUES.items():
+            previous.setdefault(name, value)
         changed = [name for name in key if previous.get(name) != key[name]]
         if changed and (out_dir / PROGRESS_FILE).is_file():
             details = ", ".join(f"{n}: {previous.get(n)!r} -> {key[n]!r}" for n in changed)

@@ -17,7 +17,7 @@ from typing import Any
 from pymatgen.core import Structure
 
 from tcdesign.generate.metrics import space_group_number
-from tcdesign.screen.hull import ReferenceSet, fetch_mp_references
+from tcdesign.screen.hull import EformScale, ReferenceSet, fetch_mp_references
 from tcdesign.screen.relax import relax_structure, static_energy_per_atom
 from tcdesign.screen.settings import ScreenSettings
 
@@ -37,9 +37,9 @@ class CandidateJob:
 
 
 @lru_cache(maxsize=4)
-def reference_set(path: str | None) -> ReferenceSet:
-    """The reference energies, loaded once per process."""
-    return ReferenceSet.load(path)
+def reference_set(path: str | None, scale: EformScale = "jarvis") -> ReferenceSet:
+    """The reference energies on an energy scale, loaded once per process."""
+    return ReferenceSet.load(path, scale)
 
 
 @lru_cache(maxsize=256)
@@ -129,7 +129,7 @@ def _stage(job: CandidateJob) -> dict[str, Any]:
             if math.isfinite(refined_energy) and refined_energy <= energy + SYMMETRIZE_TOLERANCE:
                 relaxed, energy, is_symmetrized = refined, refined_energy, True
     symbol, number = spacegroup_of(relaxed, settings.symprec)
-    references = reference_set(settings.references)
+    references = reference_set(settings.references, settings.eform_scale)
     composition = relaxed.composition
     if settings.hull_reference == "mp":
         elements = frozenset(str(e) for e in composition.elements)

@@ -32,6 +32,7 @@ SETTING_FLAGS = {  # flag dest -> ScreenSettings field
     "eform_model": "eform_model",
     "gap_model": "gap_model",
     "references": "references",
+    "eform_scale": "eform_scale",
     "hull_reference": "hull_reference",
 }
 SHOWN = ["id", "formula", "tc", "tc_std", "e_form", "e_hull", "gap", "spacegroup", "novel"]
@@ -214,6 +215,15 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "--references",
         default=None,
         help="reference energy table from 'tcdesign screen-references' (default: bundled)",
+    )
+    parser.add_argument(
+        "--eform-scale",
+        choices=["jarvis", "mp"],
+        default=None,
+        help="energy scale of CHGNet formation energies and the CHGNet hull: jarvis (default) "
+        "corrects compound energies per element to fit the JARVIS formation energies of the "
+        "training crystals (the paper's labels); mp keeps CHGNet's energies (Materials Project "
+        "scale, on average 0.09 eV/atom more negative than JARVIS)",
     )
     parser.add_argument(
         "--hull-reference",

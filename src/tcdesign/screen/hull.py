@@ -8,7 +8,13 @@ negative value, the distance by which it would lower the hull).
 Reference sets:
 
 - ``chgnet`` (default, offline): the bundled CHGNet table of :mod:`tcdesign.screen.references`
-  (elemental ground states + the 846 relaxed training crystals);
+  (elemental ground states + the 846 relaxed training crystals), on one of two energy scales:
+  ``jarvis`` (default; ``chgnet/jarvis`` in the ``ehull_reference`` column), where the energy of
+  every compound (a crystal of two or more elements, candidate or reference) is corrected per
+  element by the amounts fitted to the JARVIS formation energies of the training crystals, or
+  ``mp``, CHGNet's energies as they are. Elements are never corrected, in the manner of the
+  Materials Project's anion corrections, so an element's ground state keeps formation energy 0
+  and lies on its own hull; formation energies and the hull use the same corrected energies;
 - Materials Project entries through mp-api (internet and ``MP_API_KEY``), converted by
   :func:`entries_to_references`; CHGNet is fitted to the MP2020-corrected energies that these
   entries carry, so the two scales agree to CHGNet's accuracy.
@@ -20,12 +26,21 @@ import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pandas as pd
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition
 
-from tcdesign.screen.references import elemental_energies, load_references
+from tcdesign.screen.references import (
+    elemental_energies,
+    fit_element_corrections,
+    jarvis_formation_energies,
+    load_references,
+)
+
+EformScale = Literal["jarvis", "mp"]
+EFORM_SCALES: tuple[EformScale, ...] = ("jarvis", "mp")
 
 
 @dataclass
@@ -35,6 +50,8 @@ class ReferenceSet:
     name: str  # reported in the ehull_reference column
     mu: dict[str, float]  # eV/atom per element
     compounds: list[tuple[Composition, float]]  # (composition, energy per atom in eV)
+    # eV per atom of the element, subtracted from the energy of every compound containing it
+    corrections: dict[str, float] = field(default_factory=dict)
     _diagrams: dict[frozenset[str], tuple[PhaseDiagram, int]] = field(
         default_factory=dict, repr=False
     )
@@ -51,10 +68,29 @@ class ReferenceSet:
         return cls(name, mu, compounds)
 
     @classmethod
-    def load(cls, path: str | None = None) -> ReferenceSet:
-        """The bundled CHGNet references, or the table at ``path``."""
+    def load(cls, path: str | None = None, scale: EformScale = "jarvis") -> ReferenceSet:
+        """The bundled CHGNet references, or the table at ``path``, on the energy ``scale``:
+        ``mp``, CHGNet's energies as they are; ``jarvis``, compound energies corrected per
+        element to fit the JARVIS formation energies of the table's labelled training crystals
+        (:func:`tcdesign.screen.references.fit_element_corrections`)."""
+        if scale not in EFORM_SCALES:
+            raise ValueError(f"unknown formation-energy scale {scale!r}; choose jarvis or mp")
         table = load_references(path)
-        return cls.from_table(table, "chgnet" if path is None else f"chgnet:{path}")
+        references = cls.from_table(table, "chgnet" if path is None else f"chgnet:{path}")
+        if scale == "jarvis":
+            labels = jarvis_formation_energies()
+            references.corrections = fit_element_corrections(table, labels, references.mu)
+            references.name += "/jarvis"
+        return references
+
+    def corrected(self, composition: Composition, energy_per_atom: float) -> float:
+        """The energy per atom on this set's scale: a compound's minus its element corrections,
+        an element's unchanged."""
+        fractions = composition.fractional_composition.get_el_amt_dict()
+        if len(fractions) < 2:
+            return energy_per_atom
+        correction = sum(x * self.corrections.get(el, 0.0) for el, x in fractions.items())
+        return energy_per_atom - correction
 
     def missing(self, composition: Composition) -> list[str]:
         """Elements of ``composition`` without a reference energy."""
@@ -65,7 +101,8 @@ class ReferenceSet:
         if self.missing(composition) or not math.isfinite(energy_per_atom):
             return math.nan
         fractions = composition.fractional_composition.get_el_amt_dict()
-        return energy_per_atom - sum(x * self.mu[symbol] for symbol, x in fractions.items())
+        energy = self.corrected(composition, energy_per_atom)
+        return energy - sum(x * self.mu[symbol] for symbol, x in fractions.items())
 
     def diagram(self, elements: Iterable[str]) -> tuple[PhaseDiagram, int]:
         """Phase diagram of a chemical system and its number of compound references (cached)."""
@@ -75,6 +112,7 @@ class ReferenceSet:
             count = 0
             for composition, energy in self.compounds:
                 if {str(e) for e in composition.elements} <= key:
+                    energy = self.corrected(composition, energy)
                     entries.append(PDEntry(composition, energy * composition.num_atoms))
                     count += 1
             self._diagrams[key] = (PhaseDiagram(entries), count)
@@ -90,7 +128,8 @@ class ReferenceSet:
             return math.nan, self.name
         elements = [str(e) for e in composition.elements]
         diagram, count = self.diagram(elements)
-        entry = PDEntry(composition, energy_per_atom * composition.num_atoms)
+        energy = self.corrected(composition, energy_per_atom)
+        entry = PDEntry(composition, energy * composition.num_atoms)
         _, e_hull = diagram.get_decomp_and_e_above_hull(entry, allow_negative=True)
         return float(e_hull), f"{self.name}: elements + {count} compounds"
 

@@ -21,11 +21,16 @@ STAGE_FIELDS = (
     "symmetrize",
     "symprec",
     "references",
+    "eform_scale",
     "hull_reference",
     "tc_model",
     "eform_model",
     "gap_model",
 )
+
+
+# what a run folder written before a stage field existed computed with
+LEGACY_STAGE_VALUES: dict[str, Any] = {"eform_scale": "mp"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,6 +61,8 @@ class ScreenSettings:
     eform_model: str | None = None  # ensemble.pt predicting formation energy (eV/atom)
     gap_model: str | None = None  # ensemble.pt predicting the band gap (eV)
     references: str | None = None  # reference energy table (default: bundled CHGNet table)
+    # compound energies corrected to fit JARVIS formation energies, or as CHGNet gives them (MP)
+    eform_scale: Literal["jarvis", "mp"] = "jarvis"
     hull_reference: Literal["chgnet", "mp"] = "chgnet"  # mp: Materials Project via mp-api
     novelty_reference: str | None = None  # CSV of known crystals (default: bundled train.csv)
 
@@ -76,6 +83,8 @@ class ScreenSettings:
             raise ValueError("fmax and symprec must be positive")
         if self.tc_sigma_k < 0:
             raise ValueError(f"tc_sigma_k must be >= 0, got {self.tc_sigma_k}")
+        if self.eform_scale not in ("jarvis", "mp"):
+            raise ValueError(f"eform_scale must be jarvis or mp, got {self.eform_scale!r}")
         if self.hull_reference not in ("chgnet", "mp"):
             raise ValueError(f"hull_reference must be chgnet or mp, got {self.hull_reference!r}")
         if self.optimizer not in ("FIRE", "BFGS"):
