@@ -83,5 +83,8 @@ def test_resume_conflicts_ignore_growing_n_but_not_a_new_seed() -> None:
     assert settings_conflicts(old, make_run_settings(run={"n": 500, "verify": 3}).as_dict()) == []
     conflicts = settings_conflicts(old, make_run_settings(run={"seed": 1}).as_dict())
     assert conflicts == ["run.seed: 0 -> 1"]
-    changed = make_run_settings(screen={"tc_min": 3.0}).as_dict()
-    assert settings_conflicts(old, changed) == ["screen.tc_min: None -> 3.0"]
+    # screening rules and references are reapplied on resume; relaxation settings are not
+    changed = make_run_settings(screen={"tc_min": 3.0, "eform_scale": "mp"}).as_dict()
+    assert settings_conflicts(old, changed) == []
+    changed = make_run_settings(screen={"fmax": 0.1}).as_dict()
+    assert settings_conflicts(old, changed) == ["screen.fmax: None -> 0.1"]

@@ -140,16 +140,20 @@ def test_other_settings_in_the_same_folder_are_refused(candidates, tmp_path):
     # rules may change between runs: they are applied at the end
     table = screen_records(candidates[:1], tmp_path, ScreenSettings(tc_min=0.0), progress=False)
     assert table.status.tolist() == ["ok"]
-    # a folder written before eform_scale existed was computed on the mp scale
-    state = tmp_path / "screen_settings.json"
-    key = json.loads(state.read_text())
-    del key["eform_scale"]
-    state.write_text(json.dumps(key))
-    with pytest.raises(InputError, match="eform_scale: 'mp' -> 'jarvis'"):
-        screen_records(candidates[:1], tmp_path, ScreenSettings(), progress=False)
-    legacy = ScreenSettings(eform_scale="mp")
-    table = screen_records(candidates[:1], tmp_path, legacy, progress=False)
-    assert table.status.tolist() == ["ok"]
+
+
+def test_reference_settings_change_without_relaxing_again(candidates, tmp_path, monkeypatch):
+    nacl = [c for c in candidates if c.id == "nacl"]
+    jarvis = screen_records(nacl, tmp_path, ScreenSettings(), progress=False)
+    assert jarvis.ehull_reference[0].startswith("chgnet/jarvis: elements + ")
+    calls: list[str] = []
+    monkeypatch.setattr(candidate_module, "relax_structure", lambda *a, **k: calls.append("x"))
+    mp = screen_records(nacl, tmp_path, ScreenSettings(eform_scale="mp"), progress=False)
+    assert not calls and mp.status.tolist() == ["ok"]
+    assert mp.ehull_reference[0].startswith("chgnet: elements + ")
+    # NaCl: the fitted Na and Cl corrections move its formation energy
+    assert abs(mp.e_form[0] - jarvis.e_form[0]) > 0.01
+    assert mp.energy_per_atom[0] == jarvis.energy_per_atom[0]
 
 
 def test_prescreen_skips_low_tc_and_no_relax(candidates, tmp_path, monkeypatch):

@@ -166,6 +166,9 @@ def test_mp_hull_reference_path_offline(monkeypatch, tmp_path):
     settings = ScreenSettings(hull_reference="mp", relax=False)
     job = candidate.CandidateJob("al", fcc_al(4.04), "al", str(tmp_path), settings)
     row = candidate.screen_candidate(job)
+    row.update(
+        candidate.reference_energies(fcc_al(4.04).composition, row["energy_per_atom"], settings)
+    )
     candidate.mp_reference_set.cache_clear()
     assert asked == [frozenset({"Al"})]
     assert row["ehull_reference"] == "mp: elements + 0 compounds"

@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 from tcdesign.data.io import TC_TARGET, InputError, read_structures, validate_structure
 from tcdesign.generate.cdvae import CDVAE, CDVAEConfig
 from tcdesign.generate.data import CrystalDataset
-from tcdesign.generate.defaults import OPT_LR
+from tcdesign.generate.defaults import CSP_POOL, OPT_LR
+from tcdesign.generate.energy_rank import rank_by_energy
 from tcdesign.generate.hybrid import HybridSettings, hybrid_csp
 from tcdesign.generate.sample import (
     LangevinSchedule,
@@ -209,7 +210,10 @@ def generate(
     return table[table.id.isin(ids)].drop_duplicates("id", keep="last")
 
 
-CSP_COLUMNS = ["formula", "rank", "cif", "method", "score", "status", "error"]
+CSP_COLUMNS = [
+    "formula", "rank", "cif", "method", "score", "status", "error",
+    "energy_per_atom", "source_rank",  # with relax: CHGNet energy, place in the method's order
+]  # fmt: skip
 CSP_CANDIDATE_FACTOR = 8  # latents drawn per requested structure; the best-scoring are decoded
 
 
@@ -263,12 +267,17 @@ def csp(
     model: str | Path | None = None,
     schedule: LangevinSchedule | None = None,
     hybrid: HybridSettings | None = None,
+    relax: bool = False,
+    pool: int = CSP_POOL,
     progress: bool = True,
 ) -> pd.DataFrame:
     """``k`` ranked structures per cell formula into ``out_dir/csp.csv`` (resumable by formula).
 
     ``method``: ``cdvae`` (:func:`csp_cdvae`), ``template`` (:func:`template_csp`) or ``hybrid``
     (template candidates refined by the score network, :func:`hybrid_csp` with ``hybrid``).
+    With ``relax``, the method's best ``max(k, pool)`` candidates are relaxed with CHGNet and the
+    ``k`` lowest in energy per atom are kept, relaxed (:func:`rank_by_energy`; ``score`` stays
+    the method's own, ``source_rank`` is the candidate's place in the method's order).
 
     A formula that cannot be used (unknown element, too many atoms, no template) gets one row
     with status ``error`` and the reason; the others are still predicted.
@@ -278,7 +287,10 @@ def csp(
     table_path = out_dir / "csp.csv"
     done: set[str] = set()
     if table_path.exists() and table_path.stat().st_size:
-        done = set(pd.read_csv(table_path, usecols=["formula"], dtype=str).formula)
+        previous = pd.read_csv(table_path, dtype={"formula": str})
+        done = set(previous.formula)
+        if list(previous.columns) != CSP_COLUMNS:  # written by an older version: add the columns
+            previous.reindex(columns=CSP_COLUMNS).to_csv(table_path, index=False)
     todo = [f for f in dict.fromkeys(formulas) if f not in done]
     if method not in ("cdvae", "template", "hybrid"):
         raise ValueError(f"unknown method {method!r}; choose cdvae, template or hybrid")
@@ -287,21 +299,45 @@ def csp(
     if method in ("template", "hybrid") and todo:
         train = [r.structure for r in read_structures(bundled_csv("train")) if r.ok]
         volumes = fit_atomic_volumes(train)
-    for formula in tqdm(todo, desc=f"csp ({method})", unit="formula", disable=not progress):
+    if pool < 1:
+        raise ValueError(f"pool must be >= 1, got {pool}")
+    wanted = max(k, pool) if relax else k
+    desc = f"csp ({method}{', relaxed' if relax else ''})"
+    for formula in tqdm(todo, desc=desc, unit="formula", disable=not progress):
         rows = []
         try:
             counts = parse_cell_formula(formula)
             if method == "cdvae":
-                results = csp_cdvae(generator, counts, k, seed, schedule)
+                results = csp_cdvae(generator, counts, wanted, seed, schedule)
             elif method == "hybrid":
-                results = hybrid_csp(generator, formula, train, k, seed, schedule, hybrid, volumes)
+                results = hybrid_csp(
+                    generator, formula, train, wanted, seed, schedule, hybrid, volumes
+                )
             else:
                 results = [
                     (s, float(s.properties.get("score", float("nan"))))
-                    for s in template_csp(formula, train, k, volumes=volumes)
+                    for s in template_csp(formula, train, wanted, volumes=volumes)
                 ]
-            for rank, (structure, score) in enumerate(results, start=1):
-                status, error = sample_status(structure)
+            ranked = [
+                (structure, score, float("nan"), rank, "")
+                for rank, (structure, score) in enumerate(results, start=1)
+            ]
+            if relax:
+                scores = [score for _, score in results]
+                ranked = [
+                    (
+                        c.structure,
+                        scores[c.source_rank - 1],
+                        c.energy_per_atom,
+                        c.source_rank,
+                        c.error,
+                    )
+                    for c in rank_by_energy([structure for structure, _ in results])
+                ]
+            for rank, (structure, score, energy, source_rank, failure) in enumerate(
+                ranked[:k], start=1
+            ):
+                status, error = ("failed", failure) if failure else sample_status(structure)
                 rows.append(
                     {
                         "formula": formula,
@@ -311,6 +347,8 @@ def csp(
                         "score": score,
                         "status": status,
                         "error": error,
+                        "energy_per_atom": energy,
+                        "source_rank": source_rank,
                     }
                 )
         except (ValueError, InputError) as exc:

@@ -21,7 +21,12 @@ from tcdesign.cli_common import (
     set_threads,
     training_csvs,
 )
-from tcdesign.generate.defaults import COMPOSITION_RULE, COMPOSITION_TEMPERATURE, OPT_LR
+from tcdesign.generate.defaults import (
+    COMPOSITION_RULE,
+    COMPOSITION_TEMPERATURE,
+    CSP_POOL,
+    OPT_LR,
+)
 
 
 def cmd_train_generator(args: argparse.Namespace) -> int:
@@ -166,6 +171,8 @@ def cmd_csp(args: argparse.Namespace) -> int:
         seed=args.seed,
         model=args.model,
         schedule=_schedule(args),
+        relax=args.relax,
+        pool=args.pool,
         progress=not args.quiet,
     )
     failed = set(table.formula[table.status == "error"])
@@ -252,6 +259,18 @@ def register(verbs: argparse._SubParsersAction) -> None:
         choices=["cdvae", "template", "hybrid"],
         default="cdvae",
         help="predictor: cdvae, template or hybrid (template refined by CDVAE; default cdvae)",
+    )
+    csp_verb.add_argument(
+        "--relax",
+        action="store_true",
+        help="relax the method's best --pool candidates with CHGNet and keep the --n lowest in "
+        "energy per atom (relaxed cells; candidates relaxing to the same crystal count once)",
+    )
+    csp_verb.add_argument(
+        "--pool",
+        type=int,
+        default=CSP_POOL,
+        help=f"candidates relaxed per formula with --relax (default {CSP_POOL})",
     )
     csp_verb.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     csp_verb.add_argument(

@@ -23,3 +23,6 @@ COMPOSITION_TEMPERATURE = 0.5
 # and above 5 K goes from 0.099 to 0.236 and 0.319. 5e-3 gives the most distinct new candidates
 # per sample; at 1e-2 (200 samples) uniqueness falls to 0.8 as latents crowd into one optimum.
 OPT_LR = 5e-3
+
+# composition -> structure with --relax: candidates relaxed with CHGNet per formula
+CSP_POOL = 10

@@ -28,6 +28,7 @@ import pandas as pd
 
 from tcdesign.data.io import StructureRecord, read_structures
 from tcdesign.pipeline.settings import RunSettings
+from tcdesign.screen.settings import STAGE_FIELDS
 
 if TYPE_CHECKING:
     from tcdesign.screen import ScreenSettings
@@ -62,6 +63,8 @@ def settings_conflicts(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         for key in sorted(set(before) | set(after)):
             if (stage, key) in RESUMABLE_CHANGES:
                 continue
+            if stage == "screen" and key not in STAGE_FIELDS:
+                continue  # rules, references, workers: the screen stage reapplies them on resume
             if before.get(key) != after.get(key):
                 conflicts.append(f"{stage}.{key}: {before.get(key)!r} -> {after.get(key)!r}")
     return conflicts

@@ -2,10 +2,12 @@
 
 For every usable input structure: Tc of the unrelaxed structure (cheap, all rows); then, for the
 candidates that pass the optional pre-screen, the worker stage of :mod:`tcdesign.screen.candidate`
-(CHGNet relaxation, symmetry, formation energy, energy above the hull, relaxed CIF), fanned out by
-:mod:`tcdesign.executor`; in this process, as each candidate comes back, Tc (mean, std) and the band
-gap of the relaxed structure. Each finished candidate is appended to ``OUT/screen_progress.jsonl``;
-a rerun into the same folder reuses those rows and relaxes only the rest. At the end: novelty
+(CHGNet relaxation, symmetry, energy, relaxed CIF), fanned out by :mod:`tcdesign.executor`; in
+this process, as each candidate comes back, Tc (mean, std), the band gap, the formation energy and
+the energy above the hull of the relaxed structure. Each finished candidate is appended to
+``OUT/screen_progress.jsonl``; a rerun into the same folder reuses those rows and relaxes only the
+rest (the rules and the references may change between runs: formation energies and hull
+distances are recomputed from the stored CHGNet energies). At the end: novelty
 against the training crystals, duplicates among the candidates, the rules, and
 ``OUT/screened.csv`` sorted by Tc (highest first).
 """
@@ -25,15 +27,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from pymatgen.core import Structure
+from pymatgen.core import Composition, Structure
 from tqdm.auto import tqdm
 
 from tcdesign.data.io import InputError, StructureRecord, read_structures
 from tcdesign.executor import run_tasks
 from tcdesign.generate.metrics import duplicate_groups, novel_flags
-from tcdesign.screen.candidate import CandidateJob, screen_candidate
+from tcdesign.screen.candidate import CandidateJob, reference_energies, screen_candidate
 from tcdesign.screen.gap import METAL_THRESHOLD, load_gap_model
-from tcdesign.screen.settings import LEGACY_STAGE_VALUES, ScreenSettings
+from tcdesign.screen.settings import ScreenSettings
 from tcdesign.verify.executor import safe_name
 
 PROGRESS_FILE = "screen_progress.jsonl"  # one finished candidate per line
@@ -137,8 +139,6 @@ def _check_state(out_dir: Path, settings: ScreenSettings) -> None:
     key = settings.stage_key()
     if state_path.is_file():
         previous = json.loads(state_path.read_text())
-        for name, value in LEGACY_STAGE_VALUES.items():
-            previous.setdefault(name, value)
         changed = [name for name in key if previous.get(name) != key[name]]
         if changed and (out_dir / PROGRESS_FILE).is_file():
             details = ", ".join(f"{n}: {previous.get(n)!r} -> {key[n]!r}" for n in changed)
@@ -172,25 +172,37 @@ class _Models:
             f"model:{Path(settings.eform_model).name}" if settings.eform_model else "chgnet"
         )
 
-    def complete(self, row: dict[str, Any]) -> dict[str, Any]:
-        """Add Tc, gap and the chosen formation energy to a finished worker row."""
+    def complete(self, row: dict[str, Any], settings: ScreenSettings) -> dict[str, Any]:
+        """Add Tc, gap, formation energy and hull to a finished worker row."""
         if row.get("status") != "ok":
             return row
         structure = Structure.from_dict(row["relaxed_structure"])
         tc, tc_std = self.tc.predict([structure])
         gap, p_metal = self.gap.predict([structure])
-        e_form = row["e_form_chgnet"]
-        if self.eform is not None:
-            e_form = float(self.eform.predict([structure])[0][0])
         row.update(
             tc=float(tc[0]),
             tc_std=float(tc_std[0]),
             gap=float(gap[0]),
             p_metal=float(p_metal[0]),
-            e_form=e_form,
             e_form_source=self.eform_source,
         )
+        if self.eform is not None:
+            row["e_form_model"] = float(self.eform.predict([structure])[0][0])
+        return with_references(row, settings, structure.composition)
+
+
+def with_references(
+    row: dict[str, Any], settings: ScreenSettings, composition: Composition | None = None
+) -> dict[str, Any]:
+    """Set an ok row's ``e_form_chgnet``, ``e_hull``, ``ehull_reference`` and ``e_form`` (the
+    formation-energy model's value when there is one) for the references in ``settings``."""
+    if row.get("status") != "ok":
         return row
+    if composition is None:
+        composition = Structure.from_dict(row["relaxed_structure"]).composition
+    row.update(reference_energies(composition, row["energy_per_atom"], settings))
+    row["e_form"] = row.get("e_form_model", row["e_form_chgnet"])
+    return row
 
 
 def rule_failures(row: dict[str, Any], settings: ScreenSettings) -> list[str]:
@@ -312,6 +324,8 @@ def screen_records(
     progress_path = out_dir / PROGRESS_FILE
     _drop_partial_line(progress_path)
     finished = _read_progress(progress_path)
+    for row in finished.values():  # the reference settings may have changed since
+        with_references(row, settings)
     todo = [r for r in selected if r.id not in finished]
     jobs = [CandidateJob(r.id, r.structure, safe_name(r.id), str(out_dir), settings) for r in todo]
     counts = {"ok": 0, "failed": 0, "passing": 0}
@@ -343,7 +357,7 @@ def screen_records(
                 if outcome.error is not None:
                     row: dict[str, Any] = {"id": job.id, "status": "failed", "error": outcome.error}
                 else:
-                    row = models.complete(outcome.value)
+                    row = models.complete(outcome.value, settings)
                 handle.write(json.dumps({k: _json_value(v) for k, v in row.items()}) + "\n")
                 handle.flush()
                 finished[job.id] = row
@@ -361,6 +375,8 @@ def screen_records(
         bar.close()
     # rows as they were written, so a resumed run builds exactly the same table
     finished = _read_progress(progress_path)
+    for row in finished.values():
+        with_references(row, settings)
     table = _finish(records, unrelaxed, finished, chosen, settings)
     table.to_csv(out_dir / TABLE_FILE, index=False, float_format="%.6g")
     return table

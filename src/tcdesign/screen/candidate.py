@@ -1,8 +1,10 @@
-"""The per-candidate stage that runs in a worker: relax, symmetrise, energies, hull, relaxed CIF.
+"""The per-candidate stage that runs in a worker: relax, symmetrise, CHGNet energy, relaxed CIF;
+and the formation energy and hull of a finished candidate (:func:`reference_energies`).
 
 :func:`screen_candidate` is a module-level function of one picklable :class:`CandidateJob`, so it
-runs the same in this process, a local process pool or on a dask worker. CHGNet and the reference
-energies are loaded once per process (cached).
+runs the same in this process, a local process pool or on a dask worker. CHGNet is loaded once per
+process (cached). Formation energy and hull are computed afterwards in the main process from the
+stored energy, so a change of references or energy scale does not relax anything again.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pymatgen.core import Structure
+from pymatgen.core import Composition, Structure
 
 from tcdesign.generate.metrics import space_group_number
 from tcdesign.screen.hull import EformScale, ReferenceSet, fetch_mp_references
@@ -46,6 +48,25 @@ def reference_set(path: str | None, scale: EformScale = "jarvis") -> ReferenceSe
 def mp_reference_set(elements: frozenset[str]) -> ReferenceSet:
     """Materials Project entries of one chemical system (mp-api, internet), once per process."""
     return fetch_mp_references(elements)
+
+
+def reference_energies(
+    composition: Composition, energy_per_atom: float, settings: ScreenSettings
+) -> dict[str, Any]:
+    """``e_form_chgnet``, ``e_hull`` and ``ehull_reference`` of a relaxed CHGNet energy against
+    the references ``settings`` choose (cheap; recomputed for every row when a run resumes, so
+    that the reference settings can change without relaxing again)."""
+    references = reference_set(settings.references, settings.eform_scale)
+    if settings.hull_reference == "mp":
+        elements = frozenset(str(e) for e in composition.elements)
+        e_hull, note = mp_reference_set(elements).e_above_hull(composition, energy_per_atom)
+    else:
+        e_hull, note = references.e_above_hull(composition, energy_per_atom)
+    return {
+        "e_form_chgnet": references.formation_energy(composition, energy_per_atom),
+        "e_hull": e_hull,
+        "ehull_reference": note,
+    }
 
 
 def spacegroup_of(structure: Structure, symprec: float) -> tuple[str, int | None]:
@@ -129,20 +150,10 @@ def _stage(job: CandidateJob) -> dict[str, Any]:
             if math.isfinite(refined_energy) and refined_energy <= energy + SYMMETRIZE_TOLERANCE:
                 relaxed, energy, is_symmetrized = refined, refined_energy, True
     symbol, number = spacegroup_of(relaxed, settings.symprec)
-    references = reference_set(settings.references, settings.eform_scale)
-    composition = relaxed.composition
-    if settings.hull_reference == "mp":
-        elements = frozenset(str(e) for e in composition.elements)
-        e_hull, hull_reference = mp_reference_set(elements).e_above_hull(composition, energy)
-    else:
-        e_hull, hull_reference = references.e_above_hull(composition, energy)
     row.update(
         status="ok",
         error="",
         energy_per_atom=energy,
-        e_form_chgnet=references.formation_energy(composition, energy),
-        e_hull=e_hull,
-        ehull_reference=hull_reference,
         spacegroup=symbol,
         spacegroup_number=number,
         symmetrized=is_symmetrized,

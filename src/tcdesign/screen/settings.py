@@ -20,17 +20,10 @@ STAGE_FIELDS = (
     "optimizer",
     "symmetrize",
     "symprec",
-    "references",
-    "eform_scale",
-    "hull_reference",
     "tc_model",
     "eform_model",
     "gap_model",
 )
-
-
-# what a run folder written before a stage field existed computed with
-LEGACY_STAGE_VALUES: dict[str, Any] = {"eform_scale": "mp"}
 
 
 @dataclass(frozen=True, kw_only=True)

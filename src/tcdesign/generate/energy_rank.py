@@ -1,0 +1,68 @@
+"""Composition -> structure candidates relaxed with CHGNet and ranked by energy.
+
+Every CSP method (CDVAE, template, hybrid) proposes a pool of candidate cells for one composition;
+which of them the DFT ground state resembles is a question of energy, which none of the methods'
+own scores measures. :func:`rank_by_energy` relaxes each candidate with the CHGNet universal
+potential (:func:`tcdesign.screen.relax.relax_structure`: positions and cell, FIRE), merges
+candidates that relax to the same crystal (``StructureMatcher``; the lowest energy stays) and
+orders the rest by relaxed energy per atom, lowest first. Candidates whose relaxation fails or
+that are broken go last, unrelaxed, with their reason. ``benchmarks/generator.py`` measures the
+effect on the val compositions (``--csp-relax``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pymatgen.core import Structure
+
+from tcdesign.generate.metrics import duplicate_groups, is_usable
+
+RELAX_STEPS = 200  # FIRE step cap per candidate (the relaxations of CSP candidates are short)
+
+
+@dataclass
+class RankedCandidate:
+    """A candidate after relaxation: the relaxed cell (the input cell when it failed)."""
+
+    structure: Structure | None
+    energy_per_atom: float  # eV/atom, CHGNet; NaN when the relaxation failed
+    source_rank: int  # 1-based position in the method's own ranking
+    error: str = ""
+
+
+def rank_by_energy(
+    candidates: Sequence[Structure | None],
+    *,
+    fmax: float = 0.05,
+    max_steps: int = RELAX_STEPS,
+) -> list[RankedCandidate]:
+    """Relax ``candidates`` (the method's order) and return them lowest energy per atom first,
+    without duplicates (candidates relaxing to one crystal count once, at its lowest energy);
+    failed and broken candidates follow in their original order with the reason."""
+    from tcdesign.screen.relax import relax_structure
+
+    relaxed: list[RankedCandidate] = []
+    failed: list[RankedCandidate] = []
+    for rank, structure in enumerate(candidates, start=1):
+        if not is_usable(structure):
+            failed.append(RankedCandidate(structure, math.nan, rank, "broken candidate"))
+            continue
+        result = relax_structure(structure, fmax=fmax, max_steps=max_steps)
+        if result.status != "ok" or not math.isfinite(result.energy_per_atom):
+            reason = f"relaxation failed: {result.error}"
+            failed.append(RankedCandidate(structure, math.nan, rank, reason))
+            continue
+        relaxed.append(RankedCandidate(result.structure, result.energy_per_atom, rank))
+    relaxed.sort(key=lambda c: (c.energy_per_atom, c.source_rank))
+    groups = duplicate_groups([c.structure for c in relaxed])
+    seen: set[int] = set()
+    distinct = []
+    for candidate, group in zip(relaxed, groups, strict=True):
+        if group >= 0 and group in seen:
+            continue
+        seen.add(group)
+        distinct.append(candidate)
+    return distinct + failed
