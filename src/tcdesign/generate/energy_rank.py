@@ -33,6 +33,47 @@ class RankedCandidate:
     error: str = ""
 
 
+def relax_candidates(
+    candidates: Sequence[Structure | None],
+    *,
+    fmax: float = 0.05,
+    max_steps: int = RELAX_STEPS,
+) -> list[RankedCandidate]:
+    """Each candidate relaxed with CHGNet, in the given order; a broken candidate or a failed
+    relaxation keeps its input cell, NaN energy and the reason."""
+    from tcdesign.screen.relax import relax_structure
+
+    out: list[RankedCandidate] = []
+    for rank, structure in enumerate(candidates, start=1):
+        if not is_usable(structure):
+            out.append(RankedCandidate(structure, math.nan, rank, "broken candidate"))
+            continue
+        result = relax_structure(structure, fmax=fmax, max_steps=max_steps)
+        if result.status != "ok" or not math.isfinite(result.energy_per_atom):
+            reason = f"relaxation failed: {result.error}"
+            out.append(RankedCandidate(structure, math.nan, rank, reason))
+            continue
+        out.append(RankedCandidate(result.structure, result.energy_per_atom, rank))
+    return out
+
+
+def order_by_energy(relaxed: Sequence[RankedCandidate]) -> list[RankedCandidate]:
+    """Lowest energy per atom first, one entry per distinct crystal (``StructureMatcher``; the
+    lowest-energy member stays); failed candidates last, in their original order."""
+    done = sorted(
+        (c for c in relaxed if not c.error), key=lambda c: (c.energy_per_atom, c.source_rank)
+    )
+    groups = duplicate_groups([c.structure for c in done])
+    seen: set[int] = set()
+    distinct = []
+    for candidate, group in zip(done, groups, strict=True):
+        if group >= 0 and group in seen:
+            continue
+        seen.add(group)
+        distinct.append(candidate)
+    return distinct + sorted((c for c in relaxed if c.error), key=lambda c: c.source_rank)
+
+
 def rank_by_energy(
     candidates: Sequence[Structure | None],
     *,
@@ -42,27 +83,4 @@ def rank_by_energy(
     """Relax ``candidates`` (the method's order) and return them lowest energy per atom first,
     without duplicates (candidates relaxing to one crystal count once, at its lowest energy);
     failed and broken candidates follow in their original order with the reason."""
-    from tcdesign.screen.relax import relax_structure
-
-    relaxed: list[RankedCandidate] = []
-    failed: list[RankedCandidate] = []
-    for rank, structure in enumerate(candidates, start=1):
-        if not is_usable(structure):
-            failed.append(RankedCandidate(structure, math.nan, rank, "broken candidate"))
-            continue
-        result = relax_structure(structure, fmax=fmax, max_steps=max_steps)
-        if result.status != "ok" or not math.isfinite(result.energy_per_atom):
-            reason = f"relaxation failed: {result.error}"
-            failed.append(RankedCandidate(structure, math.nan, rank, reason))
-            continue
-        relaxed.append(RankedCandidate(result.structure, result.energy_per_atom, rank))
-    relaxed.sort(key=lambda c: (c.energy_per_atom, c.source_rank))
-    groups = duplicate_groups([c.structure for c in relaxed])
-    seen: set[int] = set()
-    distinct = []
-    for candidate, group in zip(relaxed, groups, strict=True):
-        if group >= 0 and group in seen:
-            continue
-        seen.add(group)
-        distinct.append(candidate)
-    return distinct + failed
+    return order_by_energy(relax_candidates(candidates, fmax=fmax, max_steps=max_steps))
