@@ -49,6 +49,7 @@ CANDIDATE_COLUMNS = [
 ]
 # settings that may change between a run and its resumption without invalidating its outputs
 RESUMABLE_CHANGES = {("run", "n"), ("run", "verify"), ("run", "report"), ("run", "methods")}
+OPTIMIZATION_KEYS = {"target_tc", "opt_steps", "opt_lr"}  # generate settings of --optimize-tc
 
 
 def _now() -> str:
@@ -58,6 +59,9 @@ def _now() -> str:
 def settings_conflicts(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Settings whose change would mix incompatible outputs in one run folder."""
     conflicts = []
+    optimized = any(
+        stage.get("generate", {}).get("optimize_tc") for stage in (old, new)
+    )  # fmt: skip
     for stage in ("run", "generate", "screen"):
         before, after = old.get(stage, {}), new.get(stage, {})
         for key in sorted(set(before) | set(after)):
@@ -65,6 +69,8 @@ def settings_conflicts(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
                 continue
             if stage == "screen" and key not in STAGE_FIELDS:
                 continue  # rules, references, workers: the screen stage reapplies them on resume
+            if stage == "generate" and key in OPTIMIZATION_KEYS and not optimized:
+                continue  # the latent optimisation's settings do not matter when it is off
             if before.get(key) != after.get(key):
                 conflicts.append(f"{stage}.{key}: {before.get(key)!r} -> {after.get(key)!r}")
     return conflicts
