@@ -361,25 +361,33 @@ def template_scores(
     return scored
 
 
+TEMPLATE_PAIRS = 200  # (template, mapping) pairs built per composition by template_csp
+
+
 def template_csp(
     formula: str,
     train_structures: Sequence[Any],
     k: int = 5,
     *,
-    max_candidates: int | None = None,
+    max_candidates: int = TEMPLATE_PAIRS,
     matcher: StructureMatcher | None = None,
     volumes: dict[str, float] | None = None,
 ) -> list[Structure]:
-    """Up to ``k`` distinct structures for a cell composition, best first, by template lookup.
+    """Up to ``k`` distinct structures for a cell composition, most probable first, by template
+    lookup.
 
-    The (template, mapping) pairs of :func:`template_scores` are built in score order (elements
-    substituted, volume rescaled, cell resized to the query's atom count where a primitive cell
-    or supercell allows), and a structure that matches an earlier one (``matcher``, default the
-    CSP matcher of :mod:`tcdesign.generate.metrics`) is skipped. At most ``max_candidates``
-    (default ``20 * k``) are built. ``volumes`` (A^3/atom, default fitted to
-    ``train_structures`` by :func:`fit_atomic_volumes`) can be passed to reuse one fit over many
-    formulas. Each result carries ``properties["template"]`` (training
-    index), ``properties["score"]`` (log-probability) and ``properties["mapping"]``.
+    The ``max_candidates`` best (template, mapping) pairs of :func:`template_scores` are built
+    (elements substituted, volume rescaled, cell resized to the query's atom count where a
+    primitive cell or supercell allows) and grouped into distinct crystals (``matcher``, default
+    the CSP matcher of :mod:`tcdesign.generate.metrics`; the first, best-scored pair of a group
+    is its structure). A crystal's score is the log of the summed probabilities of every pair
+    that builds it, so a prototype many training crystals share outranks a one-off with a
+    slightly likelier substitution: on the 105 val compositions this raises the top-1 match rate
+    from 0.571 (best pair alone) to 0.629 (top-5 0.838 -> 0.810). ``volumes`` (A^3/atom, default
+    fitted to ``train_structures`` by :func:`fit_atomic_volumes`) can be passed to reuse one fit
+    over many formulas. Each result carries ``properties["template"]`` (training index of its
+    best pair), ``properties["score"]`` (summed log-probability), ``properties["pairs"]`` (how
+    many pairs build it) and ``properties["mapping"]``.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -387,20 +395,22 @@ def template_csp(
     query = parse_cell_formula(formula)
     n_atoms = sum(query.values())
     matcher = matcher or csp_matcher()
-    limit = 20 * k if max_candidates is None else max_candidates
     if volumes is None:
         volumes = fit_atomic_volumes(train_structures)
-    results: list[Structure] = []
-    for score, index, mapping in scored[:limit]:
+    groups: list[Structure] = []
+    for score, index, mapping in scored[:max_candidates]:
         candidate = _resize(apply_substitution(train_structures[index], mapping, volumes), n_atoms)
-        if _matches_any(matcher, candidate, results):
+        same = next((g for g in groups if matcher.fit(g, candidate)), None)
+        if same is not None:
+            same.properties["score"] = float(np.logaddexp(same.properties["score"], score))
+            same.properties["pairs"] += 1
             continue
         candidate.properties = {
             "template": index,
             "score": score,
+            "pairs": 1,
             "mapping": ",".join(f"{old}->{new}" for old, new in mapping.items()),
         }
-        results.append(candidate)
-        if len(results) == k:
-            break
-    return results
+        groups.append(candidate)
+    groups.sort(key=lambda g: -g.properties["score"])  # stable: ties keep the pair order
+    return groups[:k]
