@@ -136,6 +136,28 @@ def test_template_on_hand_made_rocksalt() -> None:
         template_csp("Ta4Qq4", templates)
 
 
+def test_template_score_sums_the_pairs_that_build_one_crystal() -> None:
+    """Both rocksalt templates, under either element mapping (swapping the two sublattices of
+    rocksalt gives the same crystal), build one TaN candidate whose probability is the sum of
+    all four pairs'; the CsCl-type template's two pairs build the other candidate."""
+    cscl = Structure(Lattice.cubic(2.9), ["Nb", "C"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    templates = [rocksalt_of("Nb", "C", 4.47), rocksalt_of("Ta", "C", 4.45), cscl]
+    pairs = template_scores("TaN", templates)
+    rocksalt_pairs = [score for score, index, _ in pairs if index in (0, 1)]
+    cscl_pairs = [score for score, index, _ in pairs if index == 2]
+    result = template_csp("Ta1N1", templates, k=5)
+    assert len(result) == 2
+    rocksalt = next(c for c in result if c.properties["template"] in (0, 1))
+    assert rocksalt.properties["pairs"] == len(rocksalt_pairs) == 4
+    assert rocksalt.properties["score"] == pytest.approx(np.logaddexp.reduce(rocksalt_pairs))
+    other = next(c for c in result if c.properties["template"] == 2)
+    assert other.properties["pairs"] == len(cscl_pairs) == 2
+    assert other.properties["score"] == pytest.approx(np.logaddexp.reduce(cscl_pairs))
+    assert [c.properties["score"] for c in result] == sorted(
+        (c.properties["score"] for c in result), reverse=True
+    )
+
+
 def test_template_scores_prefer_likely_substitutions() -> None:
     templates = [rocksalt_of("Ta", "O", 4.4), rocksalt_of("Nb", "C", 4.47)]
     scored = template_scores("NbN", templates)
