@@ -332,7 +332,9 @@ def csp(
                         c.source_rank,
                         c.error,
                     )
-                    for c in rank_by_energy([structure for structure, _ in results])
+                    for c in rank_by_energy(
+                        [structure for structure, _ in results], progress=progress
+                    )
                 ]
             for rank, (structure, score, energy, source_rank, failure) in enumerate(
                 ranked[:k], start=1

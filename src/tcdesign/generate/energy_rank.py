@@ -38,13 +38,18 @@ def relax_candidates(
     *,
     fmax: float = 0.05,
     max_steps: int = RELAX_STEPS,
+    progress: bool = False,
 ) -> list[RankedCandidate]:
     """Each candidate relaxed with CHGNet, in the given order; a broken candidate or a failed
-    relaxation keeps its input cell, NaN energy and the reason."""
+    relaxation keeps its input cell, NaN energy and the reason. ``progress``: a bar over the
+    candidates (it disappears when done)."""
+    from tqdm.auto import tqdm
+
     from tcdesign.screen.relax import relax_structure
 
     out: list[RankedCandidate] = []
-    for rank, structure in enumerate(candidates, start=1):
+    bar = tqdm(candidates, desc="relax", unit="candidate", leave=False, disable=not progress)
+    for rank, structure in enumerate(bar, start=1):
         if not is_usable(structure):
             out.append(RankedCandidate(structure, math.nan, rank, "broken candidate"))
             continue
@@ -79,8 +84,10 @@ def rank_by_energy(
     *,
     fmax: float = 0.05,
     max_steps: int = RELAX_STEPS,
+    progress: bool = False,
 ) -> list[RankedCandidate]:
     """Relax ``candidates`` (the method's order) and return them lowest energy per atom first,
     without duplicates (candidates relaxing to one crystal count once, at its lowest energy);
     failed and broken candidates follow in their original order with the reason."""
-    return order_by_energy(relax_candidates(candidates, fmax=fmax, max_steps=max_steps))
+    relaxed = relax_candidates(candidates, fmax=fmax, max_steps=max_steps, progress=progress)
+    return order_by_energy(relaxed)
