@@ -361,31 +361,20 @@ def main() -> None:
             result[name] = metrics
     csp = {}
     if args.csp_formulas > 0:
-        csp = csp_benchmark(
+        truths = val[: args.csp_formulas]
+        common = (
             model,
             train,
-            val[: args.csp_formulas],
+            truths,
             args.k,
             args.seed,
             schedule,
             hybrid,
             tuple(args.csp_methods),
         )
-    if args.csp_formulas > 0 and args.csp_relax:
-        csp.update(
-            csp_relax_benchmark(
-                model,
-                train,
-                val[: args.csp_formulas],
-                args.k,
-                args.seed,
-                schedule,
-                hybrid,
-                tuple(args.csp_methods),
-                args.csp_pool,
-                Path(args.csp_cache),
-            )
-        )
+        csp = csp_benchmark(*common)
+        if args.csp_relax:
+            csp.update(csp_relax_benchmark(*common, args.csp_pool, Path(args.csp_cache)))
     if args.only == "all":
         result["csp"] = csp.get("cdvae", {})
         result["csp_methods"] = csp

@@ -39,6 +39,12 @@ def test_lowest_energy_first_duplicates_merged_failures_last() -> None:
     assert all(math.isnan(c.energy_per_atom) for c in ranked[2:])
 
 
+def test_csp_cli_bad_pool_is_exit_2(tmp_path, capsys) -> None:
+    argv = ["csp", "--formula", "Nb1C1", "--method", "template", "--relax", "--pool", "0"]
+    assert main([*argv, "--out", str(tmp_path), "--quiet"]) == 2
+    assert "--pool must be >= 1, got 0" in capsys.readouterr().err
+
+
 def test_csp_cli_relax(tmp_path) -> None:
     argv = ["csp", "--formula", "Nb1C1", "--n", "2", "--method", "template", "--relax"]
     assert main([*argv, "--pool", "3", "--out", str(tmp_path), "--quiet"]) == 0

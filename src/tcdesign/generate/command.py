@@ -163,6 +163,9 @@ def cmd_csp(args: argparse.Namespace) -> int:
     if not formulas or args.n < 1:
         print("tcdesign: give at least one formula and --n >= 1", file=sys.stderr)
         return 2
+    if args.pool < 1:
+        print(f"tcdesign: --pool must be >= 1, got {args.pool}", file=sys.stderr)
+        return 2
     table = csp(
         formulas,
         args.out,
