@@ -55,32 +55,6 @@ def test_comparison_figures_are_labelled() -> None:
     assert "K" in figure.axes[0].get_xlabel()
 
 
-def test_epc_and_funnel_figures_are_labelled() -> None:
-    verified = pd.DataFrame(
-        {
-            "formula": ["MgB2", "Nb3Sn"],
-            "lambda": [0.9, 0.6],
-            "omega_log_K": [600.0, 200.0],
-            "tc_K": [20.0, 4.0],
-            "dynamically_stable": [True, False],
-        }
-    )
-    omega = np.linspace(1, 600, 50)
-    figure = figures.epc_figure(verified, [("MgB2", omega, np.exp(-omega / 200))], 0.1)
-    assert_labelled(figure)
-    assert "(K)" in figure.axes[0].get_xlabel()
-    counts = pd.DataFrame(
-        {"generated": [100, 50], "valid": [90, 50], "relaxed": [80, np.nan]},
-        index=["cdvae", "substitution"],
-    )
-    for stage in ("passed", "verified", "dft_above", "stable", "dft_above_stable"):
-        counts[stage] = np.nan
-    funnel = figures.funnel_figure(counts, {"cdvae": "#1f77b4"}, 5.0)
-    assert funnel.axes[0].get_xlabel() == "number of structures"
-    ticks = [t.get_text() for t in funnel.axes[0].get_yticklabels()]
-    assert ticks == ["generated", "valid", "relaxed", "passed screening", "verified (DFT ok)"]
-
-
 def test_periodic_table_colours_present_elements_only() -> None:
     probabilities = element_probabilities(["MgB2", "NbC", "Nb3Sn"], [20.0, 10.0, 1.0], 3.0)
     figure = figures.periodic_table_figure(probabilities, "test", 3.0)

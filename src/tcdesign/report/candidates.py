@@ -10,7 +10,7 @@ import pandas as pd
 from pymatgen.core import Structure
 
 from tcdesign.generate import metrics
-from tcdesign.report import figures
+from tcdesign.report import pipeline_figures
 from tcdesign.report.analysis import (
     generated_structure,
     read_cif_file,
@@ -173,7 +173,7 @@ def _gallery(ctx: ReportContext, shown: pd.DataFrame) -> Markup:
         title += f"{fmt(row.get('tc'))} K"
         item = ctx.add_figure(
             f"structure_{rank}_{file_stem(str(row['id']))}",
-            figures.structure_figure(structure, title),
+            pipeline_figures.structure_figure(structure, title),
             f"#{rank}: {row['id']} ({row['method']})",
             f"Unit cell of the {kind} structure ({len(structure)} atoms), drawn with ASE "
             "(plot_atoms); colours are Jmol's element colours.",

@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 import numpy as np
 import pandas as pd
 
-from tcdesign.report import figures
+from tcdesign.report import pipeline_figures
 from tcdesign.report.analysis import STAGE_LABELS, STAGES
 from tcdesign.report.context import ReportContext
 from tcdesign.report.html import Markup, element, fmt, join, key_values, table
@@ -132,7 +132,7 @@ def funnel_section(ctx: ReportContext, counts: pd.DataFrame) -> Markup:
         rows.append(cells)
     item = ctx.add_figure(
         "funnel",
-        figures.funnel_figure(counts, ctx.colors, tc_min),
+        pipeline_figures.funnel_figure(counts, ctx.colors, tc_min),
         "The design funnel",
         "Number of structures left after each stage, per generator method. "
         + FUNNEL_DEFINITIONS.format(tc_min=tc_min)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tcdesign.report import figures
+from tcdesign.report import pipeline_figures
 from tcdesign.report.context import ReportContext
 from tcdesign.report.html import Figure, Markup, element, fmt, join, table
 from tcdesign.report.rundata import RunData, find_setting, verify_result_folder
@@ -81,7 +81,7 @@ def _epc_figure(ctx: ReportContext, ok: pd.DataFrame) -> Figure:
     mu_star = mu_star_setting(ctx.run.settings)
     curves = []
     for _, row in ok.sort_values("tc_K", ascending=False).iterrows():
-        if len(curves) >= figures.MAX_A2F_CURVES:
+        if len(curves) >= pipeline_figures.MAX_A2F_CURVES:
             break
         curve = alpha2f(ctx.run, row)
         if curve is not None:
@@ -102,7 +102,7 @@ def _epc_figure(ctx: ReportContext, ok: pd.DataFrame) -> Figure:
         )
     return ctx.add_figure(
         "lambda_omega_log",
-        figures.epc_figure(ok, curves, mu_star),
+        pipeline_figures.epc_figure(ok, curves, mu_star),
         "Electron-phonon coupling of the verified candidates",
         caption,
     )
