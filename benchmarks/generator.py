@@ -38,8 +38,14 @@ from pymatgen.core import Structure
 from tqdm.auto import tqdm
 
 from tcdesign.data.io import read_structures
-from tcdesign.generate.api import csp_cdvae, load_generator
-from tcdesign.generate.defaults import COMPOSITION_RULE, COMPOSITION_TEMPERATURE, CSP_POOL, OPT_LR
+from tcdesign.generate.api import csp_cdvae, load_generator, training_latents
+from tcdesign.generate.defaults import (
+    COMPOSITION_RULE,
+    COMPOSITION_TEMPERATURE,
+    CSP_POOL,
+    OPT_LR,
+    OPT_STARTS,
+)
 from tcdesign.generate.energy_rank import order_by_energy, relax_candidates
 from tcdesign.generate.hybrid import RANKINGS, HybridSettings, hybrid_candidates
 from tcdesign.generate.metrics import (
@@ -51,7 +57,7 @@ from tcdesign.generate.metrics import (
     novel_flags,
     structure_validity,
 )
-from tcdesign.generate.sample import LangevinSchedule, decode, optimize_latents
+from tcdesign.generate.sample import LangevinSchedule, decode, decode_optimized
 from tcdesign.generate.substitution import fit_atomic_volumes, parse_cell_formula, template_csp
 from tcdesign.predict.api import bundled_csv
 from tcdesign.predict.ensemble import Ensemble
@@ -76,16 +82,22 @@ def sample(
     optimize: bool,
     opt_steps: int = 100,
     opt_lr: float = OPT_LR,
+    opt_start: str = "random",
 ) -> tuple[list[Structure | None], float]:
     """``n`` decoded crystals and the seconds it took."""
     rng = torch.Generator().manual_seed(seed)
     structures: list[Structure | None] = []
     started = time.perf_counter()
+    starts = training_latents(model) if optimize and opt_start == "train" else None
     for start in range(0, n, batch):
         z = torch.randn(min(batch, n - start), model.config.latent, generator=rng)
+        if starts is not None:
+            z = starts[torch.randint(0, len(starts), (len(z),), generator=rng)]
         if optimize:
-            z = optimize_latents(model, z, opt_steps, opt_lr)
-        structures += decode(model, z, schedule, rng).structures()
+            decoded = decode_optimized(model, z, schedule, rng, opt_steps, opt_lr)
+        else:
+            decoded = decode(model, z, schedule, rng)
+        structures += decoded.structures()
     return structures, time.perf_counter() - started
 
 
@@ -309,6 +321,12 @@ def main() -> None:
     )
     parser.add_argument("--opt-lr", type=float, default=OPT_LR, help=f"default {OPT_LR}")
     parser.add_argument("--opt-steps", type=int, default=100, help="default 100")
+    parser.add_argument(
+        "--opt-start",
+        choices=OPT_STARTS,
+        default="random",
+        help="optimisation from z ~ N(0, I) (default) or from encoded training crystals",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="JSON (default results/generator*.json)")
     args = parser.parse_args()
@@ -342,7 +360,12 @@ def main() -> None:
     }
     if args.only == "all":
         judge = Ensemble.load()
-        result["optimisation"] = {"steps": args.opt_steps, "lr": args.opt_lr}
+        result["optimisation"] = {
+            "steps": args.opt_steps,
+            "lr": args.opt_lr,
+            "start": args.opt_start,
+            "atom_count": "drawn from the starting latent",
+        }
         for name in args.settings:
             structures, seconds = sample(
                 model,
@@ -353,6 +376,7 @@ def main() -> None:
                 name == "optimize_tc",
                 args.opt_steps,
                 args.opt_lr,
+                args.opt_start,
             )
             metrics = generation_metrics(structures, val)
             metrics["novelty_vs_train"] = generation_metrics(structures, train)["novelty"]

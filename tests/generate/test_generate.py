@@ -91,6 +91,15 @@ def test_optimize_tc_raises_the_head_prediction(tmp_path, tiny_generator) -> Non
     assert raised.tc_head.mean() > plain.tc_head.mean()
 
 
+def test_optimize_tc_from_encoded_training_crystals(tmp_path, tiny_generator) -> None:
+    args = ["--optimize-tc", "--opt-steps", "5", "--opt-start", "train"]
+    first = run_generate(tmp_path / "a", tiny_generator, 3, *args)
+    assert len(first) == 3 and set(first.status) <= {"ok", "invalid", "broken"}
+    assert run_generate(tmp_path / "b", tiny_generator, 3, *args).cif.tolist() == first.cif.tolist()
+    random_start = run_generate(tmp_path / "c", tiny_generator, 3, *args[:3])
+    assert random_start.cif.tolist() != first.cif.tolist()
+
+
 def test_substitution_baseline(tmp_path) -> None:
     assert (
         main(

@@ -1,4 +1,5 @@
-"""Sampling settings: the composition temperature and the composition rule."""
+"""Sampling settings: the composition temperature, the composition rule and the atom counts of
+Tc-optimised samples."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 
 from tcdesign.generate.cdvae import CDVAE
 from tcdesign.generate.metrics import composition_validity
-from tcdesign.generate.sample import LangevinSchedule, decode
+from tcdesign.generate.sample import LangevinSchedule, decode, decode_optimized, draw_num_atoms
 from tests.generate.test_cdvae import TINY
 
 
@@ -80,3 +81,21 @@ def test_prior_rule_is_reproducible_with_a_seed() -> None:
     )
     assert [s.composition for s in first] == [s.composition for s in second]
     assert all(a.lattice == b.lattice for a, b in zip(first, second, strict=True))
+
+
+@pytest.mark.parametrize("rule", ["prior", "cdvae"])
+def test_optimised_samples_keep_the_atom_counts_of_their_starting_latents(rule: str) -> None:
+    model = prior_model()
+    z = torch.randn(8, TINY.latent, generator=torch.Generator().manual_seed(7))
+    schedule = LangevinSchedule(steps_per_level=1, levels=2, composition=rule)
+    expected = draw_num_atoms(model, z, schedule, torch.Generator().manual_seed(8))
+    decoded = decode_optimized(
+        model, z, schedule, torch.Generator().manual_seed(8), steps=30, lr=0.5
+    )
+    assert decoded.num_atoms.tolist() == expected.tolist()
+    assert decoded.tc.mean() > model.predict_tc(z).mean()  # the latents did move uphill
+    # no optimisation: the same crystals as plain decoding (same random stream)
+    unmoved = decode_optimized(model, z, schedule, torch.Generator().manual_seed(8), steps=0)
+    plain = decode(model, z, schedule, torch.Generator().manual_seed(8))
+    assert torch.equal(unmoved.frac_coords, plain.frac_coords)
+    assert torch.equal(unmoved.lattice, plain.lattice)

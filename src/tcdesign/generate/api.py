@@ -17,14 +17,14 @@ from tqdm.auto import tqdm
 from tcdesign.data.io import TC_TARGET, InputError, read_structures, validate_structure
 from tcdesign.generate.cdvae import CDVAE, CDVAEConfig
 from tcdesign.generate.data import CrystalDataset
-from tcdesign.generate.defaults import CSP_POOL, OPT_LR
+from tcdesign.generate.defaults import CSP_POOL, OPT_LR, OPT_STARTS, OptStart
 from tcdesign.generate.energy_rank import rank_by_energy
-from tcdesign.generate.hybrid import HybridSettings, hybrid_csp
+from tcdesign.generate.hybrid import HybridSettings, encode_structures, hybrid_csp
 from tcdesign.generate.sample import (
     LangevinSchedule,
     composition_log_likelihood,
     decode,
-    optimize_latents,
+    decode_optimized,
 )
 from tcdesign.generate.substitution import (
     fit_atomic_volumes,
@@ -147,6 +147,16 @@ class GeneratedWriter:
         return row
 
 
+def training_latents(model: CDVAE, chunk: int = 64) -> torch.Tensor:
+    """(n_train, latent) encoder means of the bundled training crystals within the model's atom
+    range: the starting points of CDVAE's optimisation task."""
+    records = read_structures(bundled_csv("train"))
+    pool = [r.structure for r in records if r.ok and len(r.structure) <= model.config.max_atoms]
+    return torch.cat(
+        [encode_structures(model, pool[i : i + chunk])[0] for i in range(0, len(pool), chunk)]
+    )
+
+
 def generate(
     n: int,
     out_dir: str | Path,
@@ -158,6 +168,7 @@ def generate(
     target_tc: float | None = None,
     opt_steps: int = 100,
     opt_lr: float = OPT_LR,
+    opt_start: OptStart = "random",
     schedule: LangevinSchedule | None = None,
     batch_size: int = 16,
     progress: bool = True,
@@ -166,7 +177,10 @@ def generate(
 
     CDVAE samples are made in full batches of ``batch_size`` whose random streams depend only on
     ``seed`` and the batch number, so a resumed or extended run produces what an uninterrupted
-    one would have (the unused end of the last batch is discarded).
+    one would have (the unused end of the last batch is discarded). With ``optimize_tc`` or
+    ``target_tc`` the latents first climb the Tc head (:func:`decode_optimized`), starting from
+    z ~ N(0, I) (``opt_start="random"``) or, as in CDVAE's optimisation task, from the encoder
+    means of training crystals drawn at random (``"train"``).
     """
     out_dir = Path(out_dir)
     writer = GeneratedWriter(out_dir)
@@ -186,7 +200,10 @@ def generate(
                     writer.write(rid, structure, method)
                     bar.update()
     elif method == "cdvae":
+        if opt_start not in OPT_STARTS:
+            raise ValueError(f"unknown opt_start {opt_start!r}; choose random or train")
         generator = load_generator(model) if any(i not in writer.done for i in ids) else None
+        starts = None  # encoded training crystals, for opt_start="train"
         for start in range(0, n, batch_size):
             batch_ids = ids[start : start + batch_size]
             if all(i in writer.done for i in batch_ids):
@@ -195,8 +212,15 @@ def generate(
             rng = torch.Generator().manual_seed(seed * 1_000_003 + start)
             z = torch.randn(batch_size, generator.config.latent, generator=rng)
             if optimize_tc or target_tc is not None:
-                z = optimize_latents(generator, z, opt_steps, opt_lr, target_tc)
-            decoded = decode(generator, z, schedule or LangevinSchedule(), rng)
+                if opt_start == "train":
+                    if starts is None:
+                        starts = training_latents(generator)
+                    z = starts[torch.randint(0, len(starts), (batch_size,), generator=rng)]
+                decoded = decode_optimized(
+                    generator, z, schedule, rng, opt_steps, opt_lr, target_tc
+                )
+            else:
+                decoded = decode(generator, z, schedule or LangevinSchedule(), rng)
             for rid, structure, tc in zip(
                 batch_ids, decoded.structures(), decoded.tc.tolist(), strict=False
             ):

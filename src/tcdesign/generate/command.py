@@ -26,6 +26,7 @@ from tcdesign.generate.defaults import (
     COMPOSITION_TEMPERATURE,
     CSP_POOL,
     OPT_LR,
+    OPT_STARTS,
 )
 
 
@@ -74,6 +75,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         target_tc=args.target_tc,
         opt_steps=args.opt_steps,
         opt_lr=args.opt_lr,
+        opt_start=args.opt_start,
         schedule=schedule,
         batch_size=args.batch_size,
         progress=not args.quiet,
@@ -231,6 +233,13 @@ def register(verbs: argparse._SubParsersAction) -> None:
     )
     gen_verb.add_argument(
         "--opt-lr", type=float, default=OPT_LR, help=f"Adam learning rate on z (default {OPT_LR})"
+    )
+    gen_verb.add_argument(
+        "--opt-start",
+        choices=OPT_STARTS,
+        default="random",
+        help="where the latent optimisation starts: random z ~ N(0, I) (default) or the encoded "
+        "means of training crystals drawn at random, as in CDVAE's optimisation task",
     )
     add_schedule_flags(gen_verb)
     gen_verb.add_argument(

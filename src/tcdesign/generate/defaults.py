@@ -24,5 +24,10 @@ COMPOSITION_TEMPERATURE = 0.5
 # per sample; at 1e-2 (200 samples) uniqueness falls to 0.8 as latents crowd into one optimum.
 OPT_LR = 5e-3
 
+# Where the latent Tc optimisation starts: z ~ N(0, I), or the encoder means of training crystals
+# drawn at random (CDVAE's optimisation task starts from encoded crystals).
+OptStart = Literal["random", "train"]
+OPT_STARTS: tuple[OptStart, ...] = ("random", "train")
+
 # composition -> structure with --relax: candidates relaxed with CHGNet per formula
 CSP_POOL = 10

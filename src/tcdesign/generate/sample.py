@@ -7,6 +7,11 @@ Langevin updates x <- x + eta_k s(x, sigma_k) + sqrt(2 eta_k) eps with eta_k = s
 (sigma_k / sigma_L)^2, while the atom types follow the score network's type prediction.
 The schedule (levels and steps per level) is a setting: CDVAE's default is 50 x 100 = 5000 calls.
 
+Tc optimisation (sec. 3.4 of the paper): z moves uphill on the Tc head by Adam steps before it
+is decoded. The atom count is drawn from the *starting* latent (:func:`decode_optimized`): the
+Tc head favours a few two-atom cells, and letting the optimised latent also choose the size
+crowds the samples into duplicates (:mod:`tcdesign.generate.defaults` has the measurement).
+
 Refinement (:mod:`tcdesign.generate.hybrid`): given initial fractional coordinates (and a
 lattice), the annealing can start at a later, smaller noise level (``start_level``) instead of
 at random positions and sigma_1, so that the score network only refines a given structure.
@@ -169,8 +174,8 @@ def decode(
             "sample with composition='cdvae' or retrain"
         )
     if num_atoms is None:
-        num_atoms = model.sample_num_atoms(z, generator) if prior else model.predict_num_atoms(z)
-    if frac_coords is None:  # a given structure may be larger than the atom-count head's range
+        num_atoms = draw_num_atoms(model, z, schedule, generator)
+    elif frac_coords is None:  # a given structure may be larger than the atom-count head's range
         num_atoms = num_atoms.clamp(1, model.config.max_atoms)
     batch = torch.repeat_interleave(torch.arange(len(z)), num_atoms)
     fixed_types = atom_types is not None or prior
@@ -235,3 +240,35 @@ def optimize_latents(
         loss.backward()
         optimizer.step()
     return z.detach()
+
+
+def draw_num_atoms(
+    model: CDVAE,
+    z: torch.Tensor,
+    schedule: LangevinSchedule,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """(n_crystals,) atom counts of latents ``z`` by ``schedule.composition``'s rule: drawn from
+    the atom-count head ("prior") or its most likely value ("cdvae"), within the model's range."""
+    if schedule.composition == "prior":
+        counts = model.sample_num_atoms(z, generator)
+    else:
+        counts = model.predict_num_atoms(z)
+    return counts.clamp(1, model.config.max_atoms)
+
+
+def decode_optimized(
+    model: CDVAE,
+    z: torch.Tensor,
+    schedule: LangevinSchedule | None = None,
+    generator: torch.Generator | None = None,
+    steps: int = 100,
+    lr: float = OPT_LR,
+    target_tc: float | None = None,
+) -> DecodedBatch:
+    """Decode latents after :func:`optimize_latents`, each crystal keeping the atom count drawn
+    from its starting latent ``z``; the random stream is the one :func:`decode` would use."""
+    schedule = schedule or LangevinSchedule()
+    num_atoms = draw_num_atoms(model, z, schedule, generator)
+    optimized = optimize_latents(model, z, steps, lr, target_tc)
+    return decode(model, optimized, schedule, generator, num_atoms=num_atoms)

@@ -49,7 +49,8 @@ CANDIDATE_COLUMNS = [
 ]
 # settings that may change between a run and its resumption without invalidating its outputs
 RESUMABLE_CHANGES = {("run", "n"), ("run", "verify"), ("run", "report"), ("run", "methods")}
-OPTIMIZATION_KEYS = {"target_tc", "opt_steps", "opt_lr"}  # generate settings of --optimize-tc
+# generate settings that matter only with --optimize-tc
+OPTIMIZATION_KEYS = {"target_tc", "opt_steps", "opt_lr", "opt_start"}
 
 
 def _now() -> str:
@@ -158,6 +159,7 @@ def generate_stage(folder: RunFolder, settings: RunSettings, method: str, progre
         target_tc=stage.target_tc,
         opt_steps=stage.opt_steps,
         opt_lr=stage.opt_lr,
+        opt_start=stage.opt_start,
         schedule=LangevinSchedule(
             steps_per_level=stage.steps_per_level,
             step_lr=stage.step_lr,

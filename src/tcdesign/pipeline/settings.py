@@ -39,6 +39,7 @@ from tcdesign.generate.defaults import (
     COMPOSITION_TEMPERATURE,
     OPT_LR,
     CompositionRule,
+    OptStart,
 )
 
 Method = Literal["cdvae", "substitution"]
@@ -70,6 +71,7 @@ class GenerateStage:
     target_tc: float | None = None  # K; aim the optimisation at this Tc instead of maximising
     opt_steps: int = 100
     opt_lr: float = OPT_LR
+    opt_start: OptStart = "random"  # "train": start from encoded training crystals
     levels: int | None = None  # noise levels used (None: all 50)
     steps_per_level: int = 10  # Langevin steps per level (CDVAE: 100); 10 keeps the default fast
     step_lr: float = 1e-4
@@ -175,12 +177,16 @@ def make_run_settings(
         defaults = RUN_SCREEN_DEFAULTS if stage == "screen" else {}
         merged[stage] = {**defaults, **table, **given}
     generate_values = _checked(GenerateStage, merged["generate"], f"{where} [generate]")
-    rule = generate_values.get("composition", COMPOSITION_RULE)
-    if rule not in get_args(CompositionRule):
-        raise ValueError(
-            f"{where} [generate]: unknown composition rule {rule!r} "
-            f"(choose from {', '.join(get_args(CompositionRule))})"
-        )
+    for key, choices, default in (
+        ("composition", CompositionRule, COMPOSITION_RULE),
+        ("opt_start", OptStart, "random"),
+    ):
+        value = generate_values.get(key, default)
+        if value not in get_args(choices):
+            raise ValueError(
+                f"{where} [generate]: unknown {key} {value!r} "
+                f"(choose from {', '.join(get_args(choices))})"
+            )
     try:
         return RunSettings(
             run=_run_stage(merged["run"], f"{where} [run]"),
