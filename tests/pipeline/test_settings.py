@@ -91,8 +91,8 @@ def test_resume_conflicts_ignore_growing_n_but_not_a_new_seed() -> None:
     assert settings_conflicts(old, changed) == ["screen.fmax: None -> 0.1"]
     # the optimisation's step size matters only when the optimisation is on
     plain = make_run_settings(generate={"optimize_tc": False}).as_dict()
-    changed = make_run_settings(generate={"optimize_tc": False, "opt_lr": 0.01}).as_dict()
+    changed = make_run_settings(generate={"optimize_tc": False, "opt_lr": 0.02}).as_dict()
     assert settings_conflicts(plain, changed) == []
     optimized = make_run_settings(generate={"optimize_tc": True}).as_dict()
-    changed = make_run_settings(generate={"optimize_tc": True, "opt_lr": 0.01}).as_dict()
-    assert settings_conflicts(optimized, changed) == ["generate.opt_lr: 0.005 -> 0.01"]
+    changed = make_run_settings(generate={"optimize_tc": True, "opt_lr": 0.02}).as_dict()
+    assert settings_conflicts(optimized, changed) == ["generate.opt_lr: 0.01 -> 0.02"]
