@@ -160,7 +160,15 @@ def csp_benchmark(
                 found = {"cdvae": [s for s, _ in csp_cdvae(model, counts, k, seed, schedule)]}
             elif method == "template":
                 try:
-                    found = {"template": template_csp(formula, train, k, volumes=volumes)}
+                    found = {
+                        "template": template_csp(
+                            formula,
+                            train,
+                            k,
+                            volumes=volumes,
+                            primitive_cell=hybrid.primitive_cell,
+                        )
+                    }
                 except ValueError:  # no template: a miss
                     found = {"template": []}
             else:
@@ -183,6 +191,7 @@ def csp_benchmark(
                 "lattice": hybrid.lattice,
                 "rank_by": hybrid.rank_by,
                 "pool": max(k, hybrid.pool or k),
+                "primitive_cell": hybrid.primitive_cell,
             }
             metrics["by_ranking"] = {
                 name: csp_metrics(pairs, k=k) for name, pairs in ranked.items()
@@ -297,6 +306,11 @@ def main() -> None:
     parser.add_argument("--hybrid-pool", type=int, default=defaults.pool)
     parser.add_argument("--hybrid-rank", choices=RANKINGS, default=defaults.rank_by)
     parser.add_argument("--hybrid-lattice", choices=["template", "head"], default=defaults.lattice)
+    parser.add_argument(
+        "--any-cell",
+        action="store_true",
+        help="template and hybrid rank by probability alone (formulas not taken as primitive)",
+    )
     parser.add_argument("--batch", type=int, default=64, help="crystals decoded together")
     parser.add_argument("--levels", type=int, default=None, help="noise levels (default all)")
     parser.add_argument("--steps-per-level", type=int, default=100)
@@ -345,6 +359,7 @@ def main() -> None:
         lattice=args.hybrid_lattice,
         rank_by=args.hybrid_rank,
         pool=args.hybrid_pool,
+        primitive_cell=not args.any_cell,
     )
     calls = schedule.steps_per_level * (schedule.levels or len(model.sigmas))
     train, val = load("train"), load("val")

@@ -13,7 +13,13 @@ from tcdesign.data.io import read_structures
 from tcdesign.generate.api import load_generator
 from tcdesign.generate.cdvae import CDVAE
 from tcdesign.generate.data import canonical_cell
-from tcdesign.generate.hybrid import RANKINGS, HybridSettings, hybrid_csp, refine
+from tcdesign.generate.hybrid import (
+    RANKINGS,
+    HybridSettings,
+    RefinedCandidates,
+    hybrid_csp,
+    refine,
+)
 from tcdesign.generate.sample import LangevinSchedule
 from tcdesign.predict.api import bundled_csv
 from tests.generate.test_cdvae import TINY
@@ -88,3 +94,18 @@ def test_csp_cli_hybrid(tmp_path) -> None:
     assert (table.method == "hybrid").all() and (table.status == "ok").all()
     for cif in table.cif:
         assert Structure.from_str(cif, fmt="cif").composition == Composition("Nb6Sn2")
+
+
+def test_demoted_candidates_rank_last_whatever_their_score(rocksalt, ternary) -> None:
+    structures = [rocksalt, ternary, rocksalt.copy()]
+    candidates = RefinedCandidates(
+        templates=structures,
+        structures=structures,
+        scores={"template": np.array([3.0, 2.0, 2.0])},
+        demoted=np.array([True, False, False]),
+    )
+    ranked = candidates.ranked("template", 3)
+    assert [score for _, score in ranked] == [2.0, 2.0, 3.0]
+    assert ranked[0][0] is ternary and ranked[2][0] is rocksalt  # ties keep the template order
+    candidates.demoted = None
+    assert [score for _, score in candidates.ranked("template", 2)] == [3.0, 2.0]

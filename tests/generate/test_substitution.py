@@ -182,3 +182,29 @@ def test_template_of_training_composition_returns_it(train_structures: list[Stru
     formula = "".join(f"{symbol}{round(amount)}" for symbol, amount in counts.items())
     candidates = template_csp(formula, train_structures, k=5)
     assert any(value is not None for value in match_rms(structure, candidates))
+
+
+def test_template_ranks_supercells_of_smaller_crystals_last() -> None:
+    """Zn2O2 from rocksalt templates (2-atom primitive cells, doubled) and a wurtzite template
+    (4-atom primitive cell): by default the candidates whose primitive cell has the formula's
+    4 atoms come first; ``primitive_cell=False`` ranks by probability alone."""
+    wurtzite = Structure.from_spacegroup(
+        "P6_3mc",
+        Lattice.hexagonal(3.19, 5.19),
+        ["Ga", "N"],
+        [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.377]],
+    )
+    assert len(wurtzite) == 4
+    templates = [rocksalt_of("Mg", "O", 4.21), rocksalt_of("Ca", "O", 4.81), wurtzite]
+    ranked = template_csp("Zn2O2", templates, k=5)
+    by_score = template_csp("Zn2O2", templates, k=5, primitive_cell=False)
+    flags = [c.properties["primitive"] for c in ranked]
+    assert True in flags and False in flags
+    assert flags == sorted(flags, reverse=True)  # primitive-cell matches first
+    for block in (True, False):
+        scores = [c.properties["score"] for c in ranked if c.properties["primitive"] is block]
+        assert scores == sorted(scores, reverse=True)
+    scores = [c.properties["score"] for c in by_score]
+    assert scores == sorted(scores, reverse=True)
+    assert sorted(scores) == sorted(c.properties["score"] for c in ranked)
+    assert next(c for c in ranked if c.properties["template"] == 2).properties["primitive"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -293,6 +294,7 @@ def csp(
     hybrid: HybridSettings | None = None,
     relax: bool = False,
     pool: int = CSP_POOL,
+    primitive_cell: bool = True,
     progress: bool = True,
 ) -> pd.DataFrame:
     """``k`` ranked structures per cell formula into ``out_dir/csp.csv`` (resumable by formula).
@@ -302,6 +304,8 @@ def csp(
     With ``relax``, the method's best ``max(k, pool)`` candidates are relaxed with CHGNet and the
     ``k`` lowest in energy per atom are kept, relaxed (:func:`rank_by_energy`; ``score`` stays
     the method's own, ``source_rank`` is the candidate's place in the method's order).
+    ``primitive_cell``: the formulas count the atoms of primitive cells, so template and hybrid
+    candidates that are supercells of smaller crystals rank last (:func:`template_csp`).
 
     A formula that cannot be used (unknown element, too many atoms, no template) gets one row
     with status ``error`` and the reason; the others are still predicted.
@@ -326,6 +330,7 @@ def csp(
     if pool < 1:
         raise ValueError(f"pool must be >= 1, got {pool}")
     wanted = max(k, pool) if relax else k
+    hybrid_settings = replace(hybrid or HybridSettings(), primitive_cell=primitive_cell)
     desc = f"csp ({method}{', relaxed' if relax else ''})"
     for formula in tqdm(todo, desc=desc, unit="formula", disable=not progress):
         rows = []
@@ -335,13 +340,13 @@ def csp(
                 results = csp_cdvae(generator, counts, wanted, seed, schedule)
             elif method == "hybrid":
                 results = hybrid_csp(
-                    generator, formula, train, wanted, seed, schedule, hybrid, volumes
+                    generator, formula, train, wanted, seed, schedule, hybrid_settings, volumes
                 )
             else:
-                results = [
-                    (s, float(s.properties.get("score", float("nan"))))
-                    for s in template_csp(formula, train, wanted, volumes=volumes)
-                ]
+                templates = template_csp(
+                    formula, train, wanted, volumes=volumes, primitive_cell=primitive_cell
+                )
+                results = [(s, float(s.properties.get("score", float("nan")))) for s in templates]
             ranked = [
                 (structure, score, float("nan"), rank, "")
                 for rank, (structure, score) in enumerate(results, start=1)

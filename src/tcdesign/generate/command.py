@@ -178,6 +178,7 @@ def cmd_csp(args: argparse.Namespace) -> int:
         schedule=_schedule(args),
         relax=args.relax,
         pool=args.pool,
+        primitive_cell=not args.any_cell,
         progress=not args.quiet,
     )
     failed = set(table.formula[table.status == "error"])
@@ -283,6 +284,14 @@ def register(verbs: argparse._SubParsersAction) -> None:
         type=int,
         default=CSP_POOL,
         help=f"candidates relaxed per formula with --relax (default {CSP_POOL})",
+    )
+    csp_verb.add_argument(
+        "--any-cell",
+        action="store_true",
+        help="the formulas may be conventional cells or supercells: rank template and hybrid "
+        "candidates by probability alone. By default a formula counts the atoms of a primitive "
+        "cell (as in the training data), so candidates that are supercells of a smaller crystal "
+        "rank last",
     )
     csp_verb.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     csp_verb.add_argument(

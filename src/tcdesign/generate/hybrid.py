@@ -58,6 +58,7 @@ class HybridSettings:
     rank_by: RankBy = "combined"
     likelihood_weight: float = 0.25  # of the composition log-likelihood in ``combined``
     pool: int | None = 10  # template candidates refined and ranked (at least as many as asked)
+    primitive_cell: bool = True  # the formula is a primitive cell (template_csp's ranking rule)
 
 
 @dataclass
@@ -67,11 +68,14 @@ class RefinedCandidates:
     templates: list[Structure]  # Niggli cells of the template candidates
     structures: list[Structure | None]  # refined (None where non-finite)
     scores: dict[RankBy, np.ndarray]  # each (n_candidates,), higher is better
+    demoted: np.ndarray | None = None  # (n_candidates,) bool: ranked after all others
 
     def ranked(self, rank_by: RankBy, k: int) -> list[tuple[Structure | None, float]]:
-        """The ``k`` best (structure, score) by ``rank_by``; ties keep the template order."""
+        """The ``k`` best (structure, score) by ``rank_by``, the ``demoted`` candidates last;
+        ties keep the template order."""
         score = self.scores[rank_by]
-        order = np.argsort(-score, kind="stable")[:k]
+        demoted = np.zeros(len(score), bool) if self.demoted is None else self.demoted
+        order = np.lexsort((-score, demoted))[:k]  # stable; the last key sorts first
         return [(self.structures[i], float(score[i])) for i in order]
 
 
@@ -185,10 +189,15 @@ def hybrid_candidates(
             f"{formula}: {sum(counts.values())} atoms, more than the "
             f"{model.config.max_atoms} this generator supports"
         )
-    templates = template_csp(formula, train_structures, pool, volumes=volumes)
+    templates = template_csp(
+        formula, train_structures, pool, volumes=volumes, primitive_cell=settings.primitive_cell
+    )
     scores = [float(s.properties["score"]) for s in templates]
     generator = torch.Generator().manual_seed(seed)
-    return refine(model, templates, scores, schedule or LangevinSchedule(), settings, generator)
+    refined = refine(model, templates, scores, schedule or LangevinSchedule(), settings, generator)
+    if settings.primitive_cell:
+        refined.demoted = np.array([not s.properties["primitive"] for s in templates])
+    return refined
 
 
 def hybrid_csp(

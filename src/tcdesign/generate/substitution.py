@@ -372,6 +372,7 @@ def template_csp(
     max_candidates: int = TEMPLATE_PAIRS,
     matcher: StructureMatcher | None = None,
     volumes: dict[str, float] | None = None,
+    primitive_cell: bool = True,
 ) -> list[Structure]:
     """Up to ``k`` distinct structures for a cell composition, most probable first, by template
     lookup.
@@ -385,9 +386,21 @@ def template_csp(
     slightly likelier substitution: on the 105 val compositions this raises the top-1 match rate
     from 0.571 (best pair alone) to 0.629 (top-5 0.838 -> 0.810). ``volumes`` (A^3/atom, default
     fitted to ``train_structures`` by :func:`fit_atomic_volumes`) can be passed to reuse one fit
-    over many formulas. Each result carries ``properties["template"]`` (training index of its
-    best pair), ``properties["score"]`` (summed log-probability), ``properties["pairs"]`` (how
-    many pairs build it) and ``properties["mapping"]``.
+    over many formulas.
+
+    With ``primitive_cell`` (the default) the formula counts the atoms of a primitive cell, as in
+    the JARVIS and CDVAE data, so a candidate whose primitive cell is smaller (a supercell of a
+    smaller crystal, built from a template with fewer atoms) ranks after every candidate whose
+    primitive cell has exactly the formula's atoms: such a candidate is a different crystal
+    from any with that primitive cell. Measured on the 105 val compositions: top-1 0.629 ->
+    0.676, top-5 0.810 -> 0.876 (benchmarks/results/generator_csp_n105.json); on the training
+    formulas, each with itself left out of the templates, 0.600 -> 0.654. Pass False when the
+    formula is a conventional cell or a supercell (e.g. ``Cu4`` for fcc copper).
+
+    Each result carries ``properties["template"]`` (training index of its best pair),
+    ``properties["score"]`` (summed log-probability), ``properties["pairs"]`` (how many pairs
+    build it), ``properties["primitive"]`` (its primitive cell has the formula's atom count) and
+    ``properties["mapping"]``.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -409,8 +422,12 @@ def template_csp(
             "template": index,
             "score": score,
             "pairs": 1,
+            "primitive": len(candidate.get_primitive_structure()) == n_atoms,
             "mapping": ",".join(f"{old}->{new}" for old, new in mapping.items()),
         }
         groups.append(candidate)
-    groups.sort(key=lambda g: -g.properties["score"])  # stable: ties keep the pair order
+    # stable: ties keep the pair order
+    groups.sort(
+        key=lambda g: (primitive_cell and not g.properties["primitive"], -g.properties["score"])
+    )
     return groups[:k]
