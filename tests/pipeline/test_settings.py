@@ -95,4 +95,4 @@ def test_resume_conflicts_ignore_growing_n_but_not_a_new_seed() -> None:
     assert settings_conflicts(plain, changed) == []
     optimized = make_run_settings(generate={"optimize_tc": True}).as_dict()
     changed = make_run_settings(generate={"optimize_tc": True, "opt_lr": 0.02}).as_dict()
-    assert settings_conflicts(optimized, changed) == ["generate.opt_lr: 0.01 -> 0.02"]
+    assert settings_conflicts(optimized, changed) == ["generate.opt_lr: 0.005 -> 0.02"]
