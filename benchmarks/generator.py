@@ -38,7 +38,7 @@ from pymatgen.core import Structure
 from tqdm.auto import tqdm
 
 from tcdesign.data.io import read_structures
-from tcdesign.generate.api import csp_cdvae, load_generator, training_latents
+from tcdesign.generate.api import csp_cdvae, load_generator, sample_batch, training_latents
 from tcdesign.generate.defaults import (
     COMPOSITION_RULE,
     COMPOSITION_TEMPERATURE,
@@ -57,7 +57,7 @@ from tcdesign.generate.metrics import (
     novel_flags,
     structure_validity,
 )
-from tcdesign.generate.sample import LangevinSchedule, decode, decode_optimized
+from tcdesign.generate.sample import LangevinSchedule
 from tcdesign.generate.substitution import fit_atomic_volumes, parse_cell_formula, template_csp
 from tcdesign.predict.api import bundled_csv
 from tcdesign.predict.ensemble import Ensemble
@@ -90,13 +90,9 @@ def sample(
     started = time.perf_counter()
     starts = training_latents(model) if optimize and opt_start == "train" else None
     for start in range(0, n, batch):
-        z = torch.randn(min(batch, n - start), model.config.latent, generator=rng)
-        if starts is not None:
-            z = starts[torch.randint(0, len(starts), (len(z),), generator=rng)]
-        if optimize:
-            decoded = decode_optimized(model, z, schedule, rng, opt_steps, opt_lr)
-        else:
-            decoded = decode(model, z, schedule, rng)
+        decoded = sample_batch(
+            model, min(batch, n - start), rng, schedule, optimize, opt_steps, opt_lr, None, starts
+        )
         structures += decoded.structures()
     return structures, time.perf_counter() - started
 

@@ -22,6 +22,7 @@ from tcdesign.generate.defaults import CSP_POOL, OPT_LR, OPT_STARTS, OptStart
 from tcdesign.generate.energy_rank import rank_by_energy
 from tcdesign.generate.hybrid import HybridSettings, encode_structures, hybrid_csp
 from tcdesign.generate.sample import (
+    DecodedBatch,
     LangevinSchedule,
     composition_log_likelihood,
     decode,
@@ -158,6 +159,28 @@ def training_latents(model: CDVAE, chunk: int = 64) -> torch.Tensor:
     )
 
 
+def sample_batch(
+    model: CDVAE,
+    n: int,
+    generator: torch.Generator,
+    schedule: LangevinSchedule | None = None,
+    optimize: bool = False,
+    opt_steps: int = 100,
+    opt_lr: float = OPT_LR,
+    target_tc: float | None = None,
+    starts: torch.Tensor | None = None,
+) -> DecodedBatch:
+    """``n`` crystals from latents z ~ N(0, I), or with ``optimize`` from latents moved up the
+    Tc head (:func:`decode_optimized`) that start at z or, given ``starts`` (e.g.
+    :func:`training_latents`), at rows of it drawn at random."""
+    z = torch.randn(n, model.config.latent, generator=generator)
+    if not optimize:
+        return decode(model, z, schedule, generator)
+    if starts is not None:
+        z = starts[torch.randint(0, len(starts), (n,), generator=generator)]
+    return decode_optimized(model, z, schedule, generator, opt_steps, opt_lr, target_tc)
+
+
 def generate(
     n: int,
     out_dir: str | Path,
@@ -211,17 +234,12 @@ def generate(
                 continue
             # always a full batch, so that crystal k comes out the same whatever n is
             rng = torch.Generator().manual_seed(seed * 1_000_003 + start)
-            z = torch.randn(batch_size, generator.config.latent, generator=rng)
-            if optimize_tc or target_tc is not None:
-                if opt_start == "train":
-                    if starts is None:
-                        starts = training_latents(generator)
-                    z = starts[torch.randint(0, len(starts), (batch_size,), generator=rng)]
-                decoded = decode_optimized(
-                    generator, z, schedule, rng, opt_steps, opt_lr, target_tc
-                )
-            else:
-                decoded = decode(generator, z, schedule or LangevinSchedule(), rng)
+            optimize = optimize_tc or target_tc is not None
+            if optimize and opt_start == "train" and starts is None:
+                starts = training_latents(generator)
+            decoded = sample_batch(
+                generator, batch_size, rng, schedule, optimize, opt_steps, opt_lr, target_tc, starts
+            )
             for rid, structure, tc in zip(
                 batch_ids, decoded.structures(), decoded.tc.tolist(), strict=False
             ):
