@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import re
 import subprocess
@@ -151,3 +152,27 @@ def test_console_script_help() -> None:
     )
     for flag in ("--train", "--val", "--out", "--target", "--members", "--resume"):
         assert flag in result.stdout
+
+
+def test_sigterm_stops_a_command_like_ctrl_c(monkeypatch, capsys):
+    """SIGTERM (a scheduler's time limit) unwinds the command as Ctrl-C does, exit status 143,
+    and the process's own SIGTERM handler is restored afterwards."""
+    import os
+    import signal
+
+    import tcdesign.cli as cli
+
+    def terminated(args) -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not interrupt the command")
+
+    def build_parser():
+        parser = argparse.ArgumentParser(prog="tcdesign")
+        parser.set_defaults(func=terminated)
+        return parser
+
+    monkeypatch.setattr(cli, "build_parser", build_parser)
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli.main([]) == 143
+    assert "tcdesign: terminated" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) == before

@@ -40,3 +40,83 @@ def test_empty_and_threads():
     assert list(run_tasks(math.sqrt, [])) == []
     assert threads_per_worker(2, threads=3) == 3
     assert threads_per_worker(1000) == 1
+
+
+def _pid_after(seconds: float) -> int:
+    """A task: sleep, then report which process ran it (module-level, so it pickles)."""
+    import os
+    import time
+
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped) counts as gone
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(")")[-1].split()[0] != "Z"
+
+
+def _wait_gone(pids: list[int], timeout: float) -> list[int]:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.1)
+    return [p for p in pids if _alive(p)]
+
+
+def test_pool_stopped_early_ends_running_tasks():
+    """A consumer that stops (Ctrl-C, SIGTERM, an error) does not wait for long running tasks:
+    the pool's workers are ended, not left to finish a minute-long job."""
+    import multiprocessing
+    import time
+
+    before = {p.pid for p in multiprocessing.active_children()}
+    tasks = run_tasks(_pid_after, [0.0, 60.0, 60.0], workers=2, threads=1)
+    first = next(tasks)
+    workers = [p.pid for p in multiprocessing.active_children() if p.pid not in before]
+    assert first.error is None and first.value in workers
+    start = time.monotonic()
+    tasks.close()
+    assert time.monotonic() - start < 10
+    assert _wait_gone(workers, timeout=10) == []
+
+
+def test_pool_workers_exit_when_parent_is_killed(tmp_path):
+    """SIGKILL on the parent (no clean-up possible there): its workers notice and exit instead of
+    lingering as orphans."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pids = tmp_path / "pids"
+    script = (
+        "import sys\n"
+        "from tcdesign.executor import run_tasks\n"
+        "from tests.test_executor import _pid_after\n"
+        "for outcome in run_tasks(_pid_after, [0.0, 0.0, 120.0, 120.0], workers=2, threads=1):\n"
+        f"    open({str(pids)!r}, 'a').write(f'{{outcome.value}}\\n')\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=os.getcwd())
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (
+            not pids.exists() or len(set(pids.read_text().split())) < 2
+        ):
+            time.sleep(0.2)
+        workers = sorted({int(p) for p in pids.read_text().split()})
+        assert len(workers) == 2  # both workers ran a short task and now run a long one
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        assert _wait_gone(workers, timeout=15) == []
+    finally:
+        parent.kill()

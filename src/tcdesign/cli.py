@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from tcdesign.generate import command as generate_command
 from tcdesign.pipeline.command import register as register_run
@@ -60,11 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
     from tcdesign.data.io import InputError
 
+    previous = _terminate_as_interrupt()
     try:
         return args.func(args)
     except InputError as exc:
         print(f"tcdesign: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("tcdesign: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("tcdesign: interrupted", file=sys.stderr)
         return 130
@@ -73,6 +80,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"tcdesign: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not _NOT_INSTALLED:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch scheduler's time limit, ``kill``), raised in the main thread so that a
+    command stops the way Ctrl-C stops it: rows already written stay, worker processes and
+    Quantum ESPRESSO runs are ended rather than orphaned, and a rerun resumes."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+_NOT_INSTALLED = object()
+
+
+def _terminate_as_interrupt() -> Any:
+    """Turn SIGTERM into :class:`Terminated` for this command; returns the handler it replaced,
+    or ``_NOT_INSTALLED`` outside the main thread (where Python cannot install handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        return _NOT_INSTALLED
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,12 @@ A task that raises becomes an Outcome with ``error`` set; the others go on.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -92,18 +96,56 @@ def run_tasks(
         yield from _run_pool(_Task(function, threads_per_worker(workers, threads)), items, workers)
 
 
+def _watch_parent(parent: int) -> None:
+    """Pool-worker initialiser: exit as soon as the parent process is gone.
+
+    A parent killed outright (SIGKILL, out of memory) cannot stop its workers; without this they
+    would finish their task and then sit on the queue as orphans, holding cores and memory.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="tcdesign-parent-watch", daemon=True).start()
+
+
+PARENT_POLL_S = 1.0  # how often a pool worker checks that its parent is alive
+
+
 def _run_pool(task: _Task, items: Sequence[Any], workers: int) -> Iterator[Outcome]:
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_watch_parent,
+        initargs=(os.getpid(),),
+    )
+    finished = False
+    try:
         pending = {pool.submit(task, index, item) for index, item in enumerate(items)}
-        try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield future.result()
-        finally:  # a consumer that stops early (or Ctrl-C) cancels what has not started
-            for future in pending:
-                future.cancel()
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+        finished = True
+    finally:
+        if finished:
+            pool.shutdown(wait=True)
+        else:  # the consumer stopped early, Ctrl-C or SIGTERM: drop the queue, stop the workers
+            _abandon(pool)
+
+
+def _abandon(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and end the running tasks now rather than waiting for them
+    (a relaxation or DFT step can take minutes; a rerun redoes unfinished items)."""
+    # the executor keeps no public handle on its processes; read it defensively
+    processes = list(getattr(pool, "_processes", None) or {})
+    pool.shutdown(wait=False, cancel_futures=True)
+    for pid in processes:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
 
 
 def _run_dask(task: _Task, items: Sequence[Any], scheduler: Any) -> Iterator[Outcome]:

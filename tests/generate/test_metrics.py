@@ -10,7 +10,9 @@ from pymatgen.core import Composition, Lattice, Structure
 from pymatgen.core.operations import SymmOp
 
 from tcdesign.generate.metrics import (
+    ReducedMatcher,
     composition_validity,
+    csp_matcher,
     csp_metrics,
     density_wasserstein,
     duplicate_groups,
@@ -170,3 +172,48 @@ def test_generation_metrics_with_broken_samples(rocksalt: Structure, ternary: St
     for key in ("wdist_density", "wdist_num_elements"):
         assert math.isfinite(result[key])
     assert generation_metrics([], [rocksalt]) == {"n_generated": 0, "n_broken": 0}
+
+
+def test_reduced_matcher_answers_as_structure_matcher():
+    """Reducing each structure once gives the answers of StructureMatcher.fit, pair by pair."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    fcc = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.6), ["Cu"], [[0, 0, 0]])
+    bcc = Structure.from_spacegroup("Im-3m", Lattice.cubic(2.9), ["Cu"], [[0, 0, 0]])
+    rocksalt = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.6), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
+    cscl = Structure(Lattice.cubic(3.4), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    strained = rocksalt.copy()
+    strained.apply_strain([0.25, -0.1, 0.0])
+    structures = [
+        fcc,
+        fcc.get_primitive_structure(),
+        rotated_perturbed(fcc),
+        bcc,
+        rocksalt,
+        rotated_perturbed(rocksalt, seed=1),
+        rocksalt * (1, 1, 2),
+        strained,
+        cscl,
+    ]
+    for matcher in (StructureMatcher(), csp_matcher(), StructureMatcher(primitive_cell=False)):
+        reduced = ReducedMatcher(matcher)
+        answers = [[reduced.fit(a, b) for b in structures] for a in structures]
+        assert answers == [[matcher.fit(a, b) for b in structures] for a in structures]
+        assert answers[0][2] and not answers[0][3] and not answers[4][8]
+        assert answers[4][6] == matcher.as_dict()["primitive_cell"]  # a supercell: same crystal
+
+
+def test_reduced_matcher_degenerate_and_ignored_species():
+    fcc = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.6), ["Cu"], [[0, 0, 0]])
+    collapsed = Structure(Lattice.cubic(1e-9), ["Cu"], [[0, 0, 0]])
+    reduced = ReducedMatcher(csp_matcher())
+    assert not reduced.fit(fcc, collapsed) and not reduced.fit(collapsed, fcc)
+    # a matcher that ignores Li compares the Li-free crystals: it is called unchanged
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    with_li = fcc.copy()
+    with_li.append("Li", [0.5, 0.5, 0.5])
+    ignoring = StructureMatcher(ignored_species=["Li"])
+    assert ReducedMatcher(ignoring).fit(with_li, fcc) == ignoring.fit(with_li, fcc)

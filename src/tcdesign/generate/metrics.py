@@ -167,6 +167,57 @@ def _fits(matcher: StructureMatcher, first: Structure, second: Structure) -> boo
         return False
 
 
+class ReducedMatcher:
+    """``matcher.fit`` with each structure reduced once instead of on every comparison.
+
+    ``StructureMatcher.fit`` Niggli-reduces both structures and takes their primitive cells on
+    every call (with a small cache), which dominates the cost when one structure meets many
+    others, as when grouping template candidates. :meth:`fit` reduces each structure it is given
+    once, the same way, keeps the result for the lifetime of this object, and compares reduced
+    forms with ``skip_structure_reduction=True``: the answers are those of ``matcher.fit``.
+    A structure whose reduction fails matches nothing (as :func:`_fits` answers for it). A
+    matcher that ignores species removes them before reducing, which this cannot reproduce; it
+    is then called unchanged.
+    """
+
+    def __init__(self, matcher: StructureMatcher) -> None:
+        self.matcher = matcher
+        settings = matcher.as_dict()
+        self._primitive_cell = bool(settings.get("primitive_cell", True))
+        self._exact = not settings.get("ignored_species")
+        self._forms: dict[int, tuple[Structure, Structure | None]] = {}
+
+    def reduce(self, structure: Structure) -> Structure | None:
+        """``structure`` as ``matcher.fit`` reduces it (Niggli cell, then the primitive cell when
+        the matcher works on primitive cells), or None when that fails; computed once."""
+        kept = self._forms.get(id(structure))
+        if kept is not None and kept[0] is structure:
+            return kept[1]
+        try:
+            form: Structure | None = Structure.from_sites(structure).get_reduced_structure(
+                reduction_algo="niggli"
+            )
+            if self._primitive_cell:
+                form = form.get_primitive_structure()
+        except _GEOMETRY_ERRORS:
+            form = None
+        self._forms[id(structure)] = (structure, form)  # the reference keeps the id valid
+        return form
+
+    def fit(self, first: Structure, second: Structure) -> bool:
+        """Whether two structures are the same crystal by ``matcher`` (False when either is
+        degenerate)."""
+        if not self._exact:
+            return _fits(self.matcher, first, second)
+        one, two = self.reduce(first), self.reduce(second)
+        if one is None or two is None:
+            return False
+        try:
+            return bool(self.matcher.fit(one, two, skip_structure_reduction=True))
+        except _GEOMETRY_ERRORS:
+            return False
+
+
 def _reduced_formula(structure: Structure) -> str:
     return structure.composition.reduced_formula
 
@@ -179,7 +230,7 @@ def duplicate_groups(
     Groups are numbered in order of their first member; a structure joins the first earlier group
     whose first member it matches. Only structures with the same reduced formula are compared.
     """
-    matcher = matcher or default_matcher()
+    reduced = ReducedMatcher(matcher or default_matcher())
     representatives: dict[str, list[tuple[int, Structure]]] = defaultdict(list)
     groups: list[int] = []
     next_group = 0
@@ -189,7 +240,7 @@ def duplicate_groups(
             continue
         candidates = representatives[_reduced_formula(structure)]
         group = next(
-            (index for index, rep in candidates if _fits(matcher, rep, structure)),
+            (index for index, rep in candidates if reduced.fit(rep, structure)),
             None,
         )
         if group is None:
@@ -218,7 +269,7 @@ def novel_flags(
 
     Only reference structures with the same reduced formula are compared.
     """
-    matcher = matcher or default_matcher()
+    reduced = ReducedMatcher(matcher or default_matcher())
     by_formula: dict[str, list[Structure]] = defaultdict(list)
     for known in reference:
         if is_usable(known):
@@ -229,7 +280,7 @@ def novel_flags(
             flags.append(False)
             continue
         same = by_formula.get(_reduced_formula(structure), [])
-        flags.append(not any(_fits(matcher, known, structure) for known in same))
+        flags.append(not any(reduced.fit(known, structure) for known in same))
     return flags
 
 

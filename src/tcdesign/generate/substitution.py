@@ -37,7 +37,7 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Composition, Element, Structure
 from scipy.optimize import nnls
 
-from tcdesign.generate.metrics import csp_matcher, default_matcher, is_usable
+from tcdesign.generate.metrics import ReducedMatcher, csp_matcher, default_matcher, is_usable
 
 UNOBSERVED_LAMBDA = -5.0  # pymatgen's alpha: lambda of a substitution never observed
 UNKNOWN_SELF_WEIGHT = 1.0  # weight of keeping an element that the table does not know
@@ -173,9 +173,7 @@ def _group_by_formula(structures: Sequence[Structure]) -> dict[str, list[Structu
     return groups
 
 
-def _matches_any(
-    matcher: StructureMatcher, structure: Structure, known: Sequence[Structure]
-) -> bool:
+def _matches_any(matcher: ReducedMatcher, structure: Structure, known: Sequence[Structure]) -> bool:
     return any(matcher.fit(other, structure) for other in known)
 
 
@@ -216,7 +214,7 @@ def substitute(
     if unknown:
         raise ValueError(f"unknown element(s) in allowed_elements: {', '.join(unknown)}")
     choices = [symbol for symbol in allowed_elements if table.index(symbol) is not None]
-    matcher = matcher or default_matcher()
+    reduced = ReducedMatcher(matcher or default_matcher())
     volumes = fit_atomic_volumes([s for _, s in parents])
     known = _group_by_formula([s for _, s in parents])
     made: dict[str, list[Structure]] = defaultdict(list)
@@ -242,8 +240,8 @@ def substitute(
             continue
         candidate = apply_substitution(parent, mapping, volumes)
         formula = candidate.composition.reduced_formula
-        if _matches_any(matcher, candidate, made[formula]) or _matches_any(
-            matcher, candidate, known.get(formula, [])
+        if _matches_any(reduced, candidate, made[formula]) or _matches_any(
+            reduced, candidate, known.get(formula, [])
         ):
             continue
         candidate.properties = {
@@ -407,13 +405,13 @@ def template_csp(
     scored = template_scores(formula, train_structures)
     query = parse_cell_formula(formula)
     n_atoms = sum(query.values())
-    matcher = matcher or csp_matcher()
+    reduced = ReducedMatcher(matcher or csp_matcher())
     if volumes is None:
         volumes = fit_atomic_volumes(train_structures)
     groups: list[Structure] = []
     for score, index, mapping in scored[:max_candidates]:
         candidate = _resize(apply_substitution(train_structures[index], mapping, volumes), n_atoms)
-        same = next((g for g in groups if matcher.fit(g, candidate)), None)
+        same = next((g for g in groups if reduced.fit(g, candidate)), None)
         if same is not None:
             same.properties["score"] = float(np.logaddexp(same.properties["score"], score))
             same.properties["pairs"] += 1
