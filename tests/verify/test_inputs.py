@@ -29,6 +29,30 @@ def test_grids_are_commensurate_with_the_q_grid(fcc_al):
     assert inputs.grid_from_spacing(fcc_al, 0.5, (3, 3, 3)) == (6, 6, 6)
 
 
+@pytest.mark.parametrize("preset", ["coarse", "standard"])
+def test_dense_grid_is_a_multiple_of_the_k_grid(preset, fcc_al):
+    """ph.x interpolates from k to the dense la2F grid by integer division of their sizes: a
+    dense grid that is not a multiple of k gives wrong lambdas without an error. The cells are
+    those where the spacing alone gave 40 over 16 (fcc Al, bcc Nb at standard) or 8x6x6 over
+    4x4x4 (a triclinic generated cell at coarse)."""
+    bcc_nb = Structure(Lattice.cubic(3.3), ["Nb", "Nb"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    mgb2 = Structure(
+        Lattice.hexagonal(3.08, 3.52),
+        ["Mg", "B", "B"],
+        [[0, 0, 0], [1 / 3, 2 / 3, 0.5], [2 / 3, 1 / 3, 0.5]],
+    )
+    p1 = Structure(Lattice.from_parameters(5.1, 6.3, 7.4, 80, 85, 95), ["Nb"], [[0, 0, 0]])
+    settings = make_settings(preset)
+    for structure in (fcc_al, bcc_nb.get_primitive_structure(), mgb2, p1):
+        grids = inputs.epc_grids(structure, settings)
+        for fine, coarse in (("k", "q"), ("k_fit", "k")):
+            assert all(f % c == 0 for f, c in zip(grids[fine], grids[coarse], strict=True)), (
+                structure.formula,
+                grids,
+            )
+        assert all(f > k for f, k in zip(grids["k_fit"], grids["k"], strict=True))
+
+
 def test_pw_input_reads_back_with_ase(fcc_al):
     settings = make_settings("coarse", ecutwfc_ry=15.0)
     text = inputs.pw_input(
@@ -78,6 +102,20 @@ def test_ph_q2r_matdyn_inputs_parse_back():
     matdyn = matdyn["input"]
     assert matdyn["dos"] is True and matdyn["la2f"] is True
     assert (matdyn["nk1"], matdyn["nk2"], matdyn["nk3"]) == (10, 11, 12)
+    # both read as many broadenings as ph.x wrote (their default, 10, breaks any other number)
+    assert q2r["input"]["el_ph_nsigma"] == matdyn["el_ph_nsigma"] == 10
+    q2r7, _ = read_fortran_namelist(io.StringIO(inputs.q2r_input(7)))
+    matdyn7, _ = read_fortran_namelist(io.StringIO(inputs.matdyn_input((4, 4, 4), 2.0, 7)))
+    assert q2r7["input"]["el_ph_nsigma"] == matdyn7["input"]["el_ph_nsigma"] == 7
+    relax = inputs.pw_input(
+        Structure(Lattice.cubic(4.05), ["Al"], [[0, 0, 0]]),
+        AL_PSEUDO,
+        settings,
+        calculation="vc-relax",
+        kpts=(4, 4, 4),
+        pseudo_dir="/p",
+    )
+    assert read_fortran_namelist(io.StringIO(relax))[0]["control"]["nstep"] == 100
 
 
 def test_lambda_input_layout():
@@ -94,6 +132,10 @@ def test_toml_overrides(tmp_path):
     assert settings.q_spacing == 0.5 and settings.relax is False
     assert settings.pseudopotentials == {"Al": "Al.pz-vbc.UPF"}
     assert settings.fit_k_spacing == 0.08  # the rest of the preset
+    # a [verify] table beside [pseudopotentials]: both are read
+    path.write_text('[verify]\nmu_star = 0.13\n[pseudopotentials]\nH = "H.pbe-kjpaw.UPF"\n')
+    expected = {"mu_star": 0.13, "pseudopotentials": {"H": "H.pbe-kjpaw.UPF"}}
+    assert read_settings_toml(path) == expected
     path.write_text("q_spacin = 0.5\n")
     with pytest.raises(ValueError, match="q_spacin"):
         read_settings_toml(path)

@@ -67,3 +67,23 @@ def test_debian_set_covers_al_and_mgb2():
     assert choose_pseudopotentials(["Al"], DEBIAN_PSEUDO_DIR)["Al"].filename == "Al.pz-vbc.UPF"
     mgb2 = choose_pseudopotentials(["Mg", "B"], DEBIAN_PSEUDO_DIR)
     assert {p.functional for p in mgb2.values()} == {"lda"}
+
+
+def test_coulomb_semilocal_and_files_without_cutoffs(tmp_path):
+    """An all-electron Coulomb H is never picked automatically (it needs hundreds of Ry); a
+    semilocal file is norm-conserving; a file that suggests cutoffs beats one that does not."""
+    write_v2(tmp_path, "H.coulomb-ae.UPF", "H", "PBE", "1/r")
+    write_v2(tmp_path, "H.pbe-paw.UPF", "H", "PBE", "PAW", 45.0, 360.0)
+    write_v2(tmp_path, "C.pbe-mt.UPF", "C", "PBE", "NC")  # Troullier-Martins, no cutoff
+    write_v2(tmp_path, "C.pbe-us.UPF", "C", "PBE", "US", 40.0, 320.0)
+    write_v2(tmp_path, "Fe.pbe-mt_fhi.UPF", "Fe", "PBE", "SL")
+    assert read_upf_header(tmp_path / "H.coulomb-ae.UPF").kind == "AE"
+    assert read_upf_header(tmp_path / "Fe.pbe-mt_fhi.UPF").kind == "NC"
+    chosen = choose_pseudopotentials(["C", "H"], tmp_path)
+    assert chosen["H"].filename == "H.pbe-paw.UPF"
+    assert chosen["C"].filename == "C.pbe-us.UPF"
+    (tmp_path / "H.pbe-paw.UPF").unlink()
+    with pytest.raises(PseudopotentialError, match="for H"):
+        choose_pseudopotentials(["H"], tmp_path)
+    explicit = choose_pseudopotentials(["H"], tmp_path, {"H": "H.coulomb-ae.UPF"})
+    assert explicit["H"].kind == "AE"  # still usable when named

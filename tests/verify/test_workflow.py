@@ -177,3 +177,60 @@ def test_many_structures_report_rows_and_go_on(tmp_path):
     assert set(rows) == {"nb", "broken"}
     assert "no pseudopotential" in rows["nb"] and ",error," in rows["broken"]
     assert json.loads((out / "nb" / "result.json").read_text())["status"] == "error"
+
+
+def test_interrupt_ends_the_running_qe_step(tmp_path, monkeypatch):
+    """Ctrl-C (or SIGTERM turned into an interrupt by the CLI) while a QE step runs ends that step:
+    QE runs in its own session, so without this it would go on as an orphan."""
+    import os
+    import signal
+    import threading
+
+    pid_file = tmp_path / "qe.pid"
+    fake_qe(tmp_path, monkeypatch, f"echo $$ > {pid_file}\nexec /bin/sleep 60\n")
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            verify(fcc_al_conventional(), tmp_path / "run", pseudo_dir=fake_pseudo_dir(tmp_path))
+    finally:
+        timer.cancel()
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # ended and reaped, not left sleeping
+
+
+def test_relaxation_at_its_step_limit_is_finished_not_failed(tmp_path, monkeypatch):
+    """pw.x exits with status 3 when a vc-relax reaches nstep, after JOB DONE: the relaxation
+    keeps its last geometry; any other non-zero exit is still a failure."""
+    from tcdesign.verify.workflow import QEError, StepRunner
+
+    fake_qe(
+        tmp_path,
+        monkeypatch,
+        'echo "     The maximum number of steps has been reached."\necho "   JOB DONE."\nexit 3\n',
+    )
+    runner = StepRunner(tmp_path / "qe")
+    output = runner.run("relax", "pw.x", "&control\n/\n", step_limit_ok=True)
+    assert "maximum number of steps" in output and (runner.markers / "relax.done").exists()
+    with pytest.raises(QEError, match="exit status 3"):
+        StepRunner(tmp_path / "qe2").run("scf", "pw.x", "&control\n/\n")
+
+
+def test_failed_recover_runs_the_step_again_from_the_start(tmp_path, monkeypatch):
+    """ph.x restarted with recover=.true. after an interruption can fail on damaged restart
+    files (exit status 1); the step then runs once more without recover, and succeeds."""
+    from tcdesign.verify.workflow import StepRunner, _hash
+
+    fake_qe(
+        tmp_path,
+        monkeypatch,
+        'if /bin/grep -q recover "$2"; then echo " Error in routine phq_readin (1):"; '
+        'echo "  recover file damaged"; exit 1; fi\necho "   JOB DONE."\n',
+    )
+    runner = StepRunner(tmp_path / "qe")
+    fresh, restart = "&inputph\n/\n", "&inputph\n recover=.true.\n/\n"
+    (runner.markers / "ph.started").write_text(_hash(runner.chain, fresh))  # a killed attempt
+    output = runner.run("ph", "ph.x", fresh, restartable_input=restart)
+    assert "JOB DONE" in output and "recover" not in (runner.workdir / "ph.in").read_text()
+    assert (runner.markers / "ph.done").exists() and not (runner.markers / "ph.started").exists()

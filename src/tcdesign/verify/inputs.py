@@ -45,6 +45,21 @@ def grid_from_spacing(structure: Structure, spacing: float, multiple_of: Grid = 
     return (grid[0], grid[1], grid[2])
 
 
+def epc_grids(structure: Structure, settings: VerifySettings) -> dict[str, Grid]:
+    """The grids of one electron-phonon run: ``q`` (ph.x), ``k`` (scf, a multiple of q so that
+    k + q falls on it), ``k_fit`` (the dense la2F scf, a multiple of k: ph.x interpolates
+    between the two by integer division of their sizes and, for any other grid, misplaces
+    points and gives wrong lambdas without an error) and ``dos_q`` (matdyn's phonon DOS)."""
+    qgrid = grid_from_spacing(structure, settings.q_spacing)
+    kgrid = grid_from_spacing(structure, settings.k_spacing, qgrid)
+    return {
+        "q": qgrid,
+        "k": kgrid,
+        "k_fit": grid_from_spacing(structure, settings.fit_k_spacing, kgrid),
+        "dos_q": grid_from_spacing(structure, settings.dos_q_spacing),
+    }
+
+
 def cutoffs(pseudos: dict[str, Pseudopotential], settings: VerifySettings) -> tuple[float, float]:
     """(ecutwfc, ecutrho) in Ry by the rule in :mod:`tcdesign.verify.settings`."""
     suggested_wfc = max((p.wfc_cutoff_ry for p in pseudos.values()), default=0.0)
@@ -95,6 +110,7 @@ def pw_input(
             "pseudo_dir": pseudo_dir,
             "tprnfor": True,
             "tstress": True,
+            **({"nstep": settings.relax_max_steps} if calculation == "vc-relax" else {}),
         },
         "system": system,
         "electrons": {"conv_thr": settings.conv_thr_ry * len(structure), "mixing_beta": 0.5},
@@ -157,13 +173,22 @@ def ph_input(settings: VerifySettings, qgrid: Grid, recover: bool = False) -> st
     return _namelist("inputph", values, title="electron-phonon coupling")
 
 
-def q2r_input() -> str:
-    """q2r.x input: force constants from the dynamical matrices, with the alpha2F data."""
-    return _namelist("input", {"fildyn": FILDYN, "flfrc": FLFRC, "zasr": "simple", "la2F": True})
+def q2r_input(el_ph_nsigma: int = 10) -> str:
+    """q2r.x input: force constants from the dynamical matrices, with the alpha2F data of
+    ``el_ph_nsigma`` broadenings (as many as ph.x wrote)."""
+    values: dict[str, object] = {
+        "fildyn": FILDYN,
+        "flfrc": FLFRC,
+        "zasr": "simple",
+        "la2F": True,
+        "el_ph_nsigma": el_ph_nsigma,
+    }
+    return _namelist("input", values)
 
 
-def matdyn_input(dos_grid: Grid, delta_cm1: float) -> str:
-    """matdyn.x input: phonon DOS and alpha2F (a2F.dos1..N, lambda) on a uniform mesh."""
+def matdyn_input(dos_grid: Grid, delta_cm1: float, el_ph_nsigma: int = 10) -> str:
+    """matdyn.x input: phonon DOS and alpha2F (a2F.dos1..N, lambda; N = ``el_ph_nsigma``, as
+    many broadenings as ph.x wrote) on a uniform mesh."""
     values: dict[str, object] = {
         "flfrc": FLFRC,
         "asr": "simple",
@@ -175,6 +200,7 @@ def matdyn_input(dos_grid: Grid, delta_cm1: float) -> str:
         "nk2": dos_grid[1],
         "nk3": dos_grid[2],
         "deltaE": float(delta_cm1),
+        "el_ph_nsigma": el_ph_nsigma,
     }
     return _namelist("input", values)
 

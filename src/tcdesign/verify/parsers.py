@@ -42,6 +42,11 @@ def qe_failure(text: str) -> str | None:
     return None
 
 
+def step_limit_reached(text: str) -> bool:
+    """True when a pw.x relaxation stopped at ``nstep`` and still finished (exit status 3)."""
+    return "maximum number of steps has been reached" in text and "JOB DONE" in text
+
+
 def relaxation_converged(text: str) -> bool:
     """True when a pw.x (vc-)relax reached its thresholds (bfgs converged)."""
     return "bfgs converged" in text or "End final coordinates" in text
@@ -107,12 +112,14 @@ def read_phonon_dos(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def read_matdyn_freq(path: Path) -> np.ndarray:
     """matdyn.x ``flfrq`` file: (n_qpoints, n_modes) frequencies in cm^-1."""
     text = Path(path).read_text()
-    header = re.search(r"nbnd\s*=\s*(\d+)\s*,\s*nks\s*=\s*(\d+)", text)
+    header = re.search(r"nbnd\s*=\s*(\d+)\s*,\s*nks\s*=\s*(\d+|\*+)", text)
     if header is None:
         raise ValueError(f"{path}: no '&plot nbnd=, nks=' header")
-    n_modes, n_q = int(header.group(1)), int(header.group(2))
+    n_modes = int(header.group(1))
     values = _floats(text[text.index("/", header.end()) + 1 :])
     per_q = 3 + n_modes
+    # QE writes nks with i4: beyond 9999 q-points it prints ****; count the blocks instead
+    n_q = int(header.group(2)) if header.group(2).isdigit() else len(values) // per_q
     if len(values) < n_q * per_q:
         raise ValueError(f"{path}: expected {n_q} q-points with {n_modes} modes")
     table = np.array(values[: n_q * per_q]).reshape(n_q, per_q)  # (n_q, 3 + n_modes)

@@ -9,9 +9,12 @@ header (UPF v1 and v2), not guessed from the file name. Choice, in order:
 3. the functional must be the same for every element (pw.x refuses mixed ones); among the
    functionals that cover all elements the first of ``FUNCTIONAL_PREFERENCE`` wins (PBEsol as in
    the paper, then PBE, then LDA), else the one with the most files;
-4. per element, within that functional: norm-conserving, then ultrasoft, then PAW (NC is the
-   most robust in DFPT electron-phonon runs), then a file that suggests cutoffs, then the newest
-   pslibrary version in the name, then the name.
+4. per element, within that functional: a file that suggests cutoffs (a norm-conserving file
+   that suggests none may need far more than the preset's cutoff, e.g. Troullier-Martins carbon),
+   then norm-conserving, then ultrasoft, then PAW (NC is the most robust in DFPT electron-phonon
+   runs), then the newest pslibrary version in the name, then the name;
+5. all-electron Coulomb potentials (``H.coulomb-ae.UPF``: ``is_coulomb``, type ``1/r``) are never
+   chosen automatically (they need cutoffs of hundreds of Ry); name one explicitly to use it.
 
 Every element without a usable file is listed in one :class:`PseudopotentialError`, raised before
 anything runs.
@@ -40,7 +43,7 @@ class Pseudopotential:
     element: str
     path: Path
     functional: str  # normalised: pbesol, pbe, lda, or the file's own label in lower case
-    kind: str  # NC, US or PAW
+    kind: str  # NC, US, PAW, or AE (an all-electron Coulomb potential)
     wfc_cutoff_ry: float
     rho_cutoff_ry: float
     relativistic: str  # scalar, full, no or unknown
@@ -93,6 +96,10 @@ def _float(text: str | None) -> float:
         return 0.0
 
 
+def _true(value: str | None) -> bool:
+    return (value or "").strip().upper() in ("T", "TRUE", ".TRUE.")
+
+
 def _read_v2(text: str, path: Path) -> Pseudopotential | None:
     start = text.find("<PP_HEADER")
     end = text.find(">", start)
@@ -103,11 +110,13 @@ def _read_v2(text: str, path: Path) -> Pseudopotential | None:
     if not element:
         return None
     kind = (_attribute(header, "pseudo_type") or "NC").upper()
-    if (_attribute(header, "is_paw") or "").upper() in ("T", "TRUE", ".TRUE."):
+    if _true(_attribute(header, "is_coulomb")) or kind == "1/R":
+        kind = "AE"
+    elif _true(_attribute(header, "is_paw")):
         kind = "PAW"
-    elif kind in ("USPP", "SL") or kind.startswith("US"):
+    elif kind == "USPP" or kind.startswith("US"):
         kind = "US"
-    elif kind not in KIND_PREFERENCE:
+    elif kind not in KIND_PREFERENCE:  # NC, and SL (semilocal norm-conserving)
         kind = "NC"
     return Pseudopotential(
         element=element.strip().capitalize(),
@@ -166,13 +175,14 @@ def read_upf_header(path: Path) -> Pseudopotential | None:
 
 
 def scan_pseudo_dir(pseudo_dir: Path) -> dict[str, list[Pseudopotential]]:
-    """Usable UPF files of a folder grouped by element (fully relativistic ones skipped)."""
+    """Usable UPF files of a folder grouped by element (fully relativistic ones and all-electron
+    Coulomb potentials skipped)."""
     found: dict[str, list[Pseudopotential]] = {}
     for path in sorted(Path(pseudo_dir).iterdir()):
         if not path.is_file() or path.suffix.lower() != ".upf":
             continue
         info = read_upf_header(path)
-        if info is None or info.relativistic == "full" or ".rel-" in path.name:
+        if info is None or info.kind == "AE" or info.relativistic == "full" or ".rel-" in path.name:
             continue
         found.setdefault(info.element, []).append(info)
     return found
@@ -186,7 +196,7 @@ def _version(name: str) -> tuple[int, ...]:
 def _rank(info: Pseudopotential) -> tuple:
     kind = KIND_PREFERENCE.index(info.kind) if info.kind in KIND_PREFERENCE else 9
     version = tuple(-v for v in _version(info.filename))
-    return (kind, 0 if info.wfc_cutoff_ry > 0 else 1, version, info.filename)
+    return (0 if info.wfc_cutoff_ry > 0 else 1, kind, version, info.filename)
 
 
 def choose_pseudopotentials(

@@ -4,7 +4,8 @@
 ``standard`` is a convergence-minded production choice. Grids are given as reciprocal-space
 spacings (1/A, including the 2 pi) so that one preset fits any cell; each k-grid is rounded up to
 a multiple of the q-grid, which the interpolated electron-phonon method needs (k + q must fall on
-the dense grid).
+the grid), and the dense la2F grid to a multiple of the k-grid (ph.x interpolates from one to the
+other by integer division of the two and gives wrong lambdas, without an error, otherwise).
 
 Cutoffs: ``ecutwfc_ry`` / ``ecutrho_ry`` set explicitly win; otherwise the largest suggestion
 among the chosen pseudopotential files, and the preset's value when no file suggests one. The
@@ -45,6 +46,7 @@ class VerifySettings:
     el_ph_sigma_ry: float = 0.005  # first electronic broadening and step of the sweep
     el_ph_nsigma: int = 10  # number of broadenings
     press_conv_thr_kbar: float = 0.5  # vc-relax stress threshold
+    relax_max_steps: int = 100  # vc-relax ionic steps; the last geometry is used if reached
     spread_tolerance: float = 0.1  # converged when lambda spread over middle broadenings <= this
     imaginary_tolerance_cm1: float = 10.0  # stable unless a mode is below -tolerance
     np: int = 1  # MPI ranks for pw.x and ph.x (mpirun when > 1)
@@ -100,6 +102,8 @@ def read_settings_toml(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ValueError(f"{path}: cannot read TOML ({exc})") from None
     table = dict(data.get("verify", data))
+    if "verify" in data and "pseudopotentials" in data:  # a top-level table beside [verify]
+        table.setdefault("pseudopotentials", data["pseudopotentials"])
     unknown = set(table) - settings_fields()
     if unknown:
         raise ValueError(f"{path}: unknown verify setting(s): {', '.join(sorted(unknown))}")

@@ -24,6 +24,7 @@ numbers for imaginary frequencies): smaller negatives are interpolation noise ne
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -144,11 +145,15 @@ class StepRunner:
         stdin: bool = False,
         check_job_done: bool = True,
         restartable_input: str | None = None,
+        step_limit_ok: bool = False,
     ) -> str:
         """Run ``program`` on ``input_text`` unless its marker says it is done; return its log.
 
         ``restartable_input`` is the input to use instead when a previous attempt of this very
-        step (same hash) was interrupted (ph.x with recover=.true.).
+        step (same hash) was interrupted (ph.x with recover=.true.); when that restart fails, the
+        step runs again from the start. ``step_limit_ok``: pw.x reaching ``nstep`` (exit status
+        3 after JOB DONE) is a finished step, not a failure (a relaxation that keeps its last
+        geometry).
         """
         key = _hash(self.chain, input_text)
         marker = self.markers / f"{step}.done"
@@ -163,11 +168,19 @@ class StepRunner:
         resume = started.exists() and started.read_text().strip() == key
         text = restartable_input if (resume and restartable_input) else input_text
         started.write_text(key)
-        seconds, output = self._execute(step, program, text, parallel, stdin)
-        problem = parsers.qe_failure(output) if check_job_done else None
-        if problem is not None and resume and restartable_input:
-            seconds, output = self._execute(step, program, input_text, parallel, stdin)
-            problem = parsers.qe_failure(output)
+        restarting = resume and restartable_input is not None
+        try:
+            seconds, output = self._execute(step, program, text, parallel, stdin, step_limit_ok)
+            problem = parsers.qe_failure(output) if check_job_done else None
+        except QEError as exc:
+            if not restarting or exc.kind != "qe_failed":
+                raise
+            problem = str(exc)
+        if problem is not None and restarting:  # the restart failed: once more from the start
+            seconds, output = self._execute(
+                step, program, input_text, parallel, stdin, step_limit_ok
+            )
+            problem = parsers.qe_failure(output) if check_job_done else None
         if problem is not None:
             raise QEError(step, f"{problem} (log: {log})")
         marker.write_text(json.dumps({"hash": key, "seconds": round(seconds, 3)}))
@@ -177,7 +190,13 @@ class StepRunner:
         return output
 
     def _execute(
-        self, step: str, program: str, text: str, parallel: bool, stdin: bool
+        self,
+        step: str,
+        program: str,
+        text: str,
+        parallel: bool,
+        stdin: bool,
+        step_limit_ok: bool = False,
     ) -> tuple[float, str]:
         (self.workdir / f"{step}.in").write_text(text)
         command = [program] if stdin else [program, "-in", f"{step}.in"]
@@ -205,17 +224,28 @@ class StepRunner:
             try:
                 process.wait(timeout=self.timeout_s)
             except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait()
+                _end_group(process)
                 raise QEError(
                     step, f"timed out after {self.timeout_s:.0f} s (log: {log})", kind="timeout"
                 ) from None
+            except BaseException:  # Ctrl-C or SIGTERM: its own session would not receive them
+                _end_group(process)
+                raise
         seconds = time.perf_counter() - start
         output = log.read_text(errors="replace")
+        if step_limit_ok and process.returncode == 3 and parsers.step_limit_reached(output):
+            return seconds, output
         if process.returncode != 0:
             reason = parsers.qe_failure(output) or f"exit status {process.returncode}"
             raise QEError(step, f"{reason} (log: {log})")
         return seconds, output
+
+
+def _end_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop a QE step and every rank mpirun started (its own process group)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    process.wait()
 
 
 def _star_weights(workdir: Path, n_q: int) -> list[int]:
@@ -259,6 +289,19 @@ def _write_csvs(out: Path, a2f_by_sigma: dict[float, parsers.A2F], dos: tuple) -
     )
 
 
+def _dyn_frequencies_text(workdir: Path) -> str:
+    """The dynamical-matrix files dyn1..dynN (each ends with its diagonalised frequencies, in
+    ph.out's format), or "" when they cannot be read."""
+    try:
+        _, qpoints = parsers.read_dyn0(workdir / f"{inputs.FILDYN}0")
+        return "".join(
+            (workdir / f"{inputs.FILDYN}{i}").read_text(errors="replace")
+            for i in range(1, len(qpoints) + 1)
+        )
+    except (OSError, ValueError, IndexError):
+        return ""
+
+
 def _lambda_x(runner: StepRunner, settings: VerifySettings, ph_text: str) -> list[dict]:
     """Cross-check: lambda.x on ph.x's elph_dir, with star weights from the dyn files."""
     if shutil.which("lambda.x") is None:
@@ -292,18 +335,16 @@ def _run_steps(
         text = inputs.pw_input(
             structure, pseudos, settings, calculation="vc-relax", kpts=kgrid, pseudo_dir=pseudo_path
         )
-        relax_text = runner.run("relax", "pw.x", text, parallel=True)
+        relax_text = runner.run("relax", "pw.x", text, parallel=True, step_limit_ok=True)
         data["relaxation_converged"] = parsers.relaxation_converged(relax_text)
         structure = parsers.read_relaxed_structure(runner.workdir / "relax.out")
         data["qe_version"] = parsers.qe_version(relax_text)
     structure.to(filename=str(out / "structure_relaxed.cif"))
     data["structure_relaxed"] = "structure_relaxed.cif"
     # grids of the relaxed cell (a vc-relax changes the reciprocal lengths only slightly)
-    qgrid = inputs.grid_from_spacing(structure, settings.q_spacing)
-    kgrid = inputs.grid_from_spacing(structure, settings.k_spacing, qgrid)
-    fit_grid = inputs.grid_from_spacing(structure, settings.fit_k_spacing, qgrid)
-    dos_grid = inputs.grid_from_spacing(structure, settings.dos_q_spacing)
-    data["grids"] = {"q": qgrid, "k": kgrid, "k_fit": fit_grid, "dos_q": dos_grid}
+    grids = inputs.epc_grids(structure, settings)
+    qgrid, kgrid, fit_grid, dos_grid = grids["q"], grids["k"], grids["k_fit"], grids["dos_q"]
+    data["grids"] = grids
     text = inputs.pw_input(
         structure,
         pseudos,
@@ -326,12 +367,17 @@ def _run_steps(
         parallel=True,
         restartable_input=inputs.ph_input(settings, qgrid, recover=True),
     )
-    runner.run("q2r", "q2r.x", inputs.q2r_input(), stdin=True)
-    runner.run(
-        "matdyn", "matdyn.x", inputs.matdyn_input(dos_grid, settings.dos_delta_cm1), stdin=True
-    )
+    runner.run("q2r", "q2r.x", inputs.q2r_input(settings.el_ph_nsigma), stdin=True)
+    matdyn_text = inputs.matdyn_input(dos_grid, settings.dos_delta_cm1, settings.el_ph_nsigma)
+    runner.run("matdyn", "matdyn.x", matdyn_text, stdin=True)
+    # every q-point's frequencies: ph.out of a recovered run lists only that session's q-points
+    ph_text = _dyn_frequencies_text(runner.workdir) or ph_text
     _summarize(runner.workdir, out, settings, ph_text, data)
-    data["lambda_x"] = _lambda_x(runner, settings, ph_text)
+    try:
+        data["lambda_x"] = _lambda_x(runner, settings, ph_text)
+    except (QEError, ValueError, IndexError, OSError) as exc:  # a cross-check, not the result
+        data["lambda_x"] = []
+        data["lambda_x_error"] = str(exc)
 
 
 def _summarize(
