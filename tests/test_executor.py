@@ -120,3 +120,26 @@ def test_pool_workers_exit_when_parent_is_killed(tmp_path):
         assert _wait_gone(workers, timeout=15) == []
     finally:
         parent.kill()
+
+
+def _die_on_one(item: int) -> int:
+    """A task whose worker process dies on item 1 (as under the out-of-memory killer)."""
+    import os
+
+    if item == 1:
+        os._exit(9)
+    return item * 10
+
+
+def test_a_dying_worker_costs_only_its_own_item():
+    """A worker that dies breaks a ProcessPoolExecutor; the run goes on, the item that killed it
+    gets an error outcome, every other item its value."""
+    from tcdesign.executor import WORKER_DIED
+
+    results = {
+        o.index: (o.value, o.error)
+        for o in run_tasks(_die_on_one, list(range(8)), workers=2, threads=1)
+    }
+    assert sorted(results) == list(range(8))
+    assert results[1] == (None, WORKER_DIED)
+    assert all(results[i] == (i * 10, None) for i in range(8) if i != 1)

@@ -12,7 +12,10 @@ order; each carries the item's index):
 
 The function must be a module-level callable (it is pickled); expensive state such as a loaded
 model should live in a per-process cache (``functools.lru_cache``) so each worker loads it once.
-A task that raises becomes an Outcome with ``error`` set; the others go on.
+A task that raises becomes an Outcome with ``error`` set; the others go on. So does a task whose
+worker process dies (killed, out of memory, a crash in compiled code): on the local pool the
+culprit is found by rerunning the few items that were in flight one at a time, and the rest go on
+(:func:`_run_pool`); dask retries such a task on other workers and then reports it.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,7 +118,36 @@ def _watch_parent(parent: int) -> None:
 PARENT_POLL_S = 1.0  # how often a pool worker checks that its parent is alive
 
 
+WORKER_DIED = (
+    "WorkerDied: the worker process running this item died (killed, out of memory or crashed)"
+)
+
+
 def _run_pool(task: _Task, items: Sequence[Any], workers: int) -> Iterator[Outcome]:
+    """Run on a local pool; a worker that dies costs only its own item.
+
+    When a worker process dies, the pool breaks and every unfinished item comes back. Items are
+    handed out in order, so the one that killed it is among the first ``workers + 1``
+    unfinished ones (those running or queued for a worker): they run again one at a time in a
+    fresh single-worker pool, where the first one that does not finish is the culprit and gets
+    a :data:`WORKER_DIED` outcome; the rest go back to a full pool.
+    """
+    queue = list(range(len(items)))
+    while queue:
+        lost = yield from _pool_round(task, items, queue, workers)
+        suspects, queue = lost[: workers + 1], lost[workers + 1 :]
+        while suspects:
+            unfinished = yield from _pool_round(task, items, suspects, 1)
+            if unfinished:
+                yield Outcome(unfinished[0], error=WORKER_DIED)
+            suspects = unfinished[1:]
+
+
+def _pool_round(
+    task: _Task, items: Sequence[Any], indices: list[int], workers: int
+) -> Generator[Outcome, None, list[int]]:
+    """Yield the outcomes of ``indices`` on a fresh pool; return, in submission order, those
+    that did not finish because the pool broke (a worker process died)."""
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(
         max_workers=workers,
@@ -123,18 +156,29 @@ def _run_pool(task: _Task, items: Sequence[Any], workers: int) -> Iterator[Outco
         initargs=(os.getpid(),),
     )
     finished = False
+    lost: list[int] = []
     try:
-        pending = {pool.submit(task, index, item) for index, item in enumerate(items)}
+        futures = {pool.submit(task, index, items[index]): index for index in indices}
+        pending = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                yield future.result()
+                try:
+                    outcome = future.result()
+                except BrokenProcessPool:
+                    lost.append(futures[future])
+                    continue
+                except Exception as exc:  # e.g. a result that cannot be pickled back
+                    outcome = Outcome(futures[future], error=f"{type(exc).__name__}: {exc}")
+                yield outcome
         finished = True
     finally:
         if finished:
             pool.shutdown(wait=True)
         else:  # the consumer stopped early, Ctrl-C or SIGTERM: drop the queue, stop the workers
             _abandon(pool)
+    order = {index: position for position, index in enumerate(indices)}
+    return sorted(lost, key=order.__getitem__)
 
 
 def _abandon(pool: ProcessPoolExecutor) -> None:
@@ -159,9 +203,13 @@ def _run_dask(task: _Task, items: Sequence[Any], scheduler: Any) -> Iterator[Out
     client = Client(scheduler) if own_client else scheduler
     try:
         futures = [client.submit(task, index, item, pure=False) for index, item in enumerate(items)]
+        position = {id(future): index for index, future in enumerate(futures)}
         try:
             for future in as_completed(futures):
-                yield future.result()
+                try:
+                    yield future.result()
+                except Exception as exc:  # KilledWorker and the like: this item only
+                    yield Outcome(position[id(future)], error=f"{type(exc).__name__}: {exc}")
         finally:
             client.cancel([f for f in futures if not f.done()])
     finally:
