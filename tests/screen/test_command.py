@@ -59,3 +59,26 @@ def test_help_names_every_flag(capsys):
         "--fmax", "--max-steps", "--quiet",
     ):  # fmt: skip
         assert flag in text
+
+
+def test_no_relax_summary_names_only_what_was_written(csv_input, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["screen", csv_input, "--out", str(out), "--no-relax"]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out / 'screened.csv'}" in printed
+    assert "relaxed/" not in printed and not (out / "relaxed").exists()
+
+
+def test_run_help_states_the_tc_rule_as_applied(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "pass when Tc >= this" in text and "Tc > this" not in text
+
+
+@pytest.mark.parametrize("verb", ["screen", "run"])
+def test_ehull_help_says_few_references_give_a_lower_bound(verb, capsys):
+    with pytest.raises(SystemExit):
+        main([verb, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "lower bound on the true energy above the hull" in text

@@ -119,13 +119,18 @@ def register(verbs: argparse._SubParsersAction) -> None:
         default=None,
         help="Langevin steps per noise level (default 10; CDVAE's 100 is 10x slower)",
     )
-    parser.add_argument("--tc-min", type=float, default=None, help="pass when Tc > this (K, 5)")
+    parser.add_argument("--tc-min", type=float, default=None, help="pass when Tc >= this (K, 5)")
     parser.add_argument(
         "--eform-max", type=float, default=None, help="pass when E_form < this (eV/atom, 0)"
     )
     parser.add_argument("--gap-max", type=float, default=None, help="pass when gap < this (eV)")
     parser.add_argument(
-        "--ehull-max", type=float, default=None, help="pass when E_hull <= this (eV/atom; off)"
+        "--ehull-max",
+        type=float,
+        default=None,
+        help="pass when E_hull <= this (eV/atom; off); with few reference compounds in a "
+        "candidate's chemical system E_hull is a lower bound on the true energy above the hull "
+        "(see the ehull_reference column of screened.csv)",
     )
     parser.add_argument(
         "--prescreen-tc",

@@ -63,7 +63,10 @@ def print_summary(table: pd.DataFrame, out: Path, limit: int = 10) -> None:
     if len(top):
         print("top candidates" if passed else "no candidate passed; highest Tc among the relaxed:")
         print(top.head(limit)[SHOWN].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"wrote {out / 'screened.csv'} and {out / 'relaxed'}/")
+    if table.relaxed_cif.notna().any():
+        print(f"wrote {out / 'screened.csv'} and {out / 'relaxed'}/")
+    else:  # --no-relax, or no relaxation succeeded: nothing in OUT/relaxed/
+        print(f"wrote {out / 'screened.csv'}")
 
 
 def cmd_screen(args: argparse.Namespace) -> int:
@@ -148,7 +151,11 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "--ehull-max",
         type=_limit,
         default=None,
-        help="pass when the energy above the hull <= this (eV/atom; default: no hull rule)",
+        help="pass when the energy above the hull <= this (eV/atom; default: no hull rule). "
+        "The hull is made of the elements and the reference compounds of the candidate's "
+        "chemical system; with few (or no) such compounds e_hull is only a lower bound on the "
+        "true energy above the hull (with none it is the CHGNet formation energy); the "
+        "ehull_reference column says which references were used",
     )
     parser.add_argument(
         "--tc-sigma",
