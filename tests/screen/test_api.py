@@ -15,6 +15,7 @@ from tcdesign.data.io import StructureRecord
 from tcdesign.screen import COLUMNS, ScreenSettings, screen_records
 from tcdesign.screen.api import PROGRESS_FILE
 from tcdesign.screen.candidate import screen_candidate
+from tests.screen.conftest import fcc_al, mgb2, rocksalt_nacl
 
 SPEC_COLUMNS = [
     "id", "formula", "tc", "tc_std", "e_form", "gap", "e_hull", "spacegroup", "novel", "passed",
@@ -192,3 +193,77 @@ def test_bad_rows_only(tmp_path):
     records = [StructureRecord("x", None, error="empty CIF")]
     table = screen_records(records, tmp_path, ScreenSettings(), progress=False)
     assert table.status.tolist() == ["error"] and not table.passed.any()
+
+
+# --- review fixes -------------------------------------------------------------------------------
+
+
+def test_repeated_ids_are_renamed_to_ids_no_other_row_has(tmp_path):
+    records = [
+        StructureRecord("a", fcc_al(4.04)),
+        StructureRecord("a", rocksalt_nacl()),
+        StructureRecord("a_2", mgb2()),
+    ]
+    table = screen_records(records, tmp_path, ScreenSettings(relax=False), progress=False)
+    assert dict(zip(table.id, table.formula, strict=True)) == {
+        "a": "Al", "a_3": "NaCl", "a_2": "MgB2",
+    }  # fmt: skip
+
+
+def test_nan_in_the_progress_file_comes_back_as_nan(tmp_path):
+    records = [StructureRecord("al", fcc_al(4.04))]
+    screen_records(records, tmp_path, ScreenSettings(relax=False), progress=False)
+    path = tmp_path / PROGRESS_FILE
+    row = json.loads(path.read_text())
+    row["tc"] = None  # how a NaN Tc is stored (JSON has no NaN)
+    path.write_text(json.dumps(row) + "\n")
+    table = screen_records(records, tmp_path, ScreenSettings(relax=False), progress=False)
+    assert table.status[0] == "ok" and math.isnan(table.tc[0])
+    assert not table.passed[0] and "tc" in table.rules_failed[0].split(";")
+
+
+class KilledError(Exception):
+    """A kill of the process, simulated."""
+
+
+def test_cutting_a_partial_line_never_rewrites_the_finished_rows(tmp_path, monkeypatch):
+    from tcdesign.screen.api import _drop_partial_line
+
+    def killed(*args, **kwargs):  # a kill while the file would be rewritten
+        raise KilledError
+
+    monkeypatch.setattr(Path, "write_bytes", killed)
+    monkeypatch.setattr(Path, "write_text", killed)
+    rows = '{"id": "a", "status": "ok"}\n{"id": "b", "status": "failed"}\n'
+    path = tmp_path / PROGRESS_FILE
+    with path.open("w") as handle:
+        handle.write(rows + '{"id": "c", "status": "o')
+    _drop_partial_line(path)
+    assert path.read_text() == rows
+    _drop_partial_line(path)  # a complete file stays as it is
+    assert path.read_text() == rows
+    with path.open("a") as handle:  # the last newline is found also several chunks back
+        handle.write('{"id": "c", "status": "o')
+    _drop_partial_line(path, chunk=3)
+    assert path.read_text() == rows
+    with path.open("w") as handle:
+        handle.write('{"id": "c"')
+    _drop_partial_line(path)
+    assert path.read_text() == ""
+
+
+def test_a_kill_while_writing_screened_csv_leaves_the_previous_table(tmp_path, monkeypatch):
+    records = [StructureRecord("al", fcc_al(4.04))]
+    screen_records(records, tmp_path, ScreenSettings(relax=False), progress=False)
+    before = (tmp_path / "screened.csv").read_text()
+    to_csv = pd.DataFrame.to_csv
+
+    def killed_mid_write(self, path, *args, **kwargs):
+        to_csv(self, path, *args, **kwargs)
+        Path(path).write_text(Path(path).read_text()[:20])  # half written when the kill came
+        raise KilledError
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", killed_mid_write)
+    with pytest.raises(KilledError):
+        screen_records(records, tmp_path, ScreenSettings(relax=False), progress=False)
+    assert (tmp_path / "screened.csv").read_text() == before

@@ -86,6 +86,21 @@ INTEGER_COLUMNS = [
     "nsites_initial",
     "relax_steps",
 ]
+# numeric fields of a progress row: NaN is stored as JSON null and read back as NaN
+FLOAT_FIELDS = (
+    "tc",
+    "tc_std",
+    "gap",
+    "p_metal",
+    "e_form",
+    "e_form_model",
+    "e_form_chgnet",
+    "e_hull",
+    "energy_per_atom",
+    "max_force",
+    "volume_change",
+    "stage_seconds",
+)
 
 
 @lru_cache(maxsize=2)
@@ -97,17 +112,31 @@ def _known_structures(path: str | None) -> list[Structure]:
 
 
 def _unique_ids(records: Sequence[StructureRecord]) -> list[StructureRecord]:
-    """Records with repeated ids renamed ``ID_2``, ``ID_3``... (ids name files and resume)."""
-    seen: dict[str, int] = {}
+    """Records with repeated ids renamed ``ID_2``, ``ID_3``... (ids name files and resume).
+
+    The first record of an id keeps it; a repeat takes the lowest suffix that no record of the
+    input has and no earlier repeat took (ids ``a, a, a_2`` become ``a, a_3, a_2``).
+    """
+    used = {record.id for record in records}
+    kept: set[str] = set()
     out = []
     for record in records:
-        count = seen.get(record.id, 0) + 1
-        seen[record.id] = count
-        out.append(record if count == 1 else replace(record, id=f"{record.id}_{count}"))
+        if record.id not in kept:
+            kept.add(record.id)
+            out.append(record)
+            continue
+        suffix = 2
+        while f"{record.id}_{suffix}" in used:
+            suffix += 1
+        new_id = f"{record.id}_{suffix}"
+        used.add(new_id)
+        kept.add(new_id)
+        out.append(replace(record, id=new_id))
     return out
 
 
 def _read_progress(path: Path) -> dict[str, dict[str, Any]]:
+    """The last row of each id in a progress file (NaN fields come back as NaN, not None)."""
     rows: dict[str, dict[str, Any]] = {}
     if not path.is_file():
         return rows
@@ -120,17 +149,50 @@ def _read_progress(path: Path) -> dict[str, dict[str, Any]]:
                 row = json.loads(line)
             except json.JSONDecodeError:  # the last line of a killed run may be cut short
                 continue
+            for name in FLOAT_FIELDS:
+                if name in row and row[name] is None:
+                    row[name] = math.nan
             rows[row["id"]] = row
     return rows
 
 
-def _drop_partial_line(path: Path) -> None:
-    """Cut a last line that a killed run left unfinished, so appended rows start on a new line."""
+def _drop_partial_line(path: Path, chunk: int = 1 << 16) -> None:
+    """Cut a last line that a killed run left unfinished, so appended rows start on a new line.
+
+    The file is truncated in place (``os.truncate``): the finished rows before it are never
+    rewritten, so a kill at any moment loses at most the unfinished line.
+    """
     if not path.is_file():
         return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        path.write_bytes(data[: data.rfind(b"\n") + 1])
+    with path.open("rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return
+        keep, end = 0, size
+        while end > 0:  # the last newline, read backwards in chunks
+            start = max(0, end - chunk)
+            handle.seek(start)
+            newline = handle.read(end - start).rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            end = start
+    os.truncate(path, keep)
+
+
+def _write_table(table: pd.DataFrame, path: Path) -> None:
+    """Write ``path`` (screened.csv) atomically: a temporary file in the same folder, then
+    ``os.replace``, so a kill mid-write leaves the previous table whole."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        table.to_csv(temporary, index=False, float_format="%.6g")
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def _check_state(out_dir: Path, settings: ScreenSettings) -> None:
@@ -363,7 +425,7 @@ def screen_records(
                 finished[job.id] = row
                 if time.monotonic() - last_written > STREAM_SECONDS:
                     streamed = _finish(records, unrelaxed, finished, chosen, settings, final=False)
-                    streamed.to_csv(out_dir / TABLE_FILE, index=False, float_format="%.6g")
+                    _write_table(streamed, out_dir / TABLE_FILE)
                     last_written = time.monotonic()
                 counts["ok" if row["status"] == "ok" else "failed"] += 1
                 if row["status"] == "ok" and not rule_failures(row, settings):
@@ -378,7 +440,7 @@ def screen_records(
     for row in finished.values():
         with_references(row, settings)
     table = _finish(records, unrelaxed, finished, chosen, settings)
-    table.to_csv(out_dir / TABLE_FILE, index=False, float_format="%.6g")
+    _write_table(table, out_dir / TABLE_FILE)
     return table
 
 
