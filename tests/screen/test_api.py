@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -196,6 +197,93 @@ def test_bad_rows_only(tmp_path):
 
 
 # --- review fixes -------------------------------------------------------------------------------
+
+
+def _counting(monkeypatch) -> list[str]:
+    """Record the ids of the candidates the run computes (relaxes or evaluates)."""
+    ids: list[str] = []
+
+    def counting(job):
+        ids.append(job.id)
+        return screen_candidate(job)
+
+    monkeypatch.setattr("tcdesign.screen.api.screen_candidate", counting)
+    return ids
+
+
+def test_a_bad_reference_table_is_an_input_error_before_any_work(tmp_path, monkeypatch):
+    from tcdesign.data.io import InputError
+    from tcdesign.screen.references import bundled_reference_path
+
+    table = pd.read_csv(bundled_reference_path(), dtype={"id": str})
+    train = table.kind == "train"
+    table.loc[train, "id"] = "mine-" + table.index[train].astype(str)  # no JARVIS ids
+    custom = tmp_path / "references.csv"
+    table.to_csv(custom, index=False)
+    computed = _counting(monkeypatch)
+    records = [StructureRecord("al", fcc_al(4.04))]
+    with pytest.raises(InputError, match="JARVIS id"):
+        screen_records(records, tmp_path / "a", ScreenSettings(references=str(custom)), False)
+    monkeypatch.setenv("MP_API_KEY", "not-a-key")
+    monkeypatch.setitem(sys.modules, "mp_api", None)  # mp-api not installed
+    with pytest.raises(InputError, match="mp-api"):
+        screen_records(records, tmp_path / "b", ScreenSettings(hull_reference="mp"), False)
+    missing = str(tmp_path / "known.csv")
+    with pytest.raises(InputError, match="novelty_reference"):
+        screen_records(records, tmp_path / "c", ScreenSettings(novelty_reference=missing), False)
+    assert computed == []
+    assert not any((tmp_path / name / PROGRESS_FILE).exists() for name in "abc")
+
+
+def test_a_candidate_whose_references_or_models_fail_is_a_failed_row(tmp_path, monkeypatch):
+    import tcdesign.screen.api as api
+
+    def no_sodium(composition, energy, settings):
+        if "Na" in composition:
+            raise RuntimeError("Materials Project unreachable")
+        return reference_energies(composition, energy, settings)
+
+    reference_energies = api.reference_energies
+    monkeypatch.setattr(api, "reference_energies", no_sodium)
+    records = [StructureRecord("al", fcc_al(4.04)), StructureRecord("nacl", rocksalt_nacl())]
+    table = by_id(screen_records(records, tmp_path, ScreenSettings(relax=False), progress=False))
+    assert table["al"].status == "ok"
+    assert table["nacl"].status == "failed" and "unreachable" in table["nacl"].error
+    # the relaxation was fine: a rerun computes the references again, without relaxing
+    monkeypatch.setattr(api, "reference_energies", reference_energies)
+    computed = _counting(monkeypatch)
+    table = by_id(screen_records(records, tmp_path, ScreenSettings(relax=False), progress=False))
+    assert computed == [] and table["nacl"].status == "ok"
+    # a model that fails on one candidate
+    load_gap_model = api.load_gap_model
+
+    class Fussy:
+        def __init__(self, *args):
+            self.model = load_gap_model(*args)
+
+        def predict(self, structures):
+            if "Na" in structures[0].composition:
+                raise ValueError("no sodium, please")
+            return self.model.predict(structures)
+
+    monkeypatch.setattr(api, "load_gap_model", Fussy)
+    table = by_id(screen_records(records, tmp_path / "gap", ScreenSettings(relax=False), False))
+    assert table["al"].status == "ok"
+    assert table["nacl"].status == "failed" and "no sodium" in table["nacl"].error
+
+
+def test_workers_get_an_absolute_output_folder(tmp_path, monkeypatch):
+    folders: list[str] = []
+
+    def recording(job):
+        folders.append(job.out_dir)
+        return screen_candidate(job)
+
+    monkeypatch.setattr("tcdesign.screen.api.screen_candidate", recording)
+    monkeypatch.chdir(tmp_path)
+    records = [StructureRecord("al", fcc_al(4.04))]
+    screen_records(records, "relative", ScreenSettings(relax=False), progress=False)
+    assert folders == [str((tmp_path / "relative").resolve())]
 
 
 def test_repeated_ids_are_renamed_to_ids_no_other_row_has(tmp_path):

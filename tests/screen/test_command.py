@@ -61,6 +61,17 @@ def test_help_names_every_flag(capsys):
         assert flag in text
 
 
+def test_a_bad_reference_table_exits_2_before_any_relaxation(csv_input, tmp_path, capsys):
+    references = tmp_path / "references.csv"
+    references.write_text("kind,id,formula\nelement,x,Al\n")  # not a reference table
+    out = tmp_path / "out"
+    code = main(["screen", csv_input, "--out", str(out), "--references", str(references)])
+    err = capsys.readouterr().err
+    assert code == 2 and "internal error" not in err
+    assert f"references {references}" in err
+    assert not (out / "screen_progress.jsonl").exists()
+
+
 def test_no_relax_summary_names_only_what_was_written(csv_input, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["screen", csv_input, "--out", str(out), "--no-relax"]) == 0

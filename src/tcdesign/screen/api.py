@@ -33,7 +33,12 @@ from tqdm.auto import tqdm
 from tcdesign.data.io import InputError, StructureRecord, read_structures
 from tcdesign.executor import run_tasks
 from tcdesign.generate.metrics import duplicate_groups, novel_flags
-from tcdesign.screen.candidate import CandidateJob, reference_energies, screen_candidate
+from tcdesign.screen.candidate import (
+    CandidateJob,
+    reference_energies,
+    reference_set,
+    screen_candidate,
+)
 from tcdesign.screen.gap import METAL_THRESHOLD, load_gap_model
 from tcdesign.screen.settings import ScreenSettings
 from tcdesign.verify.executor import safe_name
@@ -221,12 +226,44 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def check_references(settings: ScreenSettings) -> None:
+    """Load the reference energies and check what the hull and novelty references need, so that
+    a bad table or a missing dependency is an :class:`InputError` before any work starts."""
+    if settings.hull_reference == "mp":
+        if not os.environ.get("MP_API_KEY"):
+            raise InputError("hull_reference 'mp' needs a Materials Project API key in MP_API_KEY")
+        try:
+            import mp_api.client  # noqa: F401
+        except ImportError:
+            raise InputError(
+                "hull_reference 'mp' needs the Materials Project client: pip install mp-api"
+            ) from None
+    try:
+        reference_set(settings.references, settings.eform_scale)
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+        if settings.references is None:
+            raise  # the bundled table: an internal error
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, KeyError | AttributeError):
+            reason = f"not a reference table ({reason}; see tcdesign screen-references)"
+        raise InputError(f"references {settings.references}: {reason}") from None
+    if settings.novelty_reference is not None:
+        try:
+            known = _known_structures(settings.novelty_reference)
+        except InputError as exc:
+            raise InputError(f"novelty_reference {exc}") from None
+        if not known:
+            raise InputError(f"novelty_reference {settings.novelty_reference}: no usable structure")
+
+
 class _Models:
-    """The models applied in this process to each relaxed structure."""
+    """The models applied in this process to each relaxed structure. Loading them also checks
+    the references (:func:`check_references`)."""
 
     def __init__(self, settings: ScreenSettings) -> None:
         from tcdesign.predict.ensemble import Ensemble
 
+        check_references(settings)
         self.tc = Ensemble.load(settings.tc_model)
         self.gap = load_gap_model(settings.gap_model, settings.gap_max or 0.05)
         self.eform = Ensemble.load(settings.eform_model) if settings.eform_model else None
@@ -234,23 +271,46 @@ class _Models:
             f"model:{Path(settings.eform_model).name}" if settings.eform_model else "chgnet"
         )
 
-    def complete(self, row: dict[str, Any], settings: ScreenSettings) -> dict[str, Any]:
-        """Add Tc, gap, formation energy and hull to a finished worker row."""
+    def complete(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Add Tc, gap and the model formation energy to a finished worker row (the references
+        come later, :func:`with_references`). A model that fails makes the row ``failed``."""
         if row.get("status") != "ok":
             return row
-        structure = Structure.from_dict(row["relaxed_structure"])
-        tc, tc_std = self.tc.predict([structure])
-        gap, p_metal = self.gap.predict([structure])
-        row.update(
-            tc=float(tc[0]),
-            tc_std=float(tc_std[0]),
-            gap=float(gap[0]),
-            p_metal=float(p_metal[0]),
-            e_form_source=self.eform_source,
-        )
-        if self.eform is not None:
-            row["e_form_model"] = float(self.eform.predict([structure])[0][0])
-        return with_references(row, settings, structure.composition)
+        try:
+            structure = Structure.from_dict(row["relaxed_structure"])
+            tc, tc_std = self.tc.predict([structure])
+            gap, p_metal = self.gap.predict([structure])
+            values = {
+                "tc": float(tc[0]),
+                "tc_std": float(tc_std[0]),
+                "gap": float(gap[0]),
+                "p_metal": float(p_metal[0]),
+                "e_form_source": self.eform_source,
+            }
+            if self.eform is not None:
+                values["e_form_model"] = float(self.eform.predict([structure])[0][0])
+        except Exception as exc:  # one odd structure must not end the run
+            return _failed(row, f"Tc/gap models: {type(exc).__name__}: {exc}")
+        row.update(values)
+        return row
+
+
+def _failed(row: dict[str, Any], reason: str) -> dict[str, Any]:
+    """A copy of ``row`` with status failed and the reason (without the relaxed structure, so
+    that the row is judged for neither novelty nor duplicates)."""
+    failed = {k: v for k, v in row.items() if k != "relaxed_structure"}
+    failed.update(status="failed", error=reason)
+    return failed
+
+
+def _referenced(row: dict[str, Any], settings: ScreenSettings) -> dict[str, Any]:
+    """:func:`with_references` of a copy of ``row``; when the references fail for this row (e.g.
+    the Materials Project cannot be reached), a failed copy with the reason. The stored row is
+    left ok, so that a rerun tries the references again without relaxing."""
+    try:
+        return with_references(dict(row), settings)
+    except Exception as exc:
+        return _failed(row, f"formation energy/hull: {type(exc).__name__}: {exc}")
 
 
 def with_references(
@@ -364,32 +424,37 @@ def screen_records(
 ) -> pd.DataFrame:
     """Screen records into ``out_dir``; write and return ``out_dir/screened.csv`` (see COLUMNS).
 
-    Bad records are rows with ``status='error'``; a relaxation that fails is ``failed``; a
-    candidate below the pre-screen is ``skipped``. Resumable: candidates already in
-    ``out_dir/screen_progress.jsonl`` (same per-candidate settings) are not recomputed.
+    Bad records are rows with ``status='error'``; a relaxation that fails, or a candidate whose
+    models or references fail, is ``failed`` (the reason in ``error``); a candidate below the
+    pre-screen is ``skipped``. The models and references are loaded first: a bad reference
+    table, novelty reference or model, or a missing dependency, raises :class:`InputError`
+    before anything runs.
+
+    Resumable: candidates already in ``out_dir/screen_progress.jsonl`` (same per-candidate
+    settings) are not recomputed.
     """
     settings = settings or ScreenSettings()
-    if settings.hull_reference == "mp" and not os.environ.get("MP_API_KEY"):
-        raise InputError("hull_reference 'mp' needs a Materials Project API key in MP_API_KEY")
+    models = _Models(settings)  # before any work: bad models or references are an InputError
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_state(out_dir, settings)
     records = _unique_ids(records)
     good = [r for r in records if r.ok]
-    models = _Models(settings)
     unrelaxed: dict[str, tuple[float, float]] = {}
     if good:
         tc, tc_std = models.tc.predict([r.structure for r in good], settings.batch_size, progress)
         unrelaxed = {r.id: (float(m), float(s)) for r, m, s in zip(good, tc, tc_std, strict=True)}
     threshold = settings.prescreen_tc
     selected = [r for r in good if threshold is None or unrelaxed[r.id][0] >= threshold]
+    chosen = {r.id for r in selected}
     progress_path = out_dir / PROGRESS_FILE
     _drop_partial_line(progress_path)
     finished = _read_progress(progress_path)
-    for row in finished.values():  # the reference settings may have changed since
-        with_references(row, settings)
+    finished = {k: _referenced(v, settings) for k, v in finished.items() if k in chosen}
     todo = [r for r in selected if r.id not in finished]
-    jobs = [CandidateJob(r.id, r.structure, safe_name(r.id), str(out_dir), settings) for r in todo]
+    # absolute: dask workers do not share this process's working directory
+    where = str(out_dir.resolve())
+    jobs = [CandidateJob(r.id, r.structure, safe_name(r.id), where, settings) for r in todo]
     counts = {"ok": 0, "failed": 0, "passing": 0}
     bar = tqdm(
         total=len(selected),
@@ -400,7 +465,6 @@ def screen_records(
     )
     # with worker processes on every core, this process's per-candidate Tc and gap predictions
     # take one thread, so that they do not fight the relaxations for the cores
-    chosen = {r.id for r in selected}
     last_written = -math.inf
     busy_cores = settings.workers > 1 or settings.scheduler is not None
     threads_before = torch.get_num_threads()
@@ -419,16 +483,18 @@ def screen_records(
                 if outcome.error is not None:
                     row: dict[str, Any] = {"id": job.id, "status": "failed", "error": outcome.error}
                 else:
-                    row = models.complete(outcome.value, settings)
-                handle.write(json.dumps({k: _json_value(v) for k, v in row.items()}) + "\n")
+                    row = models.complete(outcome.value)
+                shown = _referenced(row, settings)
+                stored = shown if shown["status"] == row["status"] else row
+                handle.write(json.dumps({k: _json_value(v) for k, v in stored.items()}) + "\n")
                 handle.flush()
-                finished[job.id] = row
+                finished[job.id] = shown
                 if time.monotonic() - last_written > STREAM_SECONDS:
                     streamed = _finish(records, unrelaxed, finished, chosen, settings, final=False)
                     _write_table(streamed, out_dir / TABLE_FILE)
                     last_written = time.monotonic()
-                counts["ok" if row["status"] == "ok" else "failed"] += 1
-                if row["status"] == "ok" and not rule_failures(row, settings):
+                counts["ok" if shown["status"] == "ok" else "failed"] += 1
+                if shown["status"] == "ok" and not rule_failures(shown, settings):
                     counts["passing"] += 1
                 bar.set_postfix(counts, refresh=False)
                 bar.update(1)
@@ -437,8 +503,7 @@ def screen_records(
         bar.close()
     # rows as they were written, so a resumed run builds exactly the same table
     finished = _read_progress(progress_path)
-    for row in finished.values():
-        with_references(row, settings)
+    finished = {k: _referenced(v, settings) for k, v in finished.items() if k in chosen}
     table = _finish(records, unrelaxed, finished, chosen, settings)
     _write_table(table, out_dir / TABLE_FILE)
     return table

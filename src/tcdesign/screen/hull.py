@@ -79,7 +79,14 @@ class ReferenceSet:
         references = cls.from_table(table, "chgnet" if path is None else f"chgnet:{path}")
         if scale == "jarvis":
             labels = jarvis_formation_energies()
-            references.corrections = fit_element_corrections(table, labels, references.mu)
+            try:
+                references.corrections = fit_element_corrections(table, labels, references.mu)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{exc}: the jarvis energy scale needs compound rows whose id is a JARVIS id "
+                    "of a labelled training crystal; use eform_scale 'mp' (--eform-scale mp) "
+                    "for a table of other crystals"
+                ) from None
             references.name += "/jarvis"
         return references
 
