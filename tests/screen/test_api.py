@@ -286,6 +286,36 @@ def test_workers_get_an_absolute_output_folder(tmp_path, monkeypatch):
     assert folders == [str((tmp_path / "relative").resolve())]
 
 
+def _done(structure: Structure, **values) -> dict:
+    row = {
+        "status": "ok", "error": "", "tc": 10.0, "tc_std": 1.0, "e_form": -0.1,
+        "e_form_chgnet": -0.1, "gap": 0.0, "e_hull": 0.0, "p_metal": 0.9,
+        "relaxed_structure": structure.as_dict(),
+    }  # fmt: skip
+    row.update(values)
+    return row
+
+
+def test_the_best_relaxed_copy_of_a_crystal_is_the_original():
+    from tcdesign.screen.api import _finish
+
+    al = fcc_al(4.04)
+    records = [StructureRecord(rid, al) for rid in ("skipped", "low", "failing", "best")]
+    finished = {
+        "low": _done(al, tc=8.0),  # passes, lower Tc
+        "failing": _done(al, tc=20.0, e_form=0.5),  # highest Tc, fails the formation energy
+        "best": _done(al, tc=9.0),  # passes with the highest Tc
+    }
+    unrelaxed = {rid: (1.0, 0.1) for rid in ("skipped", "low", "failing", "best")}
+    table = _finish(records, unrelaxed, finished, set(finished), ScreenSettings())
+    rows = by_id(table)
+    assert rows["skipped"].status == "skipped"
+    assert pd.isna(rows["best"].duplicate_of) and rows["best"].passed
+    for rid in ("skipped", "low", "failing"):
+        assert rows[rid].duplicate_of == "best" and not rows[rid].passed
+    assert rows["low"].rules_failed == "duplicate"
+
+
 def test_repeated_ids_are_renamed_to_ids_no_other_row_has(tmp_path):
     records = [
         StructureRecord("a", fcc_al(4.04)),

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
@@ -342,6 +343,23 @@ def rule_failures(row: dict[str, Any], settings: ScreenSettings) -> list[str]:
     return failed
 
 
+def _original(
+    rows: list[dict[str, Any]], members: list[int], failures: dict[int, list[str]]
+) -> int:
+    """The row a duplicate group keeps: among its ok rows, the one that passes the rules (first),
+    with the highest Tc (then), earliest in the input (last); a group without an ok row keeps
+    its first member."""
+    ok = [i for i in members if rows[i].get("status") == "ok"]
+    if not ok:
+        return members[0]
+
+    def rank(i: int) -> tuple[bool, float, int]:
+        tc = rows[i].get("tc", math.nan)
+        return bool(failures[i]), -tc if math.isfinite(tc) else math.inf, i
+
+    return min(ok, key=rank)
+
+
 def _finish(
     records: Sequence[StructureRecord],
     unrelaxed: dict[str, tuple[float, float]],
@@ -352,8 +370,11 @@ def _finish(
 ) -> pd.DataFrame:
     """The table: novelty, duplicates, rules, sorted by Tc.
 
-    With ``final=False`` (the table streamed while a run goes on) it holds only the candidates
-    finished so far, without the novelty and duplicate checks, which need all of them.
+    Duplicates: rows (ok candidates, and skipped ones as their input structure) that are the same
+    crystal form a group; the best ok copy (:func:`_original`) stays, the others name it in
+    ``duplicate_of`` and an ok one fails the ``duplicate`` rule. With ``final=False`` (the table
+    streamed while a run goes on) it holds only the candidates finished so far, without the
+    novelty and duplicate checks, which need all of them.
     """
     rows: list[dict[str, Any]] = []
     compared: list[Structure | None] = []  # structure judged for novelty and duplicates
@@ -368,7 +389,7 @@ def _finish(
             done = dict(finished[record.id])
             structure = done.pop("relaxed_structure", None)
             row.update(done)
-            if structure is not None:
+            if structure is not None and row.get("status") == "ok":
                 relaxed = Structure.from_dict(structure)
                 row["formula"] = relaxed.composition.reduced_formula
                 compared.append(relaxed)
@@ -380,26 +401,29 @@ def _finish(
         if record.ok:
             row["tc_unrelaxed"], row["tc_unrelaxed_std"] = unrelaxed[record.id]
         rows.append(row)
-    usable = [s for s in compared if s is not None]
-    novel = iter(
-        novel_flags(usable, _known_structures(settings.novelty_reference)) if final else []
-    )
-    groups = iter(duplicate_groups(usable) if final else [])
-    first_of_group: dict[int, str] = {}
-    for row, structure in zip(rows, compared, strict=True):
-        if structure is None or not final:
-            continue
-        row["novel"] = bool(next(novel))
-        group = next(groups)
-        if group in first_of_group:
-            row["duplicate_of"] = first_of_group[group]
-        else:
-            first_of_group[group] = row["id"]
-    for row in rows:
+    failures: dict[int, list[str]] = {}
+    for index, row in enumerate(rows):
         if row.get("status") == "ok":
             row["metallic"] = bool(row["p_metal"] >= METAL_THRESHOLD)
             row["tc_lower"] = row["tc"] - settings.tc_sigma_k * row["tc_std"]
-            failed = rule_failures(row, settings)
+            failures[index] = rule_failures(row, settings)
+    if final:
+        members = [i for i, structure in enumerate(compared) if structure is not None]
+        usable = [compared[i] for i in members]
+        novel = novel_flags(usable, _known_structures(settings.novelty_reference))
+        groups: dict[int, list[int]] = defaultdict(list)
+        for index, flag, group in zip(members, novel, duplicate_groups(usable), strict=True):
+            rows[index]["novel"] = bool(flag)
+            if group >= 0:  # -1: a broken structure, in no group
+                groups[group].append(index)
+        for group_members in groups.values():
+            original = _original(rows, group_members, failures)
+            for index in group_members:
+                if index != original:
+                    rows[index]["duplicate_of"] = rows[original]["id"]
+    for index, row in enumerate(rows):
+        if row.get("status") == "ok":
+            failed = failures[index]
             if row.get("duplicate_of"):
                 failed.append("duplicate")
             row["rules_failed"] = ";".join(failed)
