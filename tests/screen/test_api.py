@@ -211,6 +211,32 @@ def _counting(monkeypatch) -> list[str]:
     return ids
 
 
+def test_a_changed_input_under_the_same_id_is_recomputed(tmp_path, monkeypatch, capsys):
+    """Ids repeat between inputs (row numbers): a rerun into the same folder with another
+    crystal under id 0 must not show the old crystal's row."""
+    out = tmp_path / "out"
+    static = ScreenSettings(relax=False)
+    first = screen_records([StructureRecord("0", fcc_al(4.04))], out, static, progress=False)
+    assert first.formula.tolist() == ["Al"]
+    capsys.readouterr()
+    computed = _counting(monkeypatch)
+    second = screen_records([StructureRecord("0", rocksalt_nacl())], out, static, progress=False)
+    assert computed == ["0"]
+    assert second.formula.tolist() == ["NaCl"] and second.e_form[0] < -1.5
+    assert "1 rows of" in capsys.readouterr().err
+    # the same input again: reused; a progress file without fingerprints (older tcdesign) too
+    third = screen_records([StructureRecord("0", rocksalt_nacl())], out, static, progress=False)
+    rows = [json.loads(line) for line in (out / PROGRESS_FILE).read_text().splitlines()]
+    assert all(row.get("input_fingerprint") for row in rows)
+    stripped = [{k: v for k, v in row.items() if k != "input_fingerprint"} for row in rows]
+    (out / PROGRESS_FILE).write_text("".join(json.dumps(row) + "\n" for row in stripped))
+    fourth = screen_records([StructureRecord("0", rocksalt_nacl())], out, static, progress=False)
+    assert computed == ["0"] and "changed input" not in capsys.readouterr().err
+    timing = ["stage_seconds"]
+    pd.testing.assert_frame_equal(third.drop(columns=timing), second.drop(columns=timing))
+    pd.testing.assert_frame_equal(fourth.drop(columns=timing), second.drop(columns=timing))
+
+
 def test_a_bad_reference_table_is_an_input_error_before_any_work(tmp_path, monkeypatch):
     from tcdesign.data.io import InputError
     from tcdesign.screen.references import bundled_reference_path
@@ -326,6 +352,15 @@ def test_repeated_ids_are_renamed_to_ids_no_other_row_has(tmp_path):
     assert dict(zip(table.id, table.formula, strict=True)) == {
         "a": "Al", "a_3": "NaCl", "a_2": "MgB2",
     }  # fmt: skip
+
+
+def test_ids_with_the_same_safe_file_name_get_distinct_relaxed_cifs(tmp_path):
+    records = [StructureRecord("x 1", fcc_al(4.04)), StructureRecord("x_1", rocksalt_nacl())]
+    out = tmp_path / "names"
+    rows = by_id(screen_records(records, out, ScreenSettings(), progress=False))
+    assert rows["x 1"].relaxed_cif != rows["x_1"].relaxed_cif
+    assert Structure.from_file(out / rows["x 1"].relaxed_cif).composition.reduced_formula == "Al"
+    assert Structure.from_file(out / rows["x_1"].relaxed_cif).composition.reduced_formula == "NaCl"
 
 
 def test_nan_in_the_progress_file_comes_back_as_nan(tmp_path):

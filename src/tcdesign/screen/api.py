@@ -5,21 +5,24 @@ candidates that pass the optional pre-screen, the worker stage of :mod:`tcdesign
 (CHGNet relaxation, symmetry, energy, relaxed CIF), fanned out by :mod:`tcdesign.executor`; in
 this process, as each candidate comes back, Tc (mean, std), the band gap, the formation energy and
 the energy above the hull of the relaxed structure. Each finished candidate is appended to
-``OUT/screen_progress.jsonl``; a rerun into the same folder reuses those rows and relaxes only the
-rest (the rules and the references may change between runs: formation energies and hull
-distances are recomputed from the stored CHGNet energies). At the end: novelty
+``OUT/screen_progress.jsonl`` with a fingerprint of its input structure; a rerun into the same
+folder reuses the rows whose input is unchanged and relaxes only the rest (the rules and the
+references may change between runs: formation energies and hull distances are recomputed from
+the stored CHGNet energies). At the end: novelty
 against the training crystals, duplicates among the candidates, the rules, and
 ``OUT/screened.csv`` sorted by Tc (highest first).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import sys
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -48,6 +51,7 @@ PROGRESS_FILE = "screen_progress.jsonl"  # one finished candidate per line
 STATE_FILE = "screen_settings.json"  # the per-candidate settings of the run in the folder
 TABLE_FILE = "screened.csv"
 STREAM_SECONDS = 5.0  # screened.csv is rewritten at most this often while candidates finish
+FINGERPRINT = "input_fingerprint"  # progress-row key: structure_fingerprint of the input
 
 COLUMNS = [
     "id",
@@ -141,6 +145,51 @@ def _unique_ids(records: Sequence[StructureRecord]) -> list[StructureRecord]:
     return out
 
 
+def _short_hash(text: str, length: int = 8) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def _file_stems(ids: Iterable[str]) -> dict[str, str]:
+    """File stem (``OUT/relaxed/STEM.cif``) of each id, distinct for distinct ids.
+
+    An id that is a safe file name is its own stem; any other id gets its :func:`safe_name` and
+    a short hash of the id (``JVASP 1`` -> ``JVASP_1-<hash>``, so that it never takes the file of
+    an id ``JVASP_1``); an id equal to an earlier stem but for letter case gets the hash too
+    (case-insensitive file systems). The stem of an id does not depend on the other ids unless
+    they clash, so reruns name the same files.
+    """
+    stems: dict[str, str] = {}
+    taken: set[str] = set()  # lower-case stems
+    for rid in ids:
+        stem = safe_name(rid)
+        if stem != rid or stem.lower() in taken:
+            stem = f"{stem}-{_short_hash(rid)}"
+        taken.add(stem.lower())
+        stems[rid] = stem
+    return stems
+
+
+def _fixed(value: float) -> str:
+    return f"{round(float(value), 6) + 0.0:.6f}"  # + 0.0 turns -0.0 into 0.0
+
+
+def _wrapped(coordinate: float) -> float:
+    """A fractional coordinate in [0, 1) after rounding (0.9999999 and -1e-9 give 0)."""
+    return round(float(coordinate) % 1.0, 6) % 1.0
+
+
+def structure_fingerprint(structure: Structure) -> str:
+    """A short sha256 (16 hex digits) of a structure: its lattice matrix and its sorted species
+    and fractional coordinates (wrapped into [0, 1)), rounded to 1e-6; the order of the sites
+    does not change it."""
+    lattice = ",".join(_fixed(v) for v in np.asarray(structure.lattice.matrix).ravel())
+    sites = sorted(
+        f"{site.species_string}@" + ",".join(_fixed(_wrapped(x)) for x in site.frac_coords)
+        for site in structure
+    )
+    return _short_hash(lattice + "|" + ";".join(sites), 16)
+
+
 def _read_progress(path: Path) -> dict[str, dict[str, Any]]:
     """The last row of each id in a progress file (NaN fields come back as NaN, not None)."""
     rows: dict[str, dict[str, Any]] = {}
@@ -160,6 +209,25 @@ def _read_progress(path: Path) -> dict[str, dict[str, Any]]:
                     row[name] = math.nan
             rows[row["id"]] = row
     return rows
+
+
+def _split_progress(
+    rows: dict[str, dict[str, Any]], fingerprints: dict[str, str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """(rows to reuse, rows of an id whose input structure changed since they were computed).
+
+    A row without a fingerprint (a progress file of an older tcdesign) counts as unchanged, and
+    so do rows of ids that are not in ``fingerprints``.
+    """
+    reuse: dict[str, dict[str, Any]] = {}
+    changed: dict[str, dict[str, Any]] = {}
+    for rid, row in rows.items():
+        stored = row.get(FINGERPRINT)
+        if stored is not None and rid in fingerprints and stored != fingerprints[rid]:
+            changed[rid] = row
+        else:
+            reuse[rid] = row
+    return reuse, changed
 
 
 def _drop_partial_line(path: Path, chunk: int = 1 << 16) -> None:
@@ -388,6 +456,7 @@ def _finish(
         elif record.id in selected:
             done = dict(finished[record.id])
             structure = done.pop("relaxed_structure", None)
+            done.pop(FINGERPRINT, None)
             row.update(done)
             if structure is not None and row.get("status") == "ok":
                 relaxed = Structure.from_dict(structure)
@@ -455,7 +524,12 @@ def screen_records(
     before anything runs.
 
     Resumable: candidates already in ``out_dir/screen_progress.jsonl`` (same per-candidate
-    settings) are not recomputed.
+    settings, else :class:`InputError`) are not recomputed. Each progress row stores a
+    fingerprint of its input structure (:func:`structure_fingerprint`); ids repeat between
+    inputs (row numbers, generated ids), so a row whose id is in the input but whose structure
+    changed is not reused: that candidate is computed again (its stale relaxed CIF removed) and
+    one line on stderr counts such rows. Rows written by an older tcdesign, without a
+    fingerprint, are reused.
     """
     settings = settings or ScreenSettings()
     models = _Models(settings)  # before any work: bad models or references are an InputError
@@ -471,14 +545,22 @@ def screen_records(
     threshold = settings.prescreen_tc
     selected = [r for r in good if threshold is None or unrelaxed[r.id][0] >= threshold]
     chosen = {r.id for r in selected}
+    fingerprints = {r.id: structure_fingerprint(r.structure) for r in selected}
     progress_path = out_dir / PROGRESS_FILE
     _drop_partial_line(progress_path)
-    finished = _read_progress(progress_path)
+    finished, changed = _split_progress(_read_progress(progress_path), fingerprints)
+    _forget_changed(out_dir, changed, finished)
+    if changed:
+        print(
+            f"tcdesign: {len(changed)} rows of {out_dir} changed input: recomputed",
+            file=sys.stderr,
+        )
     finished = {k: _referenced(v, settings) for k, v in finished.items() if k in chosen}
     todo = [r for r in selected if r.id not in finished]
+    stems = _file_stems(r.id for r in records)
     # absolute: dask workers do not share this process's working directory
     where = str(out_dir.resolve())
-    jobs = [CandidateJob(r.id, r.structure, safe_name(r.id), where, settings) for r in todo]
+    jobs = [CandidateJob(r.id, r.structure, stems[r.id], where, settings) for r in todo]
     counts = {"ok": 0, "failed": 0, "passing": 0}
     bar = tqdm(
         total=len(selected),
@@ -508,6 +590,7 @@ def screen_records(
                     row: dict[str, Any] = {"id": job.id, "status": "failed", "error": outcome.error}
                 else:
                     row = models.complete(outcome.value)
+                row[FINGERPRINT] = fingerprints[job.id]
                 shown = _referenced(row, settings)
                 stored = shown if shown["status"] == row["status"] else row
                 handle.write(json.dumps({k: _json_value(v) for k, v in stored.items()}) + "\n")
@@ -526,11 +609,25 @@ def screen_records(
         torch.set_num_threads(threads_before)
         bar.close()
     # rows as they were written, so a resumed run builds exactly the same table
-    finished = _read_progress(progress_path)
+    finished, _ = _split_progress(_read_progress(progress_path), fingerprints)
     finished = {k: _referenced(v, settings) for k, v in finished.items() if k in chosen}
     table = _finish(records, unrelaxed, finished, chosen, settings)
     _write_table(table, out_dir / TABLE_FILE)
     return table
+
+
+def _forget_changed(
+    out_dir: Path, changed: dict[str, dict[str, Any]], kept: dict[str, dict[str, Any]]
+) -> None:
+    """Remove the relaxed CIFs of rows whose input changed (unless a kept row names the same
+    file), so that no file of another crystal stays under the id when it now fails."""
+    in_use = {row.get("relaxed_cif") for row in kept.values()}
+    for row in changed.values():
+        relative = row.get("relaxed_cif")
+        if isinstance(relative, str) and relative and relative not in in_use:
+            path = out_dir / relative
+            if path.resolve().is_relative_to(out_dir.resolve()):
+                path.unlink(missing_ok=True)
 
 
 def screen_file(
