@@ -1,6 +1,7 @@
 import argparse
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -234,3 +235,43 @@ def test_failed_recover_runs_the_step_again_from_the_start(tmp_path, monkeypatch
     output = runner.run("ph", "ph.x", fresh, restartable_input=restart)
     assert "JOB DONE" in output and "recover" not in (runner.workdir / "ph.in").read_text()
     assert (runner.markers / "ph.done").exists() and not (runner.markers / "ph.started").exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_qe_ends_when_its_parent_is_killed_outright(tmp_path, monkeypatch):
+    """QE runs in its own session (so a timeout can end mpirun's ranks); a parent killed with
+    SIGKILL cannot clean up, so the kernel must end QE with it."""
+    import os
+    import signal
+    import subprocess
+
+    pid_file = tmp_path / "qe.pid"
+    fake_qe(tmp_path, monkeypatch, f"echo $$ > {pid_file}\nexec /bin/sleep 60\n")
+    script = (
+        "from pathlib import Path\n"
+        "from tcdesign.verify.workflow import StepRunner\n"
+        f"StepRunner(Path({str(tmp_path / 'qe')!r})).run('scf', 'pw.x', '&control\\n/\\n')\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ))
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not pid_file.exists():
+            time.sleep(0.1)
+        time.sleep(0.2)
+        qe_pid = int(pid_file.read_text())
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _running(qe_pid):
+            time.sleep(0.1)
+        assert not _running(qe_pid)
+    finally:
+        parent.kill()
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

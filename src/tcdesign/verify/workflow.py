@@ -32,6 +32,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,6 +221,7 @@ class StepRunner:
                 stderr=err,
                 env=_environment(self.np_ranks),
                 start_new_session=True,  # its own process group, so a timeout ends mpirun's ranks
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
             try:
                 process.wait(timeout=self.timeout_s)
@@ -239,6 +241,19 @@ class StepRunner:
             reason = parsers.qe_failure(output) or f"exit status {process.returncode}"
             raise QEError(step, f"{reason} (log: {log})")
         return seconds, output
+
+
+def _die_with_parent() -> None:
+    """In the QE child before exec (Linux): SIGTERM when the thread that started it dies, so a
+    parent killed outright (SIGKILL, a plain SIGTERM to a library caller) takes QE with it
+    instead of leaving it running in its own session."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _end_group(process: subprocess.Popen[bytes]) -> None:
