@@ -207,9 +207,10 @@ def test_reduced_matcher_answers_as_structure_matcher():
 
 def test_reduced_matcher_degenerate_and_ignored_species():
     fcc = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.6), ["Cu"], [[0, 0, 0]])
-    collapsed = Structure(Lattice.cubic(1e-9), ["Cu"], [[0, 0, 0]])
+    broken = nan_structure()  # its reduction fails: it matches nothing, and does not raise
     reduced = ReducedMatcher(csp_matcher())
-    assert not reduced.fit(fcc, collapsed) and not reduced.fit(collapsed, fcc)
+    assert reduced.reduce(broken) is None
+    assert not reduced.fit(fcc, broken) and not reduced.fit(broken, fcc)
     # a matcher that ignores Li compares the Li-free crystals: it is called unchanged
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
