@@ -189,13 +189,23 @@ def test_interrupt_ends_the_running_qe_step(tmp_path, monkeypatch):
 
     pid_file = tmp_path / "qe.pid"
     fake_qe(tmp_path, monkeypatch, f"echo $$ > {pid_file}\nexec /bin/sleep 60\n")
-    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
+
+    def interrupt_once_qe_runs() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not pid_file.exists():
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    # Python's own Ctrl-C handler, whatever an earlier test or library installed
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    watcher = threading.Thread(target=interrupt_once_qe_runs, daemon=True)
+    watcher.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             verify(fcc_al_conventional(), tmp_path / "run", pseudo_dir=fake_pseudo_dir(tmp_path))
     finally:
-        timer.cancel()
+        watcher.join()
+        signal.signal(signal.SIGINT, previous)
     pid = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # ended and reaped, not left sleeping
