@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from tcdesign.verify.eliashberg import (
+    RY_TO_K,
     BroadeningResult,
     allen_dynes_tc,
+    broadening_result,
     coupling_lambda,
     omega_log,
     summarize_broadenings,
@@ -60,3 +62,28 @@ def test_headline_is_median_of_middle_broadenings_and_plateau_flag():
     drifting = summarize_broadenings(_sweep([2.0, 1.8, 1.6, 1.4, 1.2, 1.0, 0.9, 0.8, 0.7, 0.6]))
     assert not drifting.converged
     assert drifting.middle_spread == pytest.approx((1.6 - 0.8) / 1.15)
+
+
+def test_omega_log_above_the_spectrum_is_flagged_and_not_the_headline():
+    """A negative alpha2F at small omega (tetrahedron artefacts of a small broadening) can put
+    omega_log above every phonon frequency, which a non-negative alpha2F cannot do: such a
+    broadening is flagged and never the headline while a physical one remains."""
+    omega_k = np.linspace(1.0, 500.0, 500)
+    band = np.where((omega_k > 200) & (omega_k < 400), 0.5, 0.0)
+    dipped = band - np.where(omega_k < 30, 0.02, 0.0)
+    fine = broadening_result(0.01, omega_k / RY_TO_K, band, 0.1)
+    odd = broadening_result(0.02, omega_k / RY_TO_K, dipped, 0.1)
+    assert fine.physical and fine.omega_log_k < 400
+    assert not odd.physical and odd.omega_log_k > 500 and odd.as_dict()["physical"] is False
+    # seven broadenings, middle three: lambdas 0.48, 0.55 (odd), 0.62; the odd one would be the
+    # lower median, the headline is the physical 0.48 instead
+    results = [
+        broadening_result(s, omega_k / RY_TO_K, band * f, 0.1)
+        for s, f in ((0.005, 1.4), (0.01, 1.2), (0.025, 0.7), (0.03, 0.9), (0.04, 0.8), (0.05, 0.7))
+    ]
+    middle_odd = broadening_result(0.02, omega_k / RY_TO_K, dipped, 0.1)
+    summary = summarize_broadenings([*results, middle_odd])
+    assert sorted(r.lam for r in summary.broadenings[2:5])[1] == pytest.approx(middle_odd.lam)
+    assert summary.headline.physical and summary.headline.sigma_ry == 0.025
+    # with no physical broadening at all, the rule falls back to the usual median
+    assert summarize_broadenings([odd]).headline == odd

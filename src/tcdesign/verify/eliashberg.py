@@ -10,7 +10,10 @@ computes lambda, omega_log and Tc for every broadening and picks the headline va
 - the *middle* broadenings are the sweep without its two smallest members (too noisy on a coarse
   k-grid) and its two largest (over-smoothed Fermi surface);
 - the headline is the middle broadening whose lambda is the (lower) median of the middle set, so
-  that one outlier cannot move the reported value;
+  that one outlier cannot move the reported value; broadenings whose omega_log exceeds the highest
+  frequency with positive alpha2F (impossible for a non-negative alpha2F: negative tetrahedron
+  artefacts at small omega cause it) are left out of that choice while any other remains, and
+  flagged ``physical: false``;
 - ``converged`` is true when the spread (max - min) / mean of lambda over the middle set is at
   most ``spread_tolerance`` (default 0.1): a plateau, as TiN shows and a 2^3-q MgB2 run does not.
 """
@@ -78,14 +81,21 @@ class BroadeningResult:
     lam: float  # lambda
     omega_log_k: float  # K
     tc_k: float  # K
+    omega_max_k: float = math.nan  # K, highest frequency with positive alpha2F
 
-    def as_dict(self) -> dict[str, float]:
-        """The keys of result.json: sigma_Ry, lambda, omega_log_K, tc_K."""
+    @property
+    def physical(self) -> bool:
+        """False when omega_log lies above every frequency with positive alpha2F."""
+        return not (self.omega_log_k > self.omega_max_k * (1 + 1e-9))
+
+    def as_dict(self) -> dict[str, float | bool]:
+        """The keys of result.json: sigma_Ry, lambda, omega_log_K, tc_K, physical."""
         return {
             "sigma_Ry": self.sigma_ry,
             "lambda": self.lam,
             "omega_log_K": self.omega_log_k,
             "tc_K": self.tc_k,
+            "physical": self.physical,
         }
 
 
@@ -106,7 +116,9 @@ def broadening_result(
     frequencies_K = np.asarray(frequencies_ry, dtype=float) * RY_TO_K
     lam = coupling_lambda(frequencies_K, a2f)
     wlog = omega_log(frequencies_K, a2f)
-    return BroadeningResult(sigma_ry, lam, wlog, allen_dynes_tc(lam, wlog, mu_star))
+    positive = frequencies_K[(np.asarray(a2f) > 0) & (frequencies_K > 0)]
+    omega_max = float(positive.max()) if positive.size else math.nan
+    return BroadeningResult(sigma_ry, lam, wlog, allen_dynes_tc(lam, wlog, mu_star), omega_max)
 
 
 def middle_indices(n_broadenings: int, trim: int = 2) -> list[int]:
@@ -124,7 +136,7 @@ def summarize_broadenings(
         raise ValueError("no broadenings to summarise")
     ordered = sorted(results, key=lambda r: r.sigma_ry)
     middle = [ordered[i] for i in middle_indices(len(ordered))]
-    by_lambda = sorted(middle, key=lambda r: r.lam)
+    by_lambda = sorted([r for r in middle if r.physical] or middle, key=lambda r: r.lam)
     headline = by_lambda[(len(by_lambda) - 1) // 2]
     lambdas = np.array([r.lam for r in middle])
     mean = float(lambdas.mean())
