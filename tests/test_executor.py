@@ -7,6 +7,7 @@ import math
 import pytest
 
 from tcdesign.executor import run_tasks, threads_per_worker
+from tests.processes import wait_gone
 
 ITEMS = [4.0, 9.0, -1.0, 16.0]  # math.sqrt(-1) raises: an error outcome, not a crash
 
@@ -51,27 +52,6 @@ def _pid_after(seconds: float) -> int:
     return os.getpid()
 
 
-def _alive(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie (exited, not yet reaped) counts as gone
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().split(")")[-1].split()[0] != "Z"
-
-
-def _wait_gone(pids: list[int], timeout: float) -> list[int]:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
-        time.sleep(0.1)
-    return [p for p in pids if _alive(p)]
-
-
 def test_pool_stopped_early_ends_running_tasks():
     """A consumer that stops (Ctrl-C, SIGTERM, an error) does not wait for long running tasks:
     the pool's workers are ended, not left to finish a minute-long job."""
@@ -86,7 +66,7 @@ def test_pool_stopped_early_ends_running_tasks():
     start = time.monotonic()
     tasks.close()
     assert time.monotonic() - start < 10
-    assert _wait_gone(workers, timeout=10) == []
+    assert wait_gone(workers, timeout=10) == []
 
 
 def test_pool_workers_exit_when_parent_is_killed(tmp_path):
@@ -117,7 +97,7 @@ def test_pool_workers_exit_when_parent_is_killed(tmp_path):
         assert len(workers) == 2  # both workers ran a short task and now run a long one
         parent.send_signal(signal.SIGKILL)
         parent.wait()
-        assert _wait_gone(workers, timeout=15) == []
+        assert wait_gone(workers, timeout=15) == []
     finally:
         parent.kill()
 

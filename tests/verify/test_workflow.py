@@ -12,6 +12,7 @@ from tcdesign.verify.command import register
 from tcdesign.verify.pseudo import DEBIAN_PSEUDO_DIR
 from tcdesign.verify.settings import make_settings
 from tcdesign.verify.workflow import verify
+from tests.processes import wait_gone
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HAVE_QE = shutil.which("pw.x") is not None and DEBIAN_PSEUDO_DIR.is_dir()
@@ -271,17 +272,6 @@ def test_qe_ends_when_its_parent_is_killed_outright(tmp_path, monkeypatch):
         qe_pid = int(pid_file.read_text())
         parent.send_signal(signal.SIGKILL)
         parent.wait()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _running(qe_pid):
-            time.sleep(0.1)
-        assert not _running(qe_pid)
+        assert wait_gone([qe_pid], timeout=10) == []
     finally:
         parent.kill()
-
-
-def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
