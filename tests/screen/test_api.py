@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from pymatgen.core import Structure
 
+import tcdesign.screen.api as api
 import tcdesign.screen.candidate as candidate_module
 from tcdesign.data.io import StructureRecord
 from tcdesign.screen import COLUMNS, ScreenSettings, screen_records
@@ -122,6 +123,7 @@ def test_rows_stream_to_screened_csv_while_the_run_goes_on(candidates, tmp_path,
         return screen_candidate(job)
 
     monkeypatch.setattr("tcdesign.screen.api.STREAM_SECONDS", 0.0)
+    monkeypatch.setattr("tcdesign.screen.api.STREAM_COST_FRACTION", 0.0)
     monkeypatch.setattr("tcdesign.screen.api.screen_candidate", killed_on_the_third)
     with pytest.raises(KeyboardInterrupt):
         screen_records(candidates, tmp_path, ScreenSettings(), progress=False)
@@ -199,6 +201,24 @@ def test_bad_rows_only(tmp_path):
 # --- review fixes -------------------------------------------------------------------------------
 
 
+def test_streaming_a_slow_table_is_spaced_by_what_it_costs(candidates, tmp_path, monkeypatch):
+    """Rewriting screened.csv of a huge run takes long; the next rewrite waits many times that,
+    so a large screen does not spend its time rewriting its own table."""
+    streamed: list[bool] = []
+    finish = api._finish
+
+    def recording(*args, final=True, **kwargs):
+        streamed.append(final)
+        return finish(*args, final=final, **kwargs)
+
+    monkeypatch.setattr(api, "_finish", recording)
+    monkeypatch.setattr(api, "STREAM_SECONDS", 0.0)
+    monkeypatch.setattr(api, "STREAM_COST_FRACTION", 1e9)  # any cost > 0 waits "forever"
+    screen_records(candidates, tmp_path, ScreenSettings(), progress=False)
+    assert streamed.count(False) == 1  # the first finished candidate only
+    assert streamed[-1] is True  # the final table
+
+
 def _counting(monkeypatch) -> list[str]:
     """Record the ids of the candidates the run computes (relaxes or evaluates)."""
     ids: list[str] = []
@@ -262,7 +282,6 @@ def test_a_bad_reference_table_is_an_input_error_before_any_work(tmp_path, monke
 
 
 def test_a_candidate_whose_references_or_models_fail_is_a_failed_row(tmp_path, monkeypatch):
-    import tcdesign.screen.api as api
 
     def no_sodium(composition, energy, settings):
         if "Na" in composition:

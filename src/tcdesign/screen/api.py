@@ -51,6 +51,8 @@ PROGRESS_FILE = "screen_progress.jsonl"  # one finished candidate per line
 STATE_FILE = "screen_settings.json"  # the per-candidate settings of the run in the folder
 TABLE_FILE = "screened.csv"
 STREAM_SECONDS = 5.0  # screened.csv is rewritten at most this often while candidates finish
+# ... and at most once per this many times the last rewrite took (tables of many thousand rows)
+STREAM_COST_FRACTION = 20.0
 FINGERPRINT = "input_fingerprint"  # progress-row key: structure_fingerprint of the input
 
 COLUMNS = [
@@ -572,6 +574,7 @@ def screen_records(
     # with worker processes on every core, this process's per-candidate Tc and gap predictions
     # take one thread, so that they do not fight the relaxations for the cores
     last_written = -math.inf
+    stream_every = STREAM_SECONDS
     busy_cores = settings.workers > 1 or settings.scheduler is not None
     threads_before = torch.get_num_threads()
     if busy_cores:
@@ -596,10 +599,14 @@ def screen_records(
                 handle.write(json.dumps({k: _json_value(v) for k, v in stored.items()}) + "\n")
                 handle.flush()
                 finished[job.id] = shown
-                if time.monotonic() - last_written > STREAM_SECONDS:
+                if time.monotonic() - last_written > stream_every:
+                    started = time.monotonic()
                     streamed = _finish(records, unrelaxed, finished, chosen, settings, final=False)
                     _write_table(streamed, out_dir / TABLE_FILE)
                     last_written = time.monotonic()
+                    # a huge run spends at most ~1/STREAM_COST_FRACTION of its time streaming
+                    cost = last_written - started
+                    stream_every = max(STREAM_SECONDS, cost * STREAM_COST_FRACTION)
                 counts["ok" if shown["status"] == "ok" else "failed"] += 1
                 if shown["status"] == "ok" and not rule_failures(shown, settings):
                     counts["passing"] += 1
