@@ -118,6 +118,22 @@ def test_bad_rows_are_reported_and_good_rows_written(
         assert f"{rid}:" in err
 
 
+def test_element_without_atom_features_is_a_bad_row(tmp_path, val_frame, tiny_model, capsys):
+    """Lawrencium (Z = 103) has no CGCNN features: a reported row, not a crash of the run."""
+    heavy = Structure(Lattice.cubic(4.47), ["Nb", "Lr"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    path = tmp_path / "heavy.csv"
+    pd.DataFrame(
+        {"material_id": ["good", "heavy"], "cif": [val_frame.cif[0], str(CifWriter(heavy))]}
+    ).to_csv(path, index=False)
+    out = tmp_path / "pred.csv"
+    code, _, err = run(["predict", str(path), "--out", str(out), "--model", tiny_model], capsys)
+    assert code == 0
+    table = pd.read_csv(out).set_index("id")
+    assert table.loc["good", "status"] == "ok"
+    assert table.loc["heavy", "status"] == "error" and "Z = 103" in table.loc["heavy", "error"]
+    assert "heavy:" in err
+
+
 @pytest.mark.parametrize("kind", ["missing", "empty", "no_cif_column", "binary", "bad_cif_file"])
 def test_unusable_input_is_one_line_and_exit_2(tmp_path, tiny_model, kind, capsys) -> None:
     path = tmp_path / {"bad_cif_file": "x.cif"}.get(kind, "x.csv")

@@ -344,3 +344,13 @@ def test_nan_in_structure_object() -> None:
     structure = nbc()
     structure.replace(1, "C", [math.nan, 0.5, 0.5])
     assert "NaN" in validate_structure(structure)
+
+
+def test_element_beyond_z_100_is_a_bad_row(tmp_path: Path) -> None:
+    """The models have atom features for Z 1-100 only; Lr used to pass and crash the model."""
+    lawrencium = Structure(Lattice.cubic(4.0), ["Nb", "Lr"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert "Z = 103" in validate_structure(lawrencium)
+    bad = read_rows(tmp_path, cif_of(nbc()), cif_of(lawrencium))
+    assert "not supported" in bad.error
+    fermium = Structure(Lattice.cubic(4.0), ["Nb", "Fm"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert validate_structure(fermium) is None

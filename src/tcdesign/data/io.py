@@ -27,6 +27,7 @@ import pandas as pd
 from pymatgen.core import Element, Species, Structure
 
 MIN_DISTANCE = 0.5  # Angstrom; closer atoms make a structure unusable (SPEC)
+MAX_Z = 100  # the models' atom features (CGCNN, elemental descriptors) cover Z = 1..100
 TC_TARGET = "tc"  # the default target: Tc in K, read as -prop from the CDVAE layout
 STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar")
 POSCAR_NAMES = ("POSCAR", "CONTCAR")
@@ -68,6 +69,8 @@ def validate_structure(structure: Structure) -> str | None:
         element = specie if isinstance(specie, Element) else getattr(specie, "element", None)
         if not isinstance(specie, Element | Species) or not isinstance(element, Element):
             return f"unknown element {str(specie)!r}"
+        if element.Z > MAX_Z:
+            return f"element {element.symbol} (Z = {element.Z}) is not supported (Z 1-{MAX_Z})"
     lattice = structure.lattice.matrix
     if not np.all(np.isfinite(lattice)) or not np.all(np.isfinite(structure.frac_coords)):
         return "lattice or coordinates contain NaN or infinity"
