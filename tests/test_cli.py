@@ -134,6 +134,20 @@ def test_element_without_atom_features_is_a_bad_row(tmp_path, val_frame, tiny_mo
     assert "heavy:" in err
 
 
+def test_csv_with_a_header_and_no_rows(tmp_path, tiny_model, capsys) -> None:
+    """Used to end in 'internal error: StopIteration' (exit 1) and a CSV without a header."""
+    path = tmp_path / "header_only.csv"
+    path.write_text("material_id,cif,prop\n")
+    out = tmp_path / "pred.csv"
+    code, stdout, err = run(
+        ["predict", str(path), "--out", str(out), "--model", tiny_model], capsys
+    )
+    assert code == 0, err
+    table = pd.read_csv(out)
+    assert len(table) == 0 and list(table.columns[:4]) == ["id", "formula", "tc", "tc_std"]
+    assert "0 predicted, 0 failed" in stdout
+
+
 @pytest.mark.parametrize("kind", ["missing", "empty", "no_cif_column", "binary", "bad_cif_file"])
 def test_unusable_input_is_one_line_and_exit_2(tmp_path, tiny_model, kind, capsys) -> None:
     path = tmp_path / {"bad_cif_file": "x.cif"}.get(kind, "x.csv")

@@ -84,7 +84,11 @@ def predict_records(
         if has_ref:
             row[f"{target}_ref"] = record.targets.get(target, np.nan)
         rows.append(row)
-    return pd.DataFrame(rows)
+    columns = ["id", "formula", target, f"{target}_std", "status", "error"]
+    if has_ref:
+        columns.append(f"{target}_ref")
+    # explicit columns: an input with no rows still gives a table with the header
+    return pd.DataFrame(rows, columns=columns)
 
 
 def predict_file(
