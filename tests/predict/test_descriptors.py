@@ -48,3 +48,12 @@ def test_descriptor_sets(ternary: Structure) -> None:
     assert descriptors("composition", [ternary, ternary]).shape == (2, 45)
     with pytest.raises(ValueError, match="unknown descriptors"):
         descriptors("magic", [ternary])
+
+
+def test_oxidation_state_labels_change_nothing() -> None:
+    """Mixed valence (Fe2+ and Fe3+) used to count as two elements in num_elements."""
+    lattice = [[5.0, 0, 0], [0, 5.0, 0], [0, 0, 5.0]]
+    coords = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0, 0], [0, 0.5, 0.5]]
+    plain = Structure(lattice, ["Fe", "Fe", "O", "O"], coords)
+    labelled = Structure(lattice, ["Fe2+", "Fe3+", "O2-", "O2-"], coords)
+    assert composition_descriptors(labelled) == pytest.approx(composition_descriptors(plain))

@@ -85,7 +85,8 @@ def _fill_table(table: np.ndarray) -> None:
 
 def composition_descriptors(structure: Structure) -> np.ndarray:
     """(DESCRIPTOR_SIZES['composition'],) descriptors of one structure (float32)."""
-    composition = structure.composition.fractional_composition
+    # by element: oxidation-state labels (Fe2+ and Fe3+ from a CIF) are one element, not two
+    composition = structure.composition.element_composition.fractional_composition
     numbers = np.array([element.Z for element in composition], dtype=np.int64)
     weights = np.array([composition[element] for element in composition])  # (n_elements,)
     values = element_table()[numbers]  # (n_elements, n_properties)
