@@ -221,3 +221,17 @@ def test_ddp_on_two_cpu_processes(small_csvs, tmp_path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("val MAE") == 1
     assert Ensemble.load(tmp_path / "run" / "ensemble.pt").members[0].config.hidden == 8
+
+
+def test_one_cycle_schedule_spans_the_steps_the_trainer_takes() -> None:
+    """Under DDP each rank takes 1/world of the full loader's batches per epoch; the schedule
+    was sized from the full loader, so with 2 ranks it stopped half-way at a high rate."""
+    from types import SimpleNamespace
+
+    from tcdesign.predict.train import PropertyModule
+
+    settings = TrainSettings(epochs=3, batch_size=4, progress=False)
+    module = PropertyModule(TINY, settings, steps_per_epoch=4)
+    module.trainer = SimpleNamespace(estimated_stepping_batches=6)  # 3 epochs x 2 batches a rank
+    schedule = module.configure_optimizers()["lr_scheduler"]["scheduler"]
+    assert schedule.total_steps == 6

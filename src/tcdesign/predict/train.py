@@ -117,7 +117,9 @@ class PropertyModule(L.LightningModule):
         schedule = torch.optim.lr_scheduler.OneCycleLR(
             optimizer,
             max_lr=self.settings.learning_rate,
-            total_steps=self.settings.epochs * self.steps_per_epoch,
+            # the optimizer steps this trainer takes: under DDP each rank sees 1/world of the
+            # batches, so epochs * len(full loader) would leave the schedule half-finished
+            total_steps=int(self.trainer.estimated_stepping_batches),
             pct_start=0.3,
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
