@@ -72,6 +72,44 @@ def test_bad_settings_name_the_key(config: dict, message: str) -> None:
         make_run_settings(config, where="my.toml")
 
 
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"run": {"n": 8.5}}, r"\[run\]: n must be a whole number, got 8.5"),
+        ({"run": {"seed": "x"}}, "seed must be a whole number, got 'x'"),
+        ({"run": {"report": "no"}}, "report must be true or false"),
+        ({"run": {"verify": True}}, "verify must be a whole number"),
+        ({"run": {"methods": 5}}, "methods must be a method name"),
+        ({"generate": {"optimize_tc": "false"}}, "optimize_tc must be true or false"),
+        ({"generate": {"steps_per_level": 2.5}}, "steps_per_level must be a whole number"),
+        ({"generate": {"steps_per_level": 0}}, "steps_per_level must be at least 1"),
+        ({"generate": {"target_tc": "20"}}, "target_tc must be a number"),
+        ({"generate": {"model": 3}}, "model must be a string"),
+        ({"verify": {"workers": "2"}}, "workers must be a whole number"),
+        ({"verify": {"mu_star": "0.1"}}, "mu_star must be a number"),
+        ({"verify": {"np": 0}}, "np must be at least 1"),
+        ({"verify": {"pseudopotentials": ["Nb.upf"]}}, "pseudopotentials must be a table"),
+        ({"screen": {"tc_min": "5"}}, r"\[screen\]: tc_min must be a finite number"),
+    ],
+)
+def test_wrong_types_name_the_key_and_value(config: dict, message: str) -> None:
+    """A TOML value of the wrong type is a ValueError (exit 2) before any work; it used to be
+    accepted and crash a stage later (exit 1) or, for a string "false", silently mean true."""
+    with pytest.raises(ValueError, match=message):
+        make_run_settings(config, where="my.toml")
+
+
+def test_right_types_pass() -> None:
+    settings = make_run_settings(
+        {
+            "run": {"n": 3, "report": False, "methods": ["substitution"]},
+            "generate": {"opt_lr": 1, "target_tc": 20.0, "levels": 10},
+            "verify": {"mu_star": 0.12, "relax": False, "pseudopotentials": {"Nb": "Nb.upf"}},
+        }
+    )
+    assert settings.generate.opt_lr == 1 and settings.verify.overrides["relax"] is False
+
+
 def test_unreadable_toml(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text("[run\nn = ")

@@ -29,10 +29,12 @@ relaxes every candidate).
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from tcdesign.generate.defaults import (
     COMPOSITION_RULE,
@@ -103,6 +105,66 @@ class RunSettings:
         return dataclasses.asdict(self)
 
 
+# counts that must be at least this (a TOML file or a flag giving 0 would fail late or do nothing)
+MINIMUMS = {"steps_per_level": 1, "batch_size": 1, "opt_steps": 0, "levels": 1, "workers": 1}
+MINIMUMS |= {"np": 1, "el_ph_nsigma": 1, "relax_max_steps": 1}
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a settings value (from TOML or a flag) has the type of its field."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return any(_matches(value, arg) for arg in get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is Literal:
+        return value in get_args(hint)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        return number and not math.isnan(value)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is dict:
+        key_type, value_type = get_args(hint)
+        return isinstance(value, dict) and all(
+            _matches(k, key_type) and _matches(v, value_type) for k, v in value.items()
+        )
+    return True  # tuples (methods) and anything else are checked where they are used
+
+
+def _describe(hint: Any) -> str:
+    """A type hint in the words of a TOML file: 'a whole number', 'true or false', ..."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in get_args(hint) if a is not type(None))
+    if origin is Literal:
+        return "one of " + ", ".join(map(repr, get_args(hint)))
+    if origin is dict:
+        return "a table"
+    words = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+    return words.get(hint, str(hint))
+
+
+def check_types(cls: type, values: dict[str, Any], where: str) -> None:
+    """Raise ValueError naming ``where``, the key and the value when a value of ``values`` does
+    not have the type of the field of dataclass ``cls`` it sets, or a count is too small."""
+    hints = get_type_hints(cls)
+    for name, value in values.items():
+        if name not in hints or _matches(value, hints[name]):
+            pass
+        elif get_origin(hints[name]) is Literal:
+            choices = ", ".join(map(str, get_args(hints[name])))
+            raise ValueError(f"{where}: unknown {name} {value!r} (choose from {choices})")
+        else:
+            raise ValueError(f"{where}: {name} must be {_describe(hints[name])}, got {value!r}")
+        if name in MINIMUMS and isinstance(value, int) and value < MINIMUMS[name]:
+            raise ValueError(f"{where}: {name} must be at least {MINIMUMS[name]} (got {value})")
+
+
 def _checked(cls: type, table: dict[str, Any], where: str) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(table) - names
@@ -111,6 +173,7 @@ def _checked(cls: type, table: dict[str, Any], where: str) -> dict[str, Any]:
             f"{where}: unknown setting(s) {', '.join(sorted(unknown))} "
             f"(known: {', '.join(sorted(names))})"
         )
+    check_types(cls, {k: v for k, v in table.items() if k != "methods"}, where)
     return dict(table)
 
 
@@ -118,6 +181,10 @@ def _run_stage(values: dict[str, Any], where: str) -> RunStage:
     values = _checked(RunStage, values, where)
     if "methods" in values:
         methods = values["methods"]
+        if not isinstance(methods, str | list | tuple):
+            raise ValueError(
+                f"{where}: methods must be a method name or a list of them, got {methods!r}"
+            )
         methods = [methods] if isinstance(methods, str) else list(methods)
         if methods == ["both"]:
             methods = list(METHODS)
@@ -137,7 +204,7 @@ def _run_stage(values: dict[str, Any], where: str) -> RunStage:
 
 
 def _verify_stage(values: dict[str, Any], where: str) -> VerifyStage:
-    from tcdesign.verify.settings import PRESETS, settings_fields
+    from tcdesign.verify.settings import PRESETS, VerifySettings, settings_fields
 
     own = {"preset", "pseudo_dir", "workers"}
     values = dict(values)
@@ -147,6 +214,8 @@ def _verify_stage(values: dict[str, Any], where: str) -> VerifyStage:
         raise ValueError(f"{where}: unknown verify setting(s) {', '.join(sorted(unknown))}")
     if values.get("preset", "coarse") not in PRESETS:
         raise ValueError(f"{where}: unknown preset {values['preset']!r} (coarse or standard)")
+    check_types(VerifyStage, values, where)
+    check_types(VerifySettings, overrides, where)
     return VerifyStage(**values, overrides=overrides)
 
 
@@ -187,6 +256,12 @@ def make_run_settings(
                 f"{where} [generate]: unknown {key} {value!r} "
                 f"(choose from {', '.join(get_args(choices))})"
             )
+    from tcdesign.screen.settings import ScreenSettings
+
+    try:
+        ScreenSettings.from_dict(merged["screen"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where} [screen]: {exc}") from None
     try:
         return RunSettings(
             run=_run_stage(merged["run"], f"{where} [run]"),
