@@ -173,6 +173,26 @@ def test_bad_arguments_exit_2(capsys) -> None:
     assert exit_info.value.code == 2
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["predict", "x.cif", "--out", "o.csv", "--batch-size", "0"],
+        ["train", "predictor", "--out", "run", "--members", "0"],
+        ["train", "predictor", "--out", "run", "--epochs", "0"],
+        ["train", "predictor", "--out", "run", "--batch-size", "-4"],
+        ["train", "predictor", "--out", "run", "--max-neighbors", "0"],
+        ["train", "predictor", "--out", "run", "--cutoff", "0"],
+        ["train", "generator", "--out", "run", "--epochs", "0"],
+    ],
+)
+def test_counts_below_one_are_usage_errors(argv, capsys) -> None:
+    """These used to pass the parser and fail later as 'internal error' with exit status 1."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "must be" in capsys.readouterr().err
+
+
 def test_console_script_help() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "tcdesign.cli", "train", "predictor", "--help"],

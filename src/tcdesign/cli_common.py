@@ -10,6 +10,28 @@ import sys
 from pathlib import Path
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a bad value is a usage error, exit status 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (a bad value is a usage error, exit status 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
 def add_data_flags(parser: argparse.ArgumentParser, val_help: str) -> None:
     """--train, --val and --out of a training verb."""
     parser.add_argument(
@@ -32,7 +54,7 @@ def add_loop_flags(
 ) -> None:
     """--epochs, --patience, --batch-size and --lr; ``monitor`` is what early stopping watches."""
     parser.add_argument(
-        "--epochs", type=int, default=epochs, help=f"maximum epochs (default {epochs})"
+        "--epochs", type=positive_int, default=epochs, help=f"maximum epochs (default {epochs})"
     )
     parser.add_argument(
         "--patience",
@@ -41,7 +63,10 @@ def add_loop_flags(
         help=f"early-stopping patience in epochs on {monitor} (default {patience})",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=batch_size, help=f"batch size (default {batch_size})"
+        "--batch-size",
+        type=positive_int,
+        default=batch_size,
+        help=f"batch size (default {batch_size})",
     )
     parser.add_argument("--lr", type=float, default=1e-3, help=f"{lr_help} (default 1e-3)")
 

@@ -18,6 +18,8 @@ from tcdesign.cli_common import (
     add_loop_flags,
     add_run_flags,
     loop_settings,
+    positive_float,
+    positive_int,
     refuses_to_overwrite,
     set_threads,
     training_csvs,
@@ -133,7 +135,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "(default: the bundled Tc ensemble)",
     )
     predict.add_argument(
-        "--batch-size", type=int, default=32, help="structures per forward pass (default 32)"
+        "--batch-size",
+        type=positive_int,
+        default=32,
+        help="structures per forward pass (default 32)",
     )
     predict.add_argument("--quiet", action="store_true", help="no progress bar or table")
     predict.set_defaults(func=cmd_predict)
@@ -162,7 +167,7 @@ def register_train(models: argparse._SubParsersAction) -> None:
         default=None,
         help="learn transform(target); default log1p for tc, none otherwise",
     )
-    pred.add_argument("--members", type=int, default=5, help="ensemble size (default 5)")
+    pred.add_argument("--members", type=positive_int, default=5, help="ensemble size (default 5)")
     pred.add_argument(
         "--seed",
         type=int,
@@ -186,7 +191,7 @@ def register_train(models: argparse._SubParsersAction) -> None:
         default="mse",
         help="loss on the standardised transformed target (default mse)",
     )
-    pred.add_argument("--hidden", type=int, default=64, help="hidden width (default 64)")
+    pred.add_argument("--hidden", type=positive_int, default=64, help="hidden width (default 64)")
     pred.add_argument(
         "--embedding", type=int, default=64, help="bond/angle embedding width (default 64)"
     )
@@ -208,8 +213,10 @@ def register_train(models: argparse._SubParsersAction) -> None:
         default="none",
         help="pretrained atom features beside CGCNN's (chgnet: 64 CHGNet features)",
     )
-    pred.add_argument("--cutoff", type=float, default=8.0, help="neighbour search radius (A)")
-    pred.add_argument("--max-neighbors", type=int, default=12, help="neighbours per atom")
+    pred.add_argument(
+        "--cutoff", type=positive_float, default=8.0, help="neighbour search radius (A)"
+    )
+    pred.add_argument("--max-neighbors", type=positive_int, default=12, help="neighbours per atom")
     add_run_flags(
         pred,
         resume_help="continue an interrupted training in --out (finished members are kept)",
