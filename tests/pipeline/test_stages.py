@@ -137,10 +137,23 @@ def test_verified_counts() -> None:
 
 
 def test_a_run_folder_refuses_other_settings(tmp_path: Path) -> None:
-    RunFolder(tmp_path, make_run_settings().as_dict())
-    RunFolder(tmp_path, make_run_settings(run={"n": 3}).as_dict())  # n may change
+    RunFolder(tmp_path, make_run_settings(run={"n": 3}).as_dict())
+    RunFolder(tmp_path, make_run_settings(run={"n": 5}).as_dict())  # n may grow
     with pytest.raises(ValueError, match="run.seed"):
-        RunFolder(tmp_path, make_run_settings(run={"seed": 4}).as_dict())
+        RunFolder(tmp_path, make_run_settings(run={"n": 5, "seed": 4}).as_dict())
+
+
+def test_a_resume_can_grow_a_run_but_not_shrink_it(tmp_path: Path) -> None:
+    """A smaller n or a dropped method left the earlier run's extra crystals and method folder
+    in run.json's funnel and the report (3 generated for an n = 2 run, a method not run)."""
+    both = {"n": 3, "methods": ["cdvae", "substitution"]}
+    RunFolder(tmp_path, make_run_settings(run=both).as_dict())
+    with pytest.raises(ValueError, match=r"run.n: 3 -> 2 \(n can grow"):
+        RunFolder(tmp_path, make_run_settings(run={**both, "n": 2}).as_dict())
+    with pytest.raises(ValueError, match="run.methods: cdvae dropped"):
+        RunFolder(tmp_path, make_run_settings(run={**both, "methods": ["substitution"]}).as_dict())
+    RunFolder(tmp_path, make_run_settings(run={**both, "n": 4, "verify": 1}).as_dict())
+    assert json.loads((tmp_path / "run.json").read_text())["settings"]["run"]["n"] == 4
 
 
 def test_verify_stage_labels_rows_with_method_and_source(

@@ -47,7 +47,9 @@ CANDIDATE_COLUMNS = [
     "novel",
     "cif",
 ]
-# settings that may change between a run and its resumption without invalidating its outputs
+# settings that may change between a run and its resumption without invalidating its outputs;
+# n may only grow and methods may only be added (fewer would leave the extra crystals and method
+# folders of the earlier run in the funnel and the report)
 RESUMABLE_CHANGES = {("run", "n"), ("run", "verify"), ("run", "report"), ("run", "methods")}
 # generate settings that matter only with --optimize-tc
 OPTIMIZATION_KEYS = {"target_tc", "opt_steps", "opt_lr", "opt_start"}
@@ -63,6 +65,15 @@ def settings_conflicts(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     optimized = any(
         stage.get("generate", {}).get("optimize_tc") for stage in (old, new)
     )  # fmt: skip
+    before, after = old.get("run", {}), new.get("run", {})
+    n_before, n_after = before.get("n"), after.get("n")
+    if isinstance(n_before, int) and isinstance(n_after, int) and n_after < n_before:
+        conflicts.append(f"run.n: {n_before} -> {n_after} (n can grow on a resume)")
+    dropped = [m for m in before.get("methods") or [] if m not in (after.get("methods") or [])]
+    if dropped:
+        conflicts.append(
+            f"run.methods: {', '.join(dropped)} dropped (methods can be added on a resume)"
+        )
     for stage in ("run", "generate", "screen"):
         before, after = old.get(stage, {}), new.get(stage, {})
         for key in sorted(set(before) | set(after)):
