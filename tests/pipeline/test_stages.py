@@ -12,6 +12,7 @@ from pymatgen.core import Lattice, Structure
 from tcdesign.pipeline.run import (
     RunFolder,
     choose_for_verification,
+    earlier_verification,
     funnel_counts,
     rank_candidates,
     verified_counts,
@@ -117,6 +118,36 @@ def test_verification_without_quantum_espresso_says_so(
     chosen, skipped = choose_for_verification(ranked, run_dir, 1, None, {})
     assert chosen == []
     assert all("pw.x not found" in s["reason"] for s in skipped)
+
+
+def test_earlier_verification_is_kept_for_candidates_still_ranked(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rerun that verifies nothing new (QE missing, or --verify 0) reported 0 verified in
+    run.json while verify/verify.csv, which the report shows, kept every earlier row, also of
+    candidates that no longer pass."""
+    monkeypatch.setattr("tcdesign.verify.workflow.missing_programs", lambda np_ranks=1: ["pw.x"])
+    (run_dir / "verify").mkdir()
+    pd.DataFrame(
+        {
+            "id": ["cdvae-gen-00001", "cdvae-gen-00002"],  # gen-00002 does not pass (any more)
+            "status": ["ok", "ok"],
+            "tc_K": [9.0, 7.0],
+            "dynamically_stable": [True, True],
+            "method": ["cdvae", "cdvae"],
+            "source_id": ["gen-00001", "gen-00002"],
+        }
+    ).to_csv(run_dir / "verify" / "verify.csv", index=False)
+    settings = make_run_settings({"run": {"verify": 1}})
+    folder = RunFolder(run_dir, settings.as_dict())
+    ranked = rank_candidates(folder, ("cdvae", "substitution"))
+    table, skipped = verify_stage(folder, settings, ranked)
+    assert skipped and list(table.id) == ["cdvae-gen-00001"]
+    assert verified_counts(table, "cdvae", 5.0)["dft_tc_above_min"] == 1
+    written = pd.read_csv(run_dir / "verify" / "verify.csv")
+    assert list(written.id) == ["cdvae-gen-00001"]
+    assert list(earlier_verification(folder, ranked).id) == ["cdvae-gen-00001"]  # --verify 0
+    assert earlier_verification(folder, ranked.iloc[:0]).empty
 
 
 def test_verified_counts() -> None:

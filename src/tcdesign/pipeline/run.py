@@ -267,6 +267,21 @@ def choose_for_verification(
     return chosen, skipped
 
 
+def earlier_verification(folder: RunFolder, ranked: pd.DataFrame) -> pd.DataFrame:
+    """The rows of an existing DIR/verify/verify.csv whose candidates are still ranked; the file
+    is rewritten without the others (candidates that no longer pass, e.g. after a rerun with
+    other rules). An empty frame when there is no such file."""
+    path = folder.out / "verify" / "verify.csv"
+    if not path.is_file() or not path.stat().st_size:
+        return pd.DataFrame()
+    table = pd.read_csv(path, dtype={"id": str, "method": str, "source_id": str})
+    current = {f"{m}-{i}" for m, i in zip(ranked.method, ranked.id, strict=True)}
+    kept = table[table.id.isin(current)].reset_index(drop=True)
+    if len(kept) < len(table):
+        kept.to_csv(path, index=False)
+    return kept
+
+
 def verify_stage(
     folder: RunFolder, settings: RunSettings, ranked: pd.DataFrame
 ) -> tuple[pd.DataFrame, list[dict[str, str]]]:
@@ -280,8 +295,8 @@ def verify_stage(
         ranked, folder.out, settings.run.verify, stage.pseudo_dir, qe_settings.pseudopotentials
     )
     verify_dir = folder.out / "verify"
-    if not chosen:
-        return pd.DataFrame(), skipped
+    if not chosen:  # what an earlier invocation verified stays, for the candidates still ranked
+        return earlier_verification(folder, ranked), skipped
     table = run_many(chosen, verify_dir, qe_settings, stage.pseudo_dir, workers=stage.workers)
     source = {f"{m}-{i}": (m, i) for m, i in zip(ranked.method, ranked.id, strict=True)}
     table["method"] = [source[i][0] for i in table.id]
@@ -360,7 +375,7 @@ def run_pipeline(
     for row in ranked.head(5).itertuples():
         echo(f"  {row.rank:>3}. {row.formula:<14} Tc {row.tc:5.1f} +/- {row.tc_std:4.1f} K")
 
-    verify_table, skipped = pd.DataFrame(), []
+    verify_table, skipped = earlier_verification(folder, ranked), []
     if settings.run.verify > 0:
         header(f"verify the top {settings.run.verify} with Quantum ESPRESSO")
         started = time.perf_counter()
