@@ -174,6 +174,18 @@ def test_a_run_folder_refuses_other_settings(tmp_path: Path) -> None:
         RunFolder(tmp_path, make_run_settings(run={"n": 5, "seed": 4}).as_dict())
 
 
+def test_an_unreadable_run_json_is_not_a_fresh_start(tmp_path: Path) -> None:
+    """A truncated run.json (a kill while it was written) was read as empty, so a rerun with
+    another seed went on without a word and mixed two runs in one folder."""
+    folder = RunFolder(tmp_path, make_run_settings(run={"n": 3}).as_dict())
+    folder.record("generate", 1.0)
+    assert not list(tmp_path.glob("*.partial"))  # written whole, then renamed
+    text = (tmp_path / "run.json").read_text()
+    (tmp_path / "run.json").write_text(text[: len(text) // 2])
+    with pytest.raises(ValueError, match="run.json cannot be read"):
+        RunFolder(tmp_path, make_run_settings(run={"n": 3, "seed": 4}).as_dict())
+
+
 def test_a_resume_can_grow_a_run_but_not_shrink_it(tmp_path: Path) -> None:
     """A smaller n or a dropped method left the earlier run's extra crystals and method folder
     in run.json's funnel and the report (3 generated for an n = 2 run, a method not run)."""

@@ -16,6 +16,7 @@ screened, verification the QE steps already finished; a rerun of a finished run 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -104,8 +105,13 @@ class RunFolder:
         if self.path.exists():
             try:
                 self.state = json.loads(self.path.read_text())
-            except json.JSONDecodeError:
-                self.state = {}
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ValueError(
+                    f"{self.path} cannot be read ({exc}); it records the settings this run was "
+                    "made with: restore it, or delete it to resume with the settings given now"
+                ) from None
+            if not isinstance(self.state, dict):
+                raise ValueError(f"{self.path} does not hold a JSON object; restore or delete it")
             conflicts = settings_conflicts(self.state.get("settings", {}), new)
             if conflicts:
                 raise ValueError(
@@ -124,7 +130,10 @@ class RunFolder:
         return self.out / method
 
     def save(self) -> None:
-        self.path.write_text(json.dumps(_jsonable(self.state), indent=2))
+        """Write run.json whole or not at all (a kill while writing keeps the previous one)."""
+        partial = self.path.with_name(f"{self.path.name}.partial")
+        partial.write_text(json.dumps(_jsonable(self.state), indent=2))
+        os.replace(partial, self.path)
 
     def record(self, stage: str, seconds: float, **values: Any) -> None:
         """Add ``seconds`` to the stage's time over every invocation of the run, and save."""
