@@ -162,6 +162,32 @@ def test_cutoff_grows_for_a_small_cutoff() -> None:
     assert graph.edge_index.shape[1] == 12
 
 
+def slab_with_an_isolated_atom() -> Structure:
+    """Two bcc Nb layers and an H atom 10 A away in the vacuum of a 6.6 x 6.6 x 30 A cell."""
+    layers = [[x, y, 0.0] for x in (0, 0.5) for y in (0, 0.5)]
+    layers += [[x + 0.25, y + 0.25, 0.055] for x, y, _ in layers]
+    return Structure(
+        Lattice.orthorhombic(6.6, 6.6, 30.0), ["Nb"] * 8 + ["H"], [*layers, [0, 0, 0.39]]
+    )
+
+
+def test_a_grown_cutoff_searches_only_around_the_atoms_short_of_neighbours(monkeypatch) -> None:
+    """The wide search used to cover every atom, out to the longest lattice vector: gigabytes
+    and minutes for a few hundred atoms in a cell with vacuum and one isolated atom."""
+    structure = slab_with_an_isolated_atom()
+    searches = []
+    original = Structure.get_neighbor_list
+
+    def spy(self, r, sites=None, *args, **kwargs):
+        searches.append((r, len(self) if sites is None else len(sites)))
+        return original(self, r, sites, *args, **kwargs)
+
+    monkeypatch.setattr(Structure, "get_neighbor_list", spy)
+    neighbor_edges(structure)
+    assert searches[0] == (8.0, 9)
+    assert all(n_sites == 1 for r, n_sites in searches[1:]) and len(searches) > 1
+
+
 def brute_force_edges(structure: Structure, k: int = 12, reach: int = 3) -> set[tuple]:
     """The symmetrised k-nearest-neighbour edge set, ties included, by a plain image loop."""
     cart = structure.cart_coords
@@ -185,7 +211,7 @@ def brute_force_edges(structure: Structure, k: int = 12, reach: int = 3) -> set[
     return edges
 
 
-@pytest.mark.parametrize("make", [ternary, rocksalt, bcc])
+@pytest.mark.parametrize("make", [ternary, rocksalt, bcc, slab_with_an_isolated_atom])
 def test_edges_match_a_brute_force_search(make) -> None:
     structure = make()
     edge_index, edge_vectors = neighbor_edges(structure)

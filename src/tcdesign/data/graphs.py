@@ -54,12 +54,29 @@ def neighbor_edges(
     k = settings.max_neighbors
     cutoff = settings.cutoff
     longest = max(structure.lattice.abc)
-    while True:
-        centers, neighbors, images, distances = structure.get_neighbor_list(cutoff)
-        counts = np.bincount(centers, minlength=n_atoms)
-        if counts.min() >= k:
-            break
+    found = []  # (centers, neighbors, images, distances) of the atoms that have k neighbours
+    todo = np.arange(n_atoms)  # atoms with fewer than k neighbours so far
+    while len(todo):
+        # a grown cutoff searches only around the atoms still short of neighbours: searching
+        # every atom of a large cell out to its longest lattice vector takes gigabytes
+        sites = None if len(todo) == n_atoms else [structure[i] for i in todo]
+        centers, neighbors, images, distances = structure.get_neighbor_list(cutoff, sites)
+        centers = todo[centers]  # site-list positions -> atom indices
+        if sites is not None:  # pymatgen's exclude_self compares list positions with indices
+            other = (centers != neighbors) | (distances > 1e-8)
+            centers, neighbors, images, distances = (
+                centers[other],
+                neighbors[other],
+                images[other],
+                distances[other],
+            )
+        done = np.bincount(centers, minlength=n_atoms) >= k  # (n_atoms,)
+        rows = done[centers]
+        found.append((centers[rows], neighbors[rows], images[rows], distances[rows]))
+        todo = todo[~done[todo]]
         cutoff = longest if cutoff < longest else 2.0 * cutoff
+    centers, neighbors, images, distances = (np.concatenate(a) for a in zip(*found, strict=True))
+    counts = np.bincount(centers, minlength=n_atoms)
     # k-th smallest distance of each centre: sort by (centre, distance)
     order = np.lexsort((distances, centers))
     centers, neighbors, images, distances = (
