@@ -272,6 +272,21 @@ def test_values_from_data_are_escaped(run_folder, copy_of) -> None:
     assert all(image["src"].startswith("data:image/png;base64,") for image in page.images)
 
 
+def test_a_very_long_id_gets_a_short_figure_file(run_folder, copy_of) -> None:
+    """An id of 300 characters (a long file stem or material_id given to 'tcdesign screen')
+    crashed the report: 'File name too long' for figures/structure_1_<id>.png."""
+    folder = copy_of(run_folder)
+    path = folder / "substitution" / "screened.csv"
+    screened = pd.read_csv(path, dtype={"id": str})
+    top = screened[screened.passed].tc.idxmax()
+    screened.loc[top, "id"] = "JVASP-" + "x" * 294
+    screened.to_csv(path, index=False)
+    write_report(folder, progress=False)
+    names = [p.name for p in (folder / "figures").glob("structure_1_*.png")]
+    assert len(names) == 1 and names[0].startswith("structure_1_JVASP-xxx")
+    assert len(names[0]) < 100
+
+
 def test_nothing_to_report(tmp_path) -> None:
     with pytest.raises(InputError, match="nothing to report"):
         write_report(tmp_path, progress=False)

@@ -49,6 +49,9 @@ def test_mu_star_setting() -> None:
 def test_file_stem() -> None:
     assert file_stem("gen/00 1") == "gen_00_1"
     assert file_stem("") == "run"
+    long = file_stem("x" * 300)
+    assert len(long) == 80 and long.startswith("x" * 71)
+    assert long != file_stem("x" * 301)  # distinct names stay distinct
 
 
 def _verify_result(folder: Path, sigma: object) -> RunData:

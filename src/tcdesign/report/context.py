@@ -7,6 +7,7 @@ the figure numbers.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -24,9 +25,17 @@ from tcdesign.report.rundata import RunData
 FIGURES_DIR = "figures"  # folder of the run that gets the figures as PNG files
 
 
+MAX_STEM = 80  # characters of an id kept in a figure's file name (file systems allow 255 bytes)
+
+
 def file_stem(name: str) -> str:
-    """``name`` with every character outside ``[A-Za-z0-9._-]`` replaced by ``_`` (a file stem)."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name) or "run"
+    """``name`` with every character outside ``[A-Za-z0-9._-]`` replaced by ``_`` (a file stem);
+    a name longer than :data:`MAX_STEM` is cut and gets a short hash of the whole name."""
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", name) or "run"
+    if len(stem) > MAX_STEM:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        stem = f"{stem[: MAX_STEM - 9]}-{digest}"
+    return stem
 
 
 class ReportContext:
