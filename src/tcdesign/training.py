@@ -7,6 +7,7 @@ accelerator, devices, nodes, strategy (e.g. DDP) and precision straight to Light
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import warnings
@@ -15,6 +16,9 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,28 @@ class Devices:
     num_nodes: int = 1
     strategy: str = "auto"  # e.g. ddp
     precision: str = "32-true"  # e.g. bf16-mixed
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing metrics.csv; this one appends to it, so the
+    epochs logged before a kill stay in the log of the resumed run."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                self.metrics_keys = next(csv.reader(file), [])  # the columns written so far
+
+
+class ResumableCSVLogger(CSVLogger):
+    """``CSVLogger`` writing ``metrics.csv`` with :class:`_AppendingWriter`."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
 
 
 def quiet_lightning() -> None:
@@ -78,7 +104,7 @@ def build_trainer(
         strategy=strategy,
         precision=devices.precision,
         callbacks=all_callbacks,
-        logger=L.pytorch.loggers.CSVLogger(out_dir, name="logs", version=0),
+        logger=ResumableCSVLogger(out_dir, name="logs", version=0),
         enable_progress_bar=progress,
         enable_model_summary=False,
         log_every_n_steps=10,

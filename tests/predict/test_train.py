@@ -87,6 +87,11 @@ def test_resume_continues_from_the_last_epoch(data, tmp_path) -> None:
     result = train_member(data, TINY, settings, tmp_path, callbacks=[probe])
     assert probe.first == 2  # epochs 0 and 1 are not repeated
     assert result.epochs_run == 4
+    # the training log keeps the epochs before the kill (Lightning's CSV logger deleted them)
+    import pandas as pd
+
+    log = pd.read_csv(tmp_path / "logs" / "version_0" / "metrics.csv")
+    assert sorted(log.dropna(subset=["val_mae"]).epoch.astype(int)) == [0, 1, 2, 3]
     # a finished member is not trained again
     again = FirstEpoch()
     train_member(data, TINY, settings, tmp_path, callbacks=[again])
