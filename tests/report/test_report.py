@@ -328,3 +328,18 @@ def test_stages_that_just_started(generated_folder, tmp_path) -> None:
     assert "No DFT run finished" in text and "No candidate passed" in text
     for image in page.images:
         decode_png(image["src"])
+
+
+def test_only_failed_relaxations_say_why(run_folder, copy_of) -> None:
+    """Every relaxation failed: the page promised 'the relaxed structures ... are listed
+    instead' and listed nothing; it now says none was relaxed and counts the errors."""
+    folder = copy_of(run_folder)
+    path = folder / "substitution" / "screened.csv"
+    screened = pd.read_csv(path, dtype={"id": str})
+    screened["status"], screened["passed"], screened["tc"] = "failed", False, float("nan")
+    screened["error"] = ["atoms collapsed"] * 2 + ["volume exploded"] * (len(screened) - 2)
+    screened.to_csv(path, index=False)
+    text = " ".join(parse(write_report(folder, progress=False)).text)
+    assert "are listed instead" not in text
+    assert f"none of the {len(screened)} screened structures was relaxed" in text
+    assert "volume exploded" in text and "atoms collapsed" in text

@@ -50,13 +50,23 @@ def candidates_section(ctx: ReportContext) -> Markup:
             "the relaxed structure"
         )
         shown = passed
-    else:
+    elif (screened.status == "ok").any():
         title = (
             "No candidate passed the screening rules; the relaxed structures with the "
             "highest predicted Tc are listed instead (they did not pass)"
         )
         relaxed = screened[screened.status == "ok"]
         shown = relaxed.sort_values("tc", ascending=False).head(N_FAILED_SHOWN)
+    else:
+        parts.append(
+            element(
+                "p",
+                f"No candidate passed the screening rules: none of the {len(screened)} "
+                "screened structures was relaxed and scored (status ok). Their statuses and "
+                "errors, most frequent first:",
+            )
+        )
+        return join(parts + [_failure_table(screened)])
     if len(shown) > MAX_TABLE_ROWS:
         title += f" (the first {MAX_TABLE_ROWS} shown)"
         shown = shown.head(MAX_TABLE_ROWS)
@@ -65,6 +75,18 @@ def candidates_section(ctx: ReportContext) -> Markup:
         parts.append(_candidate_table(ctx, shown))
         parts.append(_gallery(ctx, shown))
     return join(parts)
+
+
+def _failure_table(screened: pd.DataFrame) -> Markup:
+    """Status and error of the screened rows with their counts, most frequent first."""
+    errors = screened.get("error", pd.Series("", index=screened.index)).fillna("")
+    counts = (
+        pd.DataFrame({"status": screened.status, "error": errors.astype(str)})
+        .value_counts(sort=True)
+        .head(N_FAILED_SHOWN)
+    )
+    rows = [[status, error or "–", count] for (status, error), count in counts.items()]
+    return table(["status", "error", "structures"], rows)
 
 
 def _leading_header(several: bool) -> list[str]:
