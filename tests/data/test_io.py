@@ -354,3 +354,19 @@ def test_element_beyond_z_100_is_a_bad_row(tmp_path: Path) -> None:
     assert "not supported" in bad.error
     fermium = Structure(Lattice.cubic(4.0), ["Nb", "Fm"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     assert validate_structure(fermium) is None
+
+
+def test_vasp4_poscar_without_element_names_is_refused(tmp_path: Path) -> None:
+    """pymatgen names the species of a POSCAR without an element line H, He, ...: this Nb
+    cell was read as H2 and predicted as such."""
+    path = tmp_path / "POSCAR"
+    path.write_text("Nb bcc\n1.0\n3.3 0 0\n0 3.3 0\n0 0 3.3\n2\nDirect\n0 0 0\n0.5 0.5 0.5\n")
+    with pytest.raises(InputError, match="names no elements"):
+        read_structures(path)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "POSCAR").write_text(path.read_text())
+    (folder / "good.vasp").write_text(Poscar(nbc()).get_str())
+    records = read_structures(folder)
+    assert [r.ok for r in records] == [False, True]
+    assert "names no elements" in records[0].error

@@ -103,6 +103,9 @@ def parse_structure(text: str, fmt: str) -> Structure:
     bad_symbols = [str(w.message) for w in caught if "is not a valid Element" in str(w.message)]
     if bad_symbols:
         raise ValueError(bad_symbols[0].replace("'", "") + " (unknown element)")
+    # a VASP 4 POSCAR has no element line; pymatgen then names the species H, He, Li, ...
+    if any("Elements in POSCAR cannot be determined" in str(w.message) for w in caught):
+        raise ValueError("POSCAR names no elements (VASP 4 format); add the element line")
     return structure
 
 
