@@ -120,6 +120,22 @@ def test_parse_cell_formula() -> None:
         parse_cell_formula("nb3sn")
     with pytest.raises(ValueError):
         parse_cell_formula("")
+    # pymatgen drops zero amounts: "Nb0Sn2" must not become Sn2
+    for zero in ("Nb0Sn2", "Nb3Sn0.0", "Nb 0 Sn2"):
+        with pytest.raises(ValueError, match="Nb|Sn"):
+            parse_cell_formula(zero)
+    assert parse_cell_formula("Nb10Sn2") == {"Nb": 10, "Sn": 2}
+    assert parse_cell_formula("Nb3Sn") == {"Nb": 3, "Sn": 1}
+    # the generator and every model cover Z 1-100 only (Og once crashed `csp` with exit 1)
+    with pytest.raises(ValueError, match="Z = 118"):
+        parse_cell_formula("Og2")
+
+
+def test_template_refuses_huge_cells() -> None:
+    """A 4000-atom formula once ran for minutes building supercells; now it is one error."""
+    templates = [rocksalt_of("Nb", "C", 4.47)]
+    with pytest.raises(ValueError, match="4000 atoms per cell"):
+        template_csp("Nb2000C2000", templates)
 
 
 def test_template_on_hand_made_rocksalt() -> None:

@@ -25,6 +25,7 @@ predicts the volume of correctly matched template structures to 4.5 % (mean |log
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Composition, Element, Structure
 from scipy.optimize import nnls
 
+from tcdesign.data.io import MAX_Z
 from tcdesign.generate.metrics import ReducedMatcher, csp_matcher, default_matcher, is_usable
 
 UNOBSERVED_LAMBDA = -5.0  # pymatgen's alpha: lambda of a substitution never observed
@@ -253,22 +255,37 @@ def substitute(
     return results
 
 
+_EXPLICIT_COUNT = re.compile(r"([A-Z][a-z]*)\s*(\d+(?:\.\d*)?|\.\d+)")  # element, its count
+
+
 def parse_cell_formula(formula: str) -> dict[str, int]:
     """Atom counts per cell of a formula such as ``"Nb6Sn2"``.
 
-    Raises ValueError for a formula that does not parse, an unknown element, or a count that is
-    not a positive integer.
+    Raises ValueError for a formula that does not parse, an unknown element, an element beyond
+    Z = 100 (the models' range), or a count that is not a positive integer (``"Nb0Sn2"`` too:
+    pymatgen would silently drop the zero).
     """
     text = str(formula).strip()
     try:
         composition = Composition(text)
     except (ValueError, KeyError) as exc:
         raise ValueError(f"formula {formula!r} does not parse ({exc})") from None
+    for symbol, amount in _EXPLICIT_COUNT.findall(text):
+        if float(amount) == 0:
+            raise ValueError(
+                f"formula {formula!r}: {symbol} count {amount} is not a positive whole number "
+                "of atoms per cell"
+            )
     counts: dict[str, int] = {}
     for specie, amount in composition.items():
         symbol = getattr(specie, "symbol", str(specie))
         if not Element.is_valid_symbol(symbol):
             raise ValueError(f"unknown element {symbol!r} in formula {formula!r}")
+        if Element(symbol).Z > MAX_Z:
+            raise ValueError(
+                f"formula {formula!r}: element {symbol} (Z = {Element(symbol).Z}) is not "
+                f"supported (Z 1-{MAX_Z})"
+            )
         if amount <= 0 or abs(amount - round(amount)) > 1e-6:
             raise ValueError(
                 f"formula {formula!r}: {symbol} count {amount:g} is not a positive whole number "
@@ -360,6 +377,9 @@ def template_scores(
 
 
 TEMPLATE_PAIRS = 200  # (template, mapping) pairs built per composition by template_csp
+# largest cell template_csp builds: supercells of thousands of atoms took many minutes per
+# formula (a 4000-atom typo ran > 200 s); training cells have at most 18 atoms
+TEMPLATE_MAX_ATOMS = 100
 
 
 def template_csp(
@@ -395,6 +415,8 @@ def template_csp(
     formulas, each with itself left out of the templates, 0.600 -> 0.654. Pass False when the
     formula is a conventional cell or a supercell (e.g. ``Cu4`` for fcc copper).
 
+    A formula of more than ``TEMPLATE_MAX_ATOMS`` atoms is a ValueError.
+
     Each result carries ``properties["template"]`` (training index of its best pair),
     ``properties["score"]`` (summed log-probability), ``properties["pairs"]`` (how many pairs
     build it), ``properties["primitive"]`` (its primitive cell has the formula's atom count) and
@@ -402,9 +424,14 @@ def template_csp(
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    scored = template_scores(formula, train_structures)
     query = parse_cell_formula(formula)
     n_atoms = sum(query.values())
+    if n_atoms > TEMPLATE_MAX_ATOMS:
+        raise ValueError(
+            f"formula {formula!r}: {n_atoms} atoms per cell, more than the {TEMPLATE_MAX_ATOMS} "
+            "the template method builds"
+        )
+    scored = template_scores(formula, train_structures)
     reduced = ReducedMatcher(matcher or csp_matcher())
     if volumes is None:
         volumes = fit_atomic_volumes(train_structures)
