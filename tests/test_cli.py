@@ -148,6 +148,15 @@ def test_csv_with_a_header_and_no_rows(tmp_path, tiny_model, capsys) -> None:
     assert "0 predicted, 0 failed" in stdout
 
 
+def test_out_that_is_a_folder_is_exit_2(tmp_path, csv_input, tiny_model, capsys) -> None:
+    """Used to fail with 'internal error: IsADirectoryError' (exit 1) after all predictions."""
+    code, _, err = run(
+        ["predict", csv_input, "--out", str(tmp_path), "--model", tiny_model], capsys
+    )
+    assert code == 2
+    assert "--out is a folder" in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("kind", ["missing", "empty", "no_cif_column", "binary", "bad_cif_file"])
 def test_unusable_input_is_one_line_and_exit_2(tmp_path, tiny_model, kind, capsys) -> None:
     path = tmp_path / {"bad_cif_file": "x.cif"}.get(kind, "x.csv")

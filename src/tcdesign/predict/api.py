@@ -99,11 +99,13 @@ def predict_file(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Read an input (CSV, CIF/POSCAR or folder), predict, write ``out_csv``; return the table."""
+    out_csv = Path(out_csv)
+    if out_csv.is_dir():  # found before any work, not when writing the table at the end
+        raise InputError(f"{out_csv}: --out is a folder; give the path of a CSV file")
     ensemble = Ensemble.load(model)
     records = read_structures(input_path, [ensemble.target])
     report_bad_rows(records)
     table = predict_records(records, ensemble, batch_size, progress)
-    out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out_csv, index=False, float_format="%.4f")
     return table
