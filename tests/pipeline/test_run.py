@@ -122,3 +122,12 @@ def test_bad_config_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     assert main(["run", "--out", str(tmp_path / "out"), "--config", str(config)]) == 2
     assert "tc_minimum" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_out_that_is_a_file_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--out naming an existing file was 'internal error: FileExistsError' (exit 1)."""
+    out = tmp_path / "notes.txt"
+    out.write_text("mine")
+    assert main(["run", "--out", str(out), "--n", "1", "--quiet"]) == 2
+    assert "notes.txt: cannot be the run folder" in capsys.readouterr().err
+    assert out.read_text() == "mine"

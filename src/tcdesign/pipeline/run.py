@@ -100,6 +100,10 @@ class RunFolder:
         """``settings``: the run's settings as a dictionary, every stage's defaults filled in."""
         self.out = out
         self.path = out / "run.json"
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file of that name, no permission, a read-only file system
+            raise ValueError(f"{out}: cannot be the run folder ({exc.strerror})") from None
         new = _jsonable(settings)
         self.state: dict[str, Any] = {}
         if self.path.exists():
@@ -123,7 +127,6 @@ class RunFolder:
         self.state.setdefault("funnel", {})
         self.state.update(settings=new, tcdesign_version=version("tcdesign"), finished=None)
         self.state["methods"] = list(settings["run"]["methods"])
-        out.mkdir(parents=True, exist_ok=True)
         self.save()
 
     def method_dir(self, method: str) -> Path:
