@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from pymatgen.core import Structure
@@ -46,6 +48,8 @@ def test_invariant_to_rotation_permutation_and_supercell(ternary: Structure) -> 
 def test_descriptor_sets(ternary: Structure) -> None:
     assert descriptors("none", [ternary]) is None
     assert descriptors("composition", [ternary, ternary]).shape == (2, 45)
+    # no structures: an empty table (np.stack raised, so Ensemble.predict([]) failed)
+    assert descriptors("composition", []).shape == (0, 45)
     with pytest.raises(ValueError, match="unknown descriptors"):
         descriptors("magic", [ternary])
 
@@ -57,3 +61,13 @@ def test_oxidation_state_labels_change_nothing() -> None:
     plain = Structure(lattice, ["Fe", "Fe", "O", "O"], coords)
     labelled = Structure(lattice, ["Fe2+", "Fe3+", "O2-", "O2-"], coords)
     assert composition_descriptors(labelled) == pytest.approx(composition_descriptors(plain))
+
+
+def test_an_ensemble_with_descriptors_predicts_an_empty_list() -> None:
+    from tcdesign.predict.alignn import ALIGNN, ALIGNNConfig
+    from tcdesign.predict.ensemble import Ensemble
+
+    config = ALIGNNConfig(alignn_layers=1, gcn_layers=1, hidden=8, embedding=8)
+    ensemble = Ensemble([ALIGNN(replace(config, descriptors="composition"))])
+    mean, std = ensemble.predict([])
+    assert mean.shape == (0,) and std.shape == (0,)

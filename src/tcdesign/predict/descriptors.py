@@ -112,5 +112,6 @@ def descriptors(name: str, structures: Sequence[Structure]) -> np.ndarray | None
     if name == "none":
         return None
     if name == "composition":
-        return np.stack([composition_descriptors(s) for s in structures])
+        rows = [composition_descriptors(s) for s in structures]
+        return np.stack(rows) if rows else np.zeros((0, DESCRIPTOR_SIZES[name]), np.float32)
     raise ValueError(f"unknown descriptors {name!r}; choose from {sorted(DESCRIPTOR_SIZES)}")
