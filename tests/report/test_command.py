@@ -53,6 +53,18 @@ def test_cli_unreadable_table_exits_2(tmp_path, capsys) -> None:
     assert code == 2 and "screened.csv" in stderr
 
 
+def test_cli_unusable_out_exits_2(run_folder, tmp_path, capsys, monkeypatch) -> None:
+    """--out under a file was 'internal error: FileExistsError' (exit 1) after every figure."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    drawn = []
+    monkeypatch.setattr("tcdesign.report.build._write", lambda ctx: drawn.append(ctx))
+    code = main(["report", str(run_folder), "--out", str(blocker / "r.html"), "--quiet"])
+    _, stderr = capsys.readouterr()
+    assert code == 2 and "cannot write the report" in stderr and "afile" in stderr
+    assert not drawn  # refused before any work
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
 def test_chromium_loads_every_image(run_folder, tmp_path) -> None:
     """Headless Chromium opens the report (a copy with a probe script, nothing else changed) and

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from tcdesign.data.io import InputError
 from tcdesign.report.analysis import funnel, unrelaxed_tc, valid_generated
 from tcdesign.report.candidates import candidates_section
 from tcdesign.report.context import FIGURES_DIR, ReportContext
@@ -36,6 +37,11 @@ def write_report(
     target = Path(out) if out is not None else run_dir / REPORT_HTML
     if target.is_dir():
         target = target / REPORT_HTML
+    try:  # before any figure is drawn: an unusable --out is an input error, not a late crash
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / FIGURES_DIR).mkdir(exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot write the report: {exc.filename}: {exc.strerror}") from None
     return _write(ReportContext(run, target, progress))
 
 
