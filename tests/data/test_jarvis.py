@@ -259,4 +259,7 @@ def test_fetch_jarvis_verb(
     monkeypatch.setitem(sys.modules, "jarvis.db.figshare", figshare)
     assert main(["fetch-jarvis", "--out", str(out)]) == 0
     assert "wrote 3 structures" in capsys.readouterr().out
+    # a misspelt key is a bad argument (exit 2), not an internal error (exit 1)
+    assert main(["fetch-jarvis", "--target", "Tc_superconn", "--out", str(out)]) == 2
+    assert "no record has the key 'Tc_superconn'" in capsys.readouterr().err
     assert len(read_structures(out, ["tc"], require_targets=True)) == 3

@@ -36,6 +36,10 @@ MISSING = "na"  # how dft_3d marks a missing value
 DATASET = "dft_3d"
 
 
+class UnknownKeyError(ValueError):
+    """No dft_3d record has the requested key (most likely a misspelt key)."""
+
+
 def is_missing(value: Any) -> bool:
     """True for the ways a dft_3d value can be absent: ``"na"``, ``None``, empty or NaN."""
     if value is None:
@@ -90,7 +94,8 @@ def records_to_frame(
     Records whose target is missing (``"na"``, None, NaN or absent) are skipped, and so are
     records whose ``atoms`` cannot be converted; how many is logged and stored in
     ``frame.attrs["n_skipped_missing_target"]`` and ``frame.attrs["n_skipped_bad_structure"]``.
-    Raises ValueError if no record has the target key at all (most likely a misspelt key).
+    Raises :class:`UnknownKeyError` (a ValueError) if no record has the target key at all
+    (most likely a misspelt key).
     """
     rows: list[dict[str, Any]] = []
     n_seen = n_missing = n_bad = 0
@@ -120,7 +125,7 @@ def records_to_frame(
             row[key] = np.nan if is_missing(extra) else extra
         rows.append(row)
     if n_seen and not key_seen:
-        raise ValueError(f"no record has the key {target!r}")
+        raise UnknownKeyError(f"no record has the key {target!r}")
     value_columns = ["prop"] if target == TC_KEY else [target]
     columns = ["material_id", "cif", *value_columns]
     columns += [key for key in extra_keys if key not in columns]

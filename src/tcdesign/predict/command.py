@@ -2,8 +2,9 @@
 handlers; the work is in the library.
 
 Exit status: 0 success (also when some rows failed and were reported); 2 for unusable input
-(raised as InputError, turned into one line by ``cli.main``) or a non-empty --out without
---resume; 1 when the JARVIS download failed, and for internal errors.
+(raised as InputError, turned into one line by ``cli.main``), a non-empty --out without
+--resume, or a fetch-jarvis --target that no record has; 1 when the JARVIS download failed,
+and for internal errors.
 """
 
 from __future__ import annotations
@@ -105,13 +106,16 @@ def cmd_train_predictor(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch_jarvis(args: argparse.Namespace) -> int:
-    from tcdesign.data.jarvis import fetch_dft_3d
+    from tcdesign.data.jarvis import UnknownKeyError, fetch_dft_3d
 
     try:
         frame = fetch_dft_3d(args.target, args.out, args.extra_keys, args.store_dir)
     except RuntimeError as exc:  # jarvis-tools missing or the download failed
         print(f"tcdesign: {exc}", file=sys.stderr)
         return 1
+    except UnknownKeyError as exc:  # --target names a key that no dft_3d record has
+        print(f"tcdesign: --target {args.target}: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {len(frame)} structures with {args.target} to {args.out}")
     return 0
 
