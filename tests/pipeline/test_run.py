@@ -131,3 +131,17 @@ def test_out_that_is_a_file_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["run", "--out", str(out), "--n", "1", "--quiet"]) == 2
     assert "notes.txt: cannot be the run folder" in capsys.readouterr().err
     assert out.read_text() == "mine"
+
+
+def test_a_bug_inside_a_stage_is_exit_1_not_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every ValueError raised anywhere in the pipeline was printed as an input error with
+    exit status 2; only settings and the --out folder are the user's input."""
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("operands could not be broadcast together")
+
+    monkeypatch.setattr("tcdesign.pipeline.run.generate_stage", broken)
+    assert main(["run", "--out", str(tmp_path / "out"), "--n", "1", "--quiet"]) == 1
+    assert "internal error: ValueError: operands" in capsys.readouterr().err

@@ -52,11 +52,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings = make_run_settings(config, where=args.config or "settings", **flags)
         if settings.verify.pseudo_dir and not Path(settings.verify.pseudo_dir).is_dir():
             raise ValueError(f"--pseudo-dir {settings.verify.pseudo_dir}: no such folder")
-        started = time.perf_counter()
-        state = run_pipeline(args.out, settings, progress=not args.quiet)
     except ValueError as exc:
         print(f"tcdesign: {exc}", file=sys.stderr)
         return 2
+    # an unusable --out folder is an InputError (exit 2); any other error is internal (exit 1)
+    started = time.perf_counter()
+    state = run_pipeline(args.out, settings, progress=not args.quiet)
     minutes = (time.perf_counter() - started) / 60
     total = sum(state["seconds"].values()) / 60
     print(

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from tcdesign.data.io import StructureRecord, read_structures
+from tcdesign.data.io import InputError, StructureRecord, read_structures
 from tcdesign.pipeline.settings import RunSettings
 from tcdesign.screen.settings import STAGE_FIELDS
 
@@ -89,6 +89,11 @@ def settings_conflicts(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return conflicts
 
 
+class RunFolderError(InputError, ValueError):
+    """An --out folder that cannot take this run (not a folder, unreadable run.json, a run made
+    with other settings): an input error, exit status 2."""
+
+
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
@@ -103,22 +108,24 @@ class RunFolder:
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a file of that name, no permission, a read-only file system
-            raise ValueError(f"{out}: cannot be the run folder ({exc.strerror})") from None
+            raise RunFolderError(f"{out}: cannot be the run folder ({exc.strerror})") from None
         new = _jsonable(settings)
         self.state: dict[str, Any] = {}
         if self.path.exists():
             try:
                 self.state = json.loads(self.path.read_text())
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise ValueError(
+                raise RunFolderError(
                     f"{self.path} cannot be read ({exc}); it records the settings this run was "
                     "made with: restore it, or delete it to resume with the settings given now"
                 ) from None
             if not isinstance(self.state, dict):
-                raise ValueError(f"{self.path} does not hold a JSON object; restore or delete it")
+                raise RunFolderError(
+                    f"{self.path} does not hold a JSON object; restore or delete it"
+                )
             conflicts = settings_conflicts(self.state.get("settings", {}), new)
             if conflicts:
-                raise ValueError(
+                raise RunFolderError(
                     f"{out} holds a run made with other settings ({'; '.join(conflicts)}); "
                     "rerun with the same settings to resume it, or choose another --out"
                 )
@@ -340,7 +347,8 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """The whole pipeline into ``out``; returns the contents of ``out/run.json``.
 
-    Raises ValueError when ``out`` holds a run made with incompatible settings.
+    Raises :class:`RunFolderError` (a ValueError and an InputError) when ``out`` cannot be the
+    run folder or holds a run made with incompatible settings.
     """
     from tcdesign.screen import ScreenSettings
 
