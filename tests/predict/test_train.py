@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import lightning as L
 import numpy as np
@@ -178,6 +179,22 @@ def test_cli_trains_any_numeric_column(tmp_path, val_frame, capsys) -> None:
 
     table = pd.read_csv(pred)
     assert {"density_like", "density_like_std", "density_like_ref"} <= set(table.columns)
+
+
+def test_log1p_of_negative_targets_is_refused(tmp_path, val_frame, capsys) -> None:
+    """log1p clamps negative targets to 0: a formation-energy model trained on all zeros and
+    exited 0."""
+    frame = val_frame.iloc[:6].copy()
+    frame["e_form"] = np.linspace(-2.0, -0.5, len(frame))
+    train = tmp_path / "t.csv"
+    frame.to_csv(train, index=False)
+    argv = ["train", "predictor", "--train", str(train), "--val", str(train)]
+    argv += ["--out", str(tmp_path / "run"), "--target", "e_form", "--quiet"]
+    argv += ["--members", "1", "--epochs", "1", "--hidden", "8", "--accelerator", "cpu"]
+    assert main([*argv, "--transform", "log1p"]) == 2
+    assert "--transform log1p needs e_form >= 0" in capsys.readouterr().err
+    config = replace(TINY, target="e_form", transform="none")
+    assert len(load_training_data(train, train, "e_form", config, progress=False).train) == 6
 
 
 def test_bundled_paths_exist() -> None:

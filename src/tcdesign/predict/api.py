@@ -126,6 +126,13 @@ def load_training_data(
         good = [r for r in records if r.ok]
         if len(good) < 2:
             raise InputError(f"{path}: fewer than 2 usable rows with target {target!r}")
+        negative = [r.id for r in good if r.targets[target] < 0]
+        if config.transform == "log1p" and name == "train" and negative:
+            # log1p clamps them to 0: the model would silently learn 0 for every one of them
+            raise InputError(
+                f"{path}: --transform log1p needs {target} >= 0, but {len(negative)} rows are "
+                f"negative (e.g. {negative[0]}); use --transform none"
+            )
         splits[name] = GraphDataset(
             [r.structure for r in good],
             [r.targets[target] for r in good],
