@@ -343,3 +343,23 @@ def test_only_failed_relaxations_say_why(run_folder, copy_of) -> None:
     assert "are listed instead" not in text
     assert f"none of the {len(screened)} screened structures was relaxed" in text
     assert "volume exploded" in text and "atoms collapsed" in text
+
+
+def test_screened_without_relaxation_is_not_called_relaxed(run_folder, copy_of) -> None:
+    """A 'tcdesign screen --no-relax' folder (screen_settings.json relax false): the page called
+    the unrelaxed structures 'relaxed' (Tc figure legend, headline, candidates table)."""
+    folder = copy_of(run_folder)
+    method = folder / "substitution"
+    shutil.rmtree(method / "relaxed")
+    screened = pd.read_csv(method / "screened.csv", dtype={"id": str})
+    screened["relaxed_cif"] = ""
+    screened.to_csv(method / "screened.csv", index=False)
+    (method / "screen_settings.json").write_text(json.dumps({"relax": False, "fmax": 0.05}))
+    assert not load_run(folder).methods[0].relaxed
+    page = parse(write_report(folder, progress=False))
+    text = " ".join(page.text)
+    assert "screened without relaxation" in text
+    assert "(passed, unrelaxed)" in text and "(passed, relaxed)" not in text
+    assert "predicted Tc of the structure as screened" in text
+    (folder / "substitution" / "screen_settings.json").write_text(json.dumps({"relax": True}))
+    assert load_run(folder).methods[0].relaxed

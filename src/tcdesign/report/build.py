@@ -114,7 +114,13 @@ def _missing_notes(method: MethodRun) -> list[str]:
             f"{method.name}: not screened yet (no screened.csv): relaxed and passed are "
             "'not run', and the Tc figures use predictions on the unrelaxed structures."
         )
-    elif "tc_unrelaxed" not in method.screened.columns:
+    elif not method.relaxed:
+        notes.append(
+            f"{method.name}: screened without relaxation (screen --no-relax): 'relaxed' "
+            "counts the structures scored as generated, and their Tc, energies and space "
+            "groups are those of the unrelaxed structures."
+        )
+    if method.screened is not None and "tc_unrelaxed" not in method.screened.columns:
         notes.append(
             f"{method.name}: screened.csv has no tc_unrelaxed column; the Tc of the "
             "unrelaxed structures was predicted for this report."

@@ -45,9 +45,10 @@ def candidates_section(ctx: ReportContext) -> Markup:
     screened = pd.concat(frames, ignore_index=True)
     passed = screened[screened.passed].sort_values("tc", ascending=False)
     if len(passed):
+        relaxed = all(m.relaxed for m in ctx.run.methods if m.screened is not None)
         title = (
             f"{len(passed)} candidates passed the screening rules, sorted by predicted Tc of "
-            "the relaxed structure"
+            + ("the relaxed structure" if relaxed else "the structure as screened")
         )
         shown = passed
     elif (screened.status == "ok").any():

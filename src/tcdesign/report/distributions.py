@@ -140,7 +140,8 @@ def _tc_series(ctx: ReportContext, method: MethodRun) -> list[figures.Series]:
         ok = method.screened[method.screened.status == "ok"]
         values = as_float(ok.tc).to_numpy(float)
         if np.isfinite(values).any():
-            series.append(figures.Series(f"{method.name}, relaxed", values, color, True))
+            kind = "relaxed" if method.relaxed else "screened unrelaxed (--no-relax)"
+            series.append(figures.Series(f"{method.name}, {kind}", values, color, True))
     return series
 
 

@@ -104,9 +104,10 @@ def best_predicted(ctx: ReportContext) -> str:
     for method in ctx.run.methods:
         if method.screened is not None and "passed" in method.screened.columns:
             passed = method.screened[as_bool(method.screened.passed)]
+            kind = "passed, relaxed" if method.relaxed else "passed, unrelaxed"
             for _, row in passed.iterrows():
                 tc = as_float(pd.Series([row.get("tc")]))[0]
-                rows.append((tc, row.get("formula"), "passed, relaxed"))
+                rows.append((tc, row.get("formula"), kind))
     if not rows:
         for frame in ctx.unrelaxed.values():
             for _, row in frame.iterrows():

@@ -35,6 +35,7 @@ GENERATED_CSV = "generated.csv"
 SCREENED_CSV = "screened.csv"
 VERIFY_CSV = "verify.csv"
 RUN_JSON = "run.json"
+SCREEN_SETTINGS_JSON = "screen_settings.json"  # tcdesign screen's per-candidate settings
 VERIFY_DIR = "verify"
 DEFAULT_TC_MIN = 5.0  # K; the paper's screening rule, used when run.json does not set tc_min
 METHOD_ORDER = ("cdvae", "substitution")  # known methods first, in this order
@@ -50,6 +51,7 @@ class MethodRun:
     folder: Path
     generated: pd.DataFrame | None = None
     screened: pd.DataFrame | None = None
+    relaxed: bool = True  # False: screened without relaxation (tcdesign screen --no-relax)
 
 
 @dataclass
@@ -181,6 +183,12 @@ def _load_method(name: str, folder: Path) -> MethodRun:
         run.generated = read_table(folder / GENERATED_CSV, ("id", "status"))
     if (folder / SCREENED_CSV).is_file():
         run.screened = read_table(folder / SCREENED_CSV, ("id", "status"))
+    try:
+        screen_settings = json.loads((folder / SCREEN_SETTINGS_JSON).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        screen_settings = None
+    if isinstance(screen_settings, dict) and screen_settings.get("relax") is False:
+        run.relaxed = False
     return run
 
 
