@@ -1,4 +1,5 @@
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,31 @@ def test_relax_input_keeps_cell_namelist(fcc_al):
     assert namelists["control"]["calculation"] == "vc-relax"
     assert namelists["cell"]["press_conv_thr"] == 0.5
     assert namelists["system"]["ecutwfc"] == 25.0  # the preset: the file suggests no cutoff
+
+
+def test_spin_polarised_input_starts_ferromagnetic_under_its_own_prefix(fcc_al):
+    """The magnetism check's scf: nspin 2, every species half polarised, and a prefix of its
+    own so that it never overwrites the charge density the phonons start from."""
+    plain = inputs.pw_input(
+        fcc_al, AL_PSEUDO, make_settings(), calculation="scf", kpts=(8, 8, 8), pseudo_dir="/p"
+    )
+    spin = inputs.pw_input(
+        fcc_al,
+        AL_PSEUDO,
+        make_settings(),
+        calculation="scf",
+        kpts=(8, 8, 8),
+        pseudo_dir="/p",
+        spin=True,
+    )
+    plain_lists, _ = read_fortran_namelist(io.StringIO(plain))
+    spin_lists, _ = read_fortran_namelist(io.StringIO(spin))
+    assert "nspin" not in plain_lists["system"] and "starting_magnetization" not in plain
+    assert plain_lists["control"]["prefix"] == inputs.PREFIX
+    assert spin_lists["system"]["nspin"] == 2
+    assert re.search(r"starting_magnetization\(1\)\s*=\s*0\.5\n", spin)
+    assert spin_lists["control"]["prefix"] == inputs.SPIN_PREFIX != inputs.PREFIX
+    assert spin_lists["control"]["outdir"] == plain_lists["control"]["outdir"]
 
 
 def test_ph_q2r_matdyn_inputs_parse_back():

@@ -66,3 +66,16 @@ def test_version_failure_and_relaxed_structure():
         "     convergence NOT achieved after 1 iterations: stopping\n"
     )
     assert parsers.qe_failure("Program PWSCF v.6.7 starts on\n") is not None
+
+
+def test_magnetization_is_the_last_iteration_of_a_spin_polarised_run():
+    text = """
+     total magnetization       =     3.10 Bohr mag/cell
+     absolute magnetization    =     3.20 Bohr mag/cell
+     iteration #  2     ecut=    30.00 Ry     beta= 0.50
+     total magnetization       =     2.21 Bohr mag/cell
+     absolute magnetization    =     2.35 Bohr mag/cell
+!    total energy              =    -329.0 Ry
+"""
+    assert parsers.magnetization(text) == (2.21, 2.35)
+    assert parsers.magnetization("!    total energy              =    -39.0 Ry\n") is None

@@ -11,7 +11,7 @@ from pymatgen.core import Lattice, Structure
 from tcdesign.verify.command import register
 from tcdesign.verify.pseudo import DEBIAN_PSEUDO_DIR
 from tcdesign.verify.settings import make_settings
-from tcdesign.verify.workflow import verify
+from tcdesign.verify.workflow import StepRunner, verify
 from tests.processes import wait_gone
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -134,6 +134,8 @@ def test_real_al_end_to_end(al_run):
     assert len(result["broadenings"]) == 10 and set(result["timings_s"]) >= {"ph", "matdyn"}
     assert (folder / "run" / "alpha2F.csv").read_text().startswith("omega_cm1,omega_K,a2F_sigma")
     assert (folder / "run" / "phonon_dos.csv").exists()
+    assert result["magnetic"] is None and result["magnetism_check"].startswith("not run")
+    assert "magnetism" not in result["timings_s"]  # no d- or f-block element
     assert seconds < 120
 
 
@@ -275,3 +277,65 @@ def test_qe_ends_when_its_parent_is_killed_outright(tmp_path, monkeypatch):
         assert wait_gone([qe_pid], timeout=10) == []
     finally:
         parent.kill()
+
+
+def test_a_branch_step_leaves_the_hashes_of_the_later_steps_alone(tmp_path, monkeypatch):
+    """The magnetism check is a side branch: a run that adds it (a run started before the check
+    existed, then resumed) must not compute its finished scf and phonons again."""
+    fake_qe(tmp_path, monkeypatch, "cat > /dev/null\necho '   JOB DONE.'\n")
+
+    def markers(with_branch: bool) -> dict[str, str]:
+        runner = StepRunner(tmp_path / f"run_{with_branch}")
+        runner.run("relax", "pw.x", "relax input")
+        if with_branch:
+            runner.run("magnetism", "pw.x", "spin input", branch=True)
+        runner.run("scf", "pw.x", "scf input")
+        folder = runner.markers
+        return {p.stem: json.loads(p.read_text())["hash"] for p in folder.glob("*.done")}
+
+    plain, branched = markers(False), markers(True)
+    assert set(branched) == {"relax", "magnetism", "scf"}
+    assert branched["scf"] == plain["scf"] and branched["relax"] == plain["relax"]
+
+
+@pytest.mark.skipif(not HAVE_QE, reason="Quantum ESPRESSO (pw.x) is not installed")
+def test_real_ferromagnetic_iron_is_reported_magnetic_without_phonons(tmp_path, capsys):
+    """bcc Fe keeps its moment in the spin-polarised check (cheap grids: about 3 Bohr
+    magnetons here, 2.2 converged), so it gets status 'magnetic' and ph.x never runs."""
+    cif = tmp_path / "Fe.cif"
+    Structure(Lattice.cubic(2.83), ["Fe", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(cif))
+    out = tmp_path / "run"
+    argv = ["verify", str(cif), "--out", str(out), "--no-relax", "--k-spacing", "0.7"]
+    code = run_cli(argv + ["--ecutwfc", "30", "--ecutrho", "240"])
+    assert code == 0
+    saved = json.loads((out / "result.json").read_text())
+    assert saved["status"] == "magnetic" and saved["error_kind"] == "magnetic"
+    assert saved["magnetic"] is True and saved["magnetization_muB"]["absolute_per_atom"] > 1.0
+    assert saved["tc_K"] is None and "magnetic" in capsys.readouterr().err
+    assert sorted(p.name for p in (out / "qe" / "markers").glob("*.done")) == ["magnetism.done"]
+    assert not (out / "qe" / "ph.in").exists()
+    assert not list((out / "qe" / "tmp").glob("qe_spin*"))  # its scratch files are removed
+
+
+def test_a_transition_metal_without_a_moment_goes_on_to_the_phonons(tmp_path, monkeypatch):
+    """Nb keeps no moment in the spin-polarised check (stand-in QE prints 0.01 Bohr magnetons):
+    the run goes past it; with the check off it is not run at all."""
+    fake_qe(
+        tmp_path,
+        monkeypatch,
+        "cat > /dev/null\necho '     total magnetization = 0.00 Bohr mag/cell'\n"
+        "echo '     absolute magnetization = 0.01 Bohr mag/cell'\necho '   JOB DONE.'\n",
+    )
+    pseudo = fake_pseudo_dir(tmp_path)
+    (pseudo / "Nb.fake.UPF").write_text(
+        (pseudo / "Al.fake.UPF").read_text().replace('element="Al"', 'element="Nb"')
+    )
+    nb = Structure(Lattice.cubic(3.3), ["Nb", "Nb"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    result = verify(nb, tmp_path / "run", make_settings("coarse", relax=False), pseudo)
+    assert result.data["magnetic"] is False
+    assert result.data["magnetization_muB"]["absolute_per_atom"] == pytest.approx(0.01)
+    assert result.status == "error"  # the stand-ins write no phonons, but every step ran
+    assert {"magnetism", "scf_fit", "scf", "ph"} <= set(result.data["timings_s"])
+    off = make_settings("coarse", relax=False, magnetism_check=False)
+    result = verify(nb, tmp_path / "off", off, pseudo)
+    assert result.data["magnetic"] is None and "magnetism" not in result.data["timings_s"]

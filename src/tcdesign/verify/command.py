@@ -42,6 +42,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 overrides[name] = getattr(args, dest)
         if args.no_relax:
             overrides["relax"] = False
+        if args.no_magnetism_check:
+            overrides["magnetism_check"] = False
         preset = args.preset or overrides.pop("preset", "coarse")
         overrides.pop("preset", None)
         settings = make_settings(preset, **overrides)
@@ -79,7 +81,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if len(ok):
         shown = ok[["id", "formula", "lambda", "omega_log_K", "tc_K", "dynamically_stable"]]
         print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"{len(ok)} verified, {len(table) - len(ok)} failed; wrote {out / 'verify.csv'}")
+    magnetic = int((table.status == "magnetic").sum())
+    failed = len(table) - len(ok) - magnetic
+    print(
+        f"{len(ok)} verified, {magnetic} magnetic (no phonons), {failed} failed; "
+        f"wrote {out / 'verify.csv'}"
+    )
     return 0
 
 
@@ -90,9 +97,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
         help="DFT electron-phonon Tc with Quantum ESPRESSO (relax, scf, ph.x, matdyn)",
         description="Relax (pw.x vc-relax), scf, DFPT electron-phonon coupling (ph.x, "
         "interpolated), q2r.x and matdyn.x, then alpha2F -> lambda, omega_log and the "
-        "Allen-Dynes Tc, with an imaginary-mode check. Writes OUT/result.json (lambda, "
-        "omega_log_K, tc_K, min_freq_cm1, dynamically_stable, status, ...), OUT/alpha2F.csv "
-        "and OUT/phonon_dos.csv; for a CSV or folder, OUT/<id>/ per structure and "
+        "Allen-Dynes Tc, with an imaginary-mode check; crystals with d- or f-block elements "
+        "first get a spin-polarised scf, and one that stays magnetic is reported as such "
+        "(status 'magnetic') instead of getting a meaningless non-magnetic Tc. Writes "
+        "OUT/result.json (lambda, omega_log_K, tc_K, min_freq_cm1, dynamically_stable, "
+        "status, ...), OUT/alpha2F.csv and OUT/phonon_dos.csv; for a CSV or folder, OUT/<id>/ "
+        "per structure and "
         "OUT/verify.csv. Rerunning skips completed steps.",
     )
     parser.add_argument("input", help="a CIF or POSCAR file, a folder of them, or a CSV with 'cif'")
@@ -121,6 +131,14 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "a [pseudopotentials] table maps element to file); flags override it",
     )
     parser.add_argument("--no-relax", action="store_true", help="skip the pw.x vc-relax")
+    parser.add_argument(
+        "--no-magnetism-check",
+        action="store_true",
+        help="skip the spin-polarised scf (ferromagnetic start) run before the phonons for "
+        "crystals with d- or f-block elements; by default a crystal that keeps more than "
+        "magnetic_moment_tol (0.05 Bohr magnetons per atom) gets status 'magnetic' and no "
+        "phonons",
+    )
     parser.add_argument("--ecutwfc", type=float, default=None, help="wavefunction cutoff (Ry)")
     parser.add_argument("--ecutrho", type=float, default=None, help="density cutoff (Ry)")
     parser.add_argument(

@@ -21,6 +21,8 @@ from tcdesign.verify.settings import VerifySettings
 
 PREFIX = "qe"  # pw.x/ph.x prefix of every run
 OUTDIR = "tmp"  # scratch folder, relative to the run folder
+SPIN_PREFIX = "qe_spin"  # the spin-polarised magnetism check's prefix
+STARTING_MAGNETIZATION = 0.5  # fraction of each atom's valence charge polarised at the start
 FILDYN = "dyn"  # ph.x dynamical matrices: dyn0 (q-grid), dyn1..dynN
 FLFRC = "ifc"  # q2r.x force constants
 FLDOS = "phonon.dos"  # matdyn.x phonon DOS
@@ -90,8 +92,12 @@ def pw_input(
     kpts: Grid,
     pseudo_dir: str,
     la2F: bool = False,
+    spin: bool = False,
 ) -> str:
-    """pw.x input for ``calculation`` ('scf' or 'vc-relax'), non-spin-polarised, smeared."""
+    """pw.x input for ``calculation`` ('scf' or 'vc-relax'), smeared, non-spin-polarised; with
+    ``spin`` a spin-polarised scf from a ferromagnetic start (half the valence charge of every
+    atom polarised) under its own prefix (:data:`SPIN_PREFIX`), so that it never overwrites
+    the non-spin-polarised charge density the phonons start from."""
     ecutwfc, ecutrho = cutoffs(pseudos, settings)
     system: dict[str, object] = {
         "ecutwfc": ecutwfc,
@@ -102,10 +108,12 @@ def pw_input(
     }
     if la2F:
         system["la2F"] = True
+    if spin:
+        system["nspin"] = 2
     input_data = {
         "control": {
             "calculation": calculation,
-            "prefix": PREFIX,
+            "prefix": SPIN_PREFIX if spin else PREFIX,
             "outdir": OUTDIR,
             "pseudo_dir": pseudo_dir,
             "tprnfor": True,
@@ -120,6 +128,8 @@ def pw_input(
         else {},
     }
     atoms = AseAtomsAdaptor.get_atoms(structure)
+    if spin:  # ASE writes starting_magnetization(i) from the initial moments
+        atoms.set_initial_magnetic_moments([STARTING_MAGNETIZATION] * len(atoms))
     buffer = io.StringIO()
     write_espresso_in(
         buffer,

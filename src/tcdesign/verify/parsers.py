@@ -52,6 +52,16 @@ def relaxation_converged(text: str) -> bool:
     return "bfgs converged" in text or "End final coordinates" in text
 
 
+def magnetization(text: str) -> tuple[float, float] | None:
+    """(total, absolute) magnetisation per cell in Bohr magnetons at the end of a spin-polarised
+    pw.x run; None when the output has none (a non-spin-polarised run)."""
+    total = re.findall(r"total magnetization\s*=\s*(\S+)", text)
+    absolute = re.findall(r"absolute magnetization\s*=\s*(\S+)", text)
+    if not total or not absolute:
+        return None
+    return float(total[-1]), float(absolute[-1])
+
+
 def read_relaxed_structure(path: Path) -> Structure:
     """Last structure of a pw.x (vc-)relax output, via ASE's espresso-out reader (A)."""
     from ase.io import read

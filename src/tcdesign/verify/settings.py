@@ -49,6 +49,12 @@ class VerifySettings:
     relax_max_steps: int = 100  # vc-relax ionic steps; the last geometry is used if reached
     spread_tolerance: float = 0.1  # converged when lambda spread over middle broadenings <= this
     imaginary_tolerance_cm1: float = 10.0  # stable unless a mode is below -tolerance
+    # a spin-polarised scf (ferromagnetic start) of crystals with d- or f-block elements before
+    # the phonons: a crystal that keeps a moment above the tolerance (Bohr magnetons per atom,
+    # absolute magnetisation) gets status 'magnetic' and no phonons, since a non-spin-polarised
+    # electron-phonon Tc would describe a state it is not in
+    magnetism_check: bool = True
+    magnetic_moment_tol: float = 0.05
     np: int = 1  # MPI ranks for pw.x and ph.x (mpirun when > 1)
     timeout_s: float = 6 * 3600.0  # per QE step
     pseudopotentials: dict[str, str] = field(default_factory=dict)  # element -> file name

@@ -11,10 +11,13 @@ Layout of ``out`` (the run folder):
   it nor anything upstream changed; a run killed mid-step redoes that step (ph.x continues with
   ``recover=.true.`` from its own restart files when its input is unchanged).
 
-Steps: ``relax`` (pw.x vc-relax, optional), ``scf_fit`` (pw.x on the dense k-grid with la2F),
-``scf`` (pw.x on the k-grid of ph.x), ``ph`` (electron_phonon='interpolated' on the q-grid),
-``q2r``, ``matdyn`` (phonon DOS and alpha2F on a fine mesh) and ``lambda_x`` (QE's lambda.x on
-the same run, kept as a cross-check, not used for the headline values).
+Steps: ``relax`` (pw.x vc-relax, optional), ``magnetism`` (a spin-polarised pw.x scf from a
+ferromagnetic start, for crystals with d- or f-block elements; a crystal that keeps a moment
+stops here with status 'magnetic'; a side branch of the hash chain), ``scf_fit`` (pw.x on the
+dense k-grid with la2F), ``scf`` (pw.x on the k-grid of ph.x), ``ph``
+(electron_phonon='interpolated' on the q-grid), ``q2r``, ``matdyn`` (phonon DOS and alpha2F on
+a fine mesh) and ``lambda_x`` (QE's lambda.x on the same run, kept as a cross-check, not used
+for the headline values).
 
 Minimum frequency: over matdyn's mesh (acoustic sum rule imposed) and ph.x's q-grid without the
 three acoustic modes at Gamma (raw DFPT there has no sum rule). ``dynamically_stable`` is false
@@ -70,9 +73,14 @@ class QEError(RuntimeError):
         self.kind = kind
 
 
+class MagneticCrystalError(RuntimeError):
+    """The spin-polarised check found a moment: no non-spin-polarised phonons for this crystal."""
+
+
 @dataclass
 class EPCResult:
-    """What ``result.json`` holds; ``status`` is 'ok' or 'error' (then ``error`` says why)."""
+    """What ``result.json`` holds; ``status`` is 'ok', 'magnetic' (the crystal keeps a magnetic
+    moment, so no electron-phonon run) or 'error'; ``error`` says why when it is not 'ok'."""
 
     status: str
     error: str | None = None
@@ -147,6 +155,7 @@ class StepRunner:
         check_job_done: bool = True,
         restartable_input: str | None = None,
         step_limit_ok: bool = False,
+        branch: bool = False,
     ) -> str:
         """Run ``program`` on ``input_text`` unless its marker says it is done; return its log.
 
@@ -154,7 +163,9 @@ class StepRunner:
         step (same hash) was interrupted (ph.x with recover=.true.); when that restart fails, the
         step runs again from the start. ``step_limit_ok``: pw.x reaching ``nstep`` (exit status
         3 after JOB DONE) is a finished step, not a failure (a relaxation that keeps its last
-        geometry).
+        geometry). ``branch``: a side step (the magnetism check) whose hash depends on what is
+        upstream but which leaves the chain of the steps after it unchanged, so that adding or
+        dropping it never makes a finished run compute its phonons again.
         """
         key = _hash(self.chain, input_text)
         marker = self.markers / f"{step}.done"
@@ -162,7 +173,8 @@ class StepRunner:
         if self.done(step, input_text) and log.exists():
             self.skipped.append(step)
             self.timings[step] = json.loads(marker.read_text()).get("seconds", 0.0)
-            self.chain = key
+            if not branch:
+                self.chain = key
             return log.read_text(errors="replace")
         marker.unlink(missing_ok=True)
         started = self.markers / f"{step}.started"
@@ -187,7 +199,8 @@ class StepRunner:
         marker.write_text(json.dumps({"hash": key, "seconds": round(seconds, 3)}))
         started.unlink(missing_ok=True)
         self.timings[step] = seconds
-        self.chain = key
+        if not branch:
+            self.chain = key
         return output
 
     def _execute(
@@ -360,6 +373,7 @@ def _run_steps(
     grids = inputs.epc_grids(structure, settings)
     qgrid, kgrid, fit_grid, dos_grid = grids["q"], grids["k"], grids["k_fit"], grids["dos_q"]
     data["grids"] = grids
+    _check_magnetism(runner, structure, pseudos, settings, pseudo_path, kgrid, data)
     text = inputs.pw_input(
         structure,
         pseudos,
@@ -393,6 +407,71 @@ def _run_steps(
     except (QEError, ValueError, IndexError, OSError) as exc:  # a cross-check, not the result
         data["lambda_x"] = []
         data["lambda_x_error"] = str(exc)
+
+
+def may_be_magnetic(structure: Structure) -> bool:
+    """Whether a crystal has an element with an open d or f shell (transition metals,
+    lanthanides, actinides), the ones whose compounds can order magnetically."""
+    return any(
+        e.is_transition_metal or e.is_lanthanoid or e.is_actinoid
+        for e in structure.composition.elements
+    )
+
+
+def _check_magnetism(
+    runner: StepRunner,
+    structure: Structure,
+    pseudos: dict[str, Pseudopotential],
+    settings: VerifySettings,
+    pseudo_path: str,
+    kgrid: inputs.Grid,
+    data: dict[str, Any],
+) -> None:
+    """The ``magnetism`` step: a spin-polarised scf from a ferromagnetic start (a side branch
+    of the step chain); raises :class:`MagneticCrystalError` when the moment survives. Ferromagnetic
+    order only: an antiferromagnet needs a supercell and is not detected."""
+    data["magnetic"] = None
+    if not settings.magnetism_check:
+        data["magnetism_check"] = "off (magnetism_check = false)"
+        return
+    if not may_be_magnetic(structure):
+        data["magnetism_check"] = "not run: no d- or f-block element"
+        return
+    text = inputs.pw_input(
+        structure,
+        pseudos,
+        settings,
+        calculation="scf",
+        kpts=kgrid,
+        pseudo_dir=pseudo_path,
+        spin=True,
+    )
+    log = runner.run("magnetism", "pw.x", text, parallel=True, branch=True)
+    for scratch in (runner.workdir / inputs.OUTDIR).glob(f"{inputs.SPIN_PREFIX}.*"):
+        if scratch.is_dir():  # its wavefunctions are not needed again
+            shutil.rmtree(scratch, ignore_errors=True)
+        else:
+            scratch.unlink(missing_ok=True)
+    moments = parsers.magnetization(log)
+    if moments is None:
+        raise QEError("magnetism", "no magnetisation in the spin-polarised scf output", "parse")
+    total, absolute = moments
+    per_atom = absolute / len(structure)
+    data["magnetism_check"] = "ferromagnetic start, spin-polarised scf"
+    data["magnetization_muB"] = {
+        "total_per_cell": total,
+        "absolute_per_cell": absolute,
+        "absolute_per_atom": per_atom,
+    }
+    data["magnetic"] = bool(per_atom > settings.magnetic_moment_tol)
+    if data["magnetic"]:
+        raise MagneticCrystalError(
+            f"magnetic: a spin-polarised scf keeps {per_atom:.2f} Bohr magnetons per atom "
+            f"(total {total:.2f} per cell), above magnetic_moment_tol "
+            f"{settings.magnetic_moment_tol}; the non-spin-polarised electron-phonon run would "
+            "describe a state the crystal is not in, so it was not run "
+            "(--no-magnetism-check runs it anyway)"
+        )
 
 
 def _summarize(
@@ -516,6 +595,9 @@ def verify(
                 kind="qe_not_found",
             )
         _run_steps(cell, out, settings, pseudos, directory, data)
+    except MagneticCrystalError as exc:
+        result = EPCResult("magnetic", str(exc), data)
+        data["error_kind"] = "magnetic"
     except PseudopotentialError as exc:
         result = EPCResult("error", str(exc), data)
         data["error_kind"] = "pseudopotential"
