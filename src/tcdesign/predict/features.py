@@ -26,7 +26,11 @@ def _chgnet():
     from chgnet.model import CHGNet
 
     with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints a banner when it loads
-        return CHGNet.load(verbose=False)
+        model = CHGNet.load(verbose=False)
+    # an atom with no neighbour within CHGNet's 6 A raised ValueError, ending a whole run over
+    # many structures; its features are then its element embedding through the layers
+    model.graph_converter.set_isolated_atom_response("ignore")
+    return model
 
 
 def chgnet_atom_features(
