@@ -15,6 +15,7 @@ from tcdesign.pipeline.run import (
     earlier_verification,
     funnel_counts,
     rank_candidates,
+    run_pipeline,
     verified_counts,
     verify_stage,
 )
@@ -242,3 +243,21 @@ def test_stage_times_add_up_over_invocations(tmp_path: Path) -> None:
     resumed = RunFolder(tmp_path, make_run_settings().as_dict())
     resumed.record("screen", 1.5)
     assert json.loads((tmp_path / "run.json").read_text())["seconds"]["screen"] == 61.5
+
+
+def test_a_failed_report_leaves_the_run_unfinished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run.json said 'finished' (set for the report's header) when the report then crashed or
+    was interrupted."""
+    monkeypatch.setattr("tcdesign.pipeline.run.generate_stage", lambda *args: None)
+    monkeypatch.setattr("tcdesign.pipeline.run.screen_stage", lambda *args: None)
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("tcdesign.report.write_report", interrupted)
+    settings = make_run_settings({"run": {"n": 1, "methods": ["substitution"]}})
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(tmp_path, settings, progress=False, echo=lambda line: None)
+    assert json.loads((tmp_path / "run.json").read_text())["finished"] is None

@@ -415,9 +415,14 @@ def run_pipeline(
         started = time.perf_counter()
         from tcdesign.report import write_report
 
-        folder.state["finished"] = _now()
+        folder.state["finished"] = _now()  # the report shows when the pipeline finished
         folder.save()
-        html = write_report(out, progress=progress)
+        try:
+            html = write_report(out, progress=progress)
+        except BaseException:  # a failed or interrupted report: the run is not finished
+            folder.state["finished"] = None
+            folder.save()
+            raise
         echo(f"  wrote {html}")
         folder.record("report", time.perf_counter() - started)
     folder.state["finished"] = _now()
