@@ -64,6 +64,7 @@ def test_physics_of_the_relaxed_cells(screened):
     assert rows["nacl"].gap > 3.0 and not rows["nacl"].metallic
     assert rows["mgb2"].spacegroup == "P6/mmm" and rows["mgb2"].metallic
     assert rows["mgb2"].e_form < 0
+    assert (table[table.status == "ok"].magmom < 0.1).all()  # no magnetic crystal among them
     cif = out / al.relaxed_cif
     assert al.relaxed_cif == "relaxed/al.cif" and cif.is_file()
     relaxed = Structure.from_file(cif)

@@ -7,8 +7,14 @@ import math
 import numpy as np
 import pytest
 from ase import Atoms
+from pymatgen.core import Lattice, Structure
 
-from tcdesign.screen.relax import RelaxationError, _check, relax_structure
+from tcdesign.screen.relax import (
+    RelaxationError,
+    _check,
+    relax_structure,
+    static_energy_and_moment,
+)
 from tests.screen.conftest import FCC, americium, fcc_al
 
 
@@ -55,3 +61,15 @@ def test_step_cap_stops_an_unfinished_relaxation():
     result = relax_structure(fcc_al(4.6), max_steps=2, fmax=1e-4)
     assert result.status == "ok"
     assert result.steps == 2 and not result.converged
+
+
+def test_chgnet_moments_flag_iron_and_not_aluminium():
+    """The magmom column: mean |site moment| CHGNet predicts, bcc Fe about 2.2 Bohr magnetons
+    (DFT 2.2), fcc Al none."""
+    iron = Structure(Lattice.cubic(2.87), ["Fe", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    relaxed = relax_structure(iron, max_steps=50)
+    assert relaxed.status == "ok" and relaxed.magmom == pytest.approx(2.2, abs=0.4)
+    energy, moment = static_energy_and_moment(iron)
+    assert moment == pytest.approx(2.2, abs=0.4) and math.isfinite(energy)
+    assert relax_structure(fcc_al(4.04), max_steps=20).magmom < 0.05
+    assert math.isnan(relax_structure(americium()).magmom)  # failed: no moment

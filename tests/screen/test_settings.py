@@ -43,8 +43,8 @@ def test_toml_table(tmp_path):
         read_settings_toml(tmp_path / "bad.toml")
 
 
-def row(tc=10.0, tc_std=2.0, e_form=-0.3, gap=0.0, e_hull=0.05) -> dict:
-    return {"tc": tc, "tc_std": tc_std, "e_form": e_form, "gap": gap, "e_hull": e_hull}
+def row(tc=10.0, tc_std=2.0, e_form=-0.3, gap=0.0, e_hull=0.05, **more) -> dict:
+    return {"tc": tc, "tc_std": tc_std, "e_form": e_form, "gap": gap, "e_hull": e_hull, **more}
 
 
 def test_rules():
@@ -57,6 +57,11 @@ def test_rules():
     # the hull rule only when asked for
     assert rule_failures(row(e_hull=0.5), settings) == []
     assert rule_failures(row(e_hull=0.5), ScreenSettings(ehull_max=0.1)) == ["e_hull"]
+    # the magnetism rule likewise; a row without a moment (an older progress file) fails it
+    assert rule_failures(row(magmom=1.2), settings) == []
+    assert rule_failures(row(magmom=1.2), ScreenSettings(magmom_max=0.5)) == ["magmom"]
+    assert rule_failures(row(magmom=0.01), ScreenSettings(magmom_max=0.5)) == []
+    assert rule_failures(row(), ScreenSettings(magmom_max=0.5)) == ["magmom"]
     # uncertainty-aware: 10 - 2 * 2 = 6 passes 5 K, 10 - 3 * 2 = 4 does not
     assert rule_failures(row(), ScreenSettings(tc_sigma_k=2.0)) == []
     assert rule_failures(row(), ScreenSettings(tc_sigma_k=3.0)) == ["tc"]

@@ -75,6 +75,7 @@ COLUMNS = [
     "duplicate_of",  # id of the earlier candidate this one matches
     "metallic",
     "p_metal",  # probability of being a metal (CGCNN classifier)
+    "magmom",  # Bohr magnetons per atom: mean |site moment| CHGNet predicts (relaxed structure)
     "e_form_chgnet",  # eV/atom, always the CHGNet value
     "e_form_source",
     "ehull_reference",  # which reference set the hull used
@@ -109,6 +110,7 @@ FLOAT_FIELDS = (
     "e_form_chgnet",
     "e_hull",
     "energy_per_atom",
+    "magmom",
     "max_force",
     "volume_change",
     "stage_seconds",
@@ -399,7 +401,8 @@ def with_references(
 
 
 def rule_failures(row: dict[str, Any], settings: ScreenSettings) -> list[str]:
-    """Names of the rules an ok candidate fails (tc, e_form, gap, e_hull); NaN fails a rule."""
+    """Names of the rules an ok candidate fails (tc, e_form, gap, e_hull, magmom); NaN fails
+    a rule."""
     failed = []
     tc_lower = row["tc"] - settings.tc_sigma_k * row["tc_std"]
     if not tc_lower >= settings.tc_min:
@@ -410,6 +413,8 @@ def rule_failures(row: dict[str, Any], settings: ScreenSettings) -> list[str]:
         failed.append("gap")
     if settings.ehull_max is not None and not row["e_hull"] <= settings.ehull_max:
         failed.append("e_hull")
+    if settings.magmom_max is not None and not row.get("magmom", math.nan) <= settings.magmom_max:
+        failed.append("magmom")
     return failed
 
 

@@ -20,7 +20,7 @@ from pymatgen.core import Composition, Structure
 
 from tcdesign.generate.metrics import space_group_number
 from tcdesign.screen.hull import EformScale, ReferenceSet, fetch_mp_references
-from tcdesign.screen.relax import relax_structure, static_energy_per_atom
+from tcdesign.screen.relax import relax_structure, static_energy_and_moment
 from tcdesign.screen.settings import ScreenSettings
 
 SYMMETRIZE_TOLERANCE = 0.005  # eV/atom; refined cell kept unless CHGNet puts it this much higher
@@ -131,11 +131,11 @@ def _stage(job: CandidateJob) -> dict[str, Any]:
         if result.status != "ok":
             row.update(status="failed", error=f"relaxation failed: {result.error}")
             return row
-        relaxed, energy = result.structure, result.energy_per_atom
+        relaxed, energy, magmom = result.structure, result.energy_per_atom, result.magmom
     else:
         relaxed = structure
         try:
-            energy = static_energy_per_atom(structure)
+            energy, magmom = static_energy_and_moment(structure)
         except (RuntimeError, ValueError, IndexError) as exc:
             row.update(status="failed", error=f"CHGNet: {type(exc).__name__}: {exc}")
             return row
@@ -146,14 +146,16 @@ def _stage(job: CandidateJob) -> dict[str, Any]:
     if settings.symmetrize:
         refined = symmetrized(relaxed, settings.symprec)
         if refined is not None:
-            refined_energy = static_energy_per_atom(refined)
+            refined_energy, refined_magmom = static_energy_and_moment(refined)
             if math.isfinite(refined_energy) and refined_energy <= energy + SYMMETRIZE_TOLERANCE:
                 relaxed, energy, is_symmetrized = refined, refined_energy, True
+                magmom = refined_magmom
     symbol, number = spacegroup_of(relaxed, settings.symprec)
     row.update(
         status="ok",
         error="",
         energy_per_atom=energy,
+        magmom=magmom,
         spacegroup=symbol,
         spacegroup_number=number,
         symmetrized=is_symmetrized,

@@ -20,6 +20,7 @@ SETTING_FLAGS = {  # flag dest -> ScreenSettings field
     "eform_max": "eform_max",
     "gap_max": "gap_max",
     "ehull_max": "ehull_max",
+    "magmom_max": "magmom_max",
     "tc_sigma": "tc_sigma_k",
     "prescreen_tc": "prescreen_tc",
     "workers": "workers",
@@ -156,6 +157,16 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "chemical system; with few (or no) such compounds e_hull is only a lower bound on the "
         "true energy above the hull (with none it is the CHGNet formation energy); the "
         "ehull_reference column says which references were used",
+    )
+    parser.add_argument(
+        "--magmom-max",
+        type=_limit,
+        default=None,
+        help="pass when the magnetic moment CHGNet predicts for the relaxed structure (mean "
+        "|site moment|, Bohr magnetons per atom; the magmom column) <= this (default: no "
+        "magnetism rule). Magnetic order suppresses conventional superconductivity and the "
+        "JARVIS training set holds non-magnetic crystals only; CHGNet's moments are a cheap "
+        "flag, not DFT: 2.6 %% of the train and val crystals get more than 0.5",
     )
     parser.add_argument(
         "--tc-sigma",

@@ -51,6 +51,7 @@ class RelaxResult:
     converged: bool = False  # max force < fmax within max_steps
     max_force: float = math.nan  # eV/A at the end (largest atomic or cell-filter force)
     volume_change: float = math.nan  # relaxed / initial volume
+    magmom: float = math.nan  # Bohr magnetons per atom: mean |site moment| CHGNet predicts
     error: str = ""
 
 
@@ -153,6 +154,7 @@ def relax_structure(
             dynamics.run(fmax=fmax, steps=max_steps)
             energy = float(atoms.get_potential_energy())
             forces = target.get_forces()  # with a cell filter: atomic forces and scaled stress
+            magmom = _mean_moment(atoms)
         except RelaxationError as exc:
             return RelaxResult("failed", error=str(exc))
         except (RuntimeError, ValueError, IndexError) as exc:  # graph building, linear algebra
@@ -169,15 +171,32 @@ def relax_structure(
         converged=max_force <= fmax,
         max_force=max_force,
         volume_change=float(atoms.get_volume()) / initial_volume,
+        magmom=magmom,
     )
 
 
-def static_energy_per_atom(structure: Structure) -> float:
-    """CHGNet energy (eV/atom) of ``structure`` as it is, without relaxation."""
+def _mean_moment(atoms) -> float:
+    """Mean |magnetic moment| per atom (Bohr magnetons) of CHGNet's last evaluation of
+    ``atoms`` (it predicts site moments beside the energy; NaN when it gave none)."""
+    moments = atoms.calc.results.get("magmoms") if atoms.calc is not None else None
+    if moments is None or len(moments) == 0:
+        return math.nan
+    return float(np.mean(np.abs(np.asarray(moments, dtype=float))))
+
+
+def static_energy_and_moment(structure: Structure) -> tuple[float, float]:
+    """CHGNet energy (eV/atom) and mean |site magnetic moment| (Bohr magnetons per atom) of
+    ``structure`` as it is, without relaxation."""
     from pymatgen.io.ase import AseAtomsAdaptor
 
     atoms = AseAtomsAdaptor.get_atoms(structure)
     atoms.calc = _calculator()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=CHGNET_WARNING)
-        return float(atoms.get_potential_energy()) / len(atoms)
+        energy = float(atoms.get_potential_energy()) / len(atoms)
+    return energy, _mean_moment(atoms)
+
+
+def static_energy_per_atom(structure: Structure) -> float:
+    """CHGNet energy (eV/atom) of ``structure`` as it is, without relaxation."""
+    return static_energy_and_moment(structure)[0]

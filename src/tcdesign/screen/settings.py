@@ -36,6 +36,7 @@ class ScreenSettings:
     gap_max: float | None = 0.05  # eV; None: no gap rule
     ehull_max: float | None = None  # eV/atom above the hull; None: no hull rule
     tc_sigma_k: float = 0.0  # uncertainty-aware Tc rule: k standard deviations below the mean
+    magmom_max: float | None = None  # Bohr magnetons per atom (CHGNet); None: no magnetism rule
     # relaxation (CHGNet + ASE)
     relax: bool = True  # False: energies of the input structures as they are
     fmax: float = 0.05  # eV/A, force convergence
@@ -62,7 +63,7 @@ class ScreenSettings:
     def __post_init__(self) -> None:
         for name in ("tc_min", "tc_sigma_k", "fmax", "symprec"):
             _require_number(name, getattr(self, name))
-        for name in ("eform_max", "gap_max", "ehull_max", "prescreen_tc"):
+        for name in ("eform_max", "gap_max", "ehull_max", "magmom_max", "prescreen_tc"):
             value = getattr(self, name)
             if value is not None:
                 _require_number(name, value)
