@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 
 from tcdesign.report.candidates import space_group
-from tcdesign.report.context import file_stem
+from tcdesign.report.context import ReportContext, file_stem
+from tcdesign.report.distributions import tc_section
 from tcdesign.report.overview import flatten_settings
-from tcdesign.report.rundata import RunData
+from tcdesign.report.rundata import RunData, load_run
 from tcdesign.report.verification import alpha2f, mu_star_setting
 from tcdesign.verify.eliashberg import DEFAULT_MU_STAR
 
@@ -85,3 +86,18 @@ def test_import_is_lazy() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.splitlines() == ["[]", "report.html figures tcdesign.report.build"]
+
+
+def test_tc_caption_states_the_bin_width(run_folder, tmp_path) -> None:
+    """Predicted Tc up to 150 K gives 2.5 K bins (at most 60); the caption said 'One-kelvin
+    bins' whatever the width."""
+    ctx = ReportContext(load_run(run_folder), tmp_path / "report.html", progress=False)
+    ctx.figures_dir = tmp_path / "figures"
+    ctx.figures_dir.mkdir()
+    tc = [150.0] * 20 + [3.0] * 20
+    ctx.unrelaxed["substitution"] = pd.DataFrame(
+        {"id": [f"g{k}" for k in range(40)], "formula": "Nb", "tc": tc, "tc_std": 1.0}
+    )
+    assert "Bins 2.5 K wide; the last bin" in tc_section(ctx)
+    ctx.unrelaxed["substitution"] = ctx.unrelaxed["substitution"].assign(tc=3.0)
+    assert "One-kelvin bins" in tc_section(ctx)

@@ -149,6 +149,8 @@ def tc_section(ctx: ReportContext) -> Markup:
     """Histograms of the training DFT Tc and of the predicted Tc of the generated structures."""
     training = training_data()
     series = [item for method in ctx.run.methods for item in _tc_series(ctx, method)]
+    width = float(np.diff(figures.tc_bins(training.tc, series, ctx.run.tc_min))[0])
+    bins = "One-kelvin bins" if width == 1.0 else f"Bins {width:.3g} K wide"
     item = ctx.add_figure(
         "tc_distributions",
         figures.tc_distribution_figure(training.tc, series, ctx.run.tc_min),
@@ -158,7 +160,6 @@ def tc_section(ctx: ReportContext) -> Markup:
         "predicted by the bundled ALIGNN ensemble for the valid generated structures as "
         "sampled (solid) and, where screening ran, for the relaxed structures (dashed); as "
         f"Fig. 3a-b of Wines et al. 2023. Dotted line: the screening threshold "
-        f"tc_min = {ctx.run.tc_min:g} K. One-kelvin bins; the last bin also counts all "
-        "higher values.",
+        f"tc_min = {ctx.run.tc_min:g} K. {bins}; the last bin also counts all higher values.",
     )
     return join([element("h2", "Tc distributions"), ctx.figure_html(item)])

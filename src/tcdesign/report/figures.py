@@ -234,17 +234,23 @@ def density_packing_figure(density: Sequence[Series], packing: Sequence[Series])
     return figure
 
 
+def tc_bins(training: np.ndarray, generated: Sequence[Series], tc_min: float) -> np.ndarray:
+    """Bin edges (K) of the Tc histograms: from 0 to the 99.5th percentile of all values (at
+    least tc_min + 1 and 5 K), one kelvin wide up to 60 bins, wider beyond."""
+    finite = [training[np.isfinite(training)]] + [
+        s.values[np.isfinite(s.values)] for s in generated
+    ]
+    upper = max(float(np.percentile(np.concatenate(finite), 99.5)), tc_min + 1.0, 5.0)
+    return np.linspace(0.0, math.ceil(upper), min(int(math.ceil(upper)) + 1, 61))
+
+
 def tc_distribution_figure(
     training: np.ndarray, generated: Sequence[Series], tc_min: float
 ) -> Figure:
     """(a) training DFT Tc histogram; (b) predicted Tc histograms of the generated sets."""
     figure = Figure(figsize=(11.5, 4.0), dpi=DPI, layout="constrained")
     left, right = figure.subplots(1, 2, sharex=True)
-    finite = [training[np.isfinite(training)]] + [
-        s.values[np.isfinite(s.values)] for s in generated
-    ]
-    upper = max(float(np.percentile(np.concatenate(finite), 99.5)), tc_min + 1.0, 5.0)
-    bins = np.linspace(0.0, math.ceil(upper), min(int(math.ceil(upper)) + 1, 61))
+    bins = tc_bins(training, generated, tc_min)
     values = training[np.isfinite(training)]
     left.hist(np.clip(values, 0, bins[-1]), bins=bins, color=TRAINING_COLOR, alpha=0.85)
     left.set_title(f"(a) training set, DFT Tc (n={values.size})", fontsize=10)
