@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import signal
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +56,44 @@ class ResumableCSVLogger(CSVLogger):
         return self._experiment
 
 
+class _RememberInterrupt(L.Callback):
+    """Keeps the exception that interrupted a fit (Lightning hands it to ``on_exception``)."""
+
+    def __init__(self) -> None:
+        self.exception: BaseException | None = None
+
+    def on_exception(
+        self, trainer: L.Trainer, module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self.exception = exception
+
+
+class InterruptibleTrainer(L.Trainer):
+    """A Trainer whose ``fit`` lets Ctrl-C and SIGTERM through.
+
+    Lightning turns a KeyboardInterrupt during ``fit`` into ``sys.exit(1)`` and leaves SIGINT
+    ignored: a killed training ended with exit status 1 (an internal error) and no message.
+    Here the interrupt is raised again (``tcdesign`` reports it: 130, or 143 for SIGTERM) and
+    the SIGINT handler is restored.
+    """
+
+    def fit(self, *args, **kwargs) -> None:
+        remember = _RememberInterrupt()
+        self.callbacks.append(remember)
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        sigint = signal.getsignal(signal.SIGINT) if in_main_thread else None
+        try:
+            super().fit(*args, **kwargs)
+        except SystemExit:
+            if isinstance(remember.exception, KeyboardInterrupt):
+                raise remember.exception from None
+            raise
+        finally:
+            self.callbacks.remove(remember)
+            if in_main_thread and sigint is not None:
+                signal.signal(signal.SIGINT, sigint)
+
+
 def quiet_lightning() -> None:
     """Silence Lightning's start-up chatter and warnings that do not apply to small CPU runs."""
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
@@ -75,7 +115,7 @@ def build_trainer(
     progress: bool,
     callbacks: list[L.Callback] | None = None,
     gradient_clip_val: float | None = None,
-) -> tuple[L.Trainer, ModelCheckpoint]:
+) -> tuple[InterruptibleTrainer, ModelCheckpoint]:
     """A Trainer that checkpoints into ``out_dir`` every epoch and stops early on ``monitor``."""
     quiet_lightning()
     checkpoint = ModelCheckpoint(
@@ -96,7 +136,7 @@ def build_trainer(
         all_callbacks.append(TQDMProgressBar(refresh_rate=10))
     # the last layers' edge (and angle) updates feed no output, so plain DDP would refuse them
     strategy = "ddp_find_unused_parameters_true" if devices.strategy == "ddp" else devices.strategy
-    trainer = L.Trainer(
+    trainer = InterruptibleTrainer(
         max_epochs=max_epochs,
         accelerator=devices.accelerator,
         devices=devices.devices,

@@ -257,3 +257,29 @@ def test_one_cycle_schedule_spans_the_steps_the_trainer_takes() -> None:
     module.trainer = SimpleNamespace(estimated_stepping_batches=6)  # 3 epochs x 2 batches a rank
     schedule = module.configure_optimizers()["lr_scheduler"]["scheduler"]
     assert schedule.total_steps == 6
+
+
+class CtrlCMidEpoch(L.Callback):
+    """Ctrl-C (or SIGTERM, raised by tcdesign as a KeyboardInterrupt) in the middle of epoch 1."""
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx: int) -> None:
+        if trainer.current_epoch == 1 and batch_idx == 1:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_mid_epoch_is_an_interrupt_and_resumes(data, tmp_path) -> None:
+    """Lightning turned the interrupt into sys.exit(1) (exit status 1, no message) and left
+    SIGINT ignored; now the interrupt propagates (the CLI exits 130, or 143 for SIGTERM)."""
+    import signal
+
+    settings = TrainSettings(
+        epochs=3, batch_size=4, progress=False, devices=Devices(accelerator="cpu")
+    )
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        train_member(data, TINY, settings, tmp_path, callbacks=[CtrlCMidEpoch()])
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert torch.load(tmp_path / "last.ckpt", weights_only=False)["epoch"] == 0
+    probe = FirstEpoch()
+    assert train_member(data, TINY, settings, tmp_path, callbacks=[probe]).epochs_run == 3
+    assert probe.first == 1  # the interrupted epoch is run again, epoch 0 is not
