@@ -134,3 +134,13 @@ def test_resume_conflicts_ignore_growing_n_but_not_a_new_seed() -> None:
     optimized = make_run_settings(generate={"optimize_tc": True}).as_dict()
     changed = make_run_settings(generate={"optimize_tc": True, "opt_lr": 0.02}).as_dict()
     assert settings_conflicts(optimized, changed) == ["generate.opt_lr: 0.005 -> 0.02"]
+
+
+def test_a_new_target_tc_conflicts_also_without_optimize_tc() -> None:
+    """generate optimises towards target_tc even with optimize_tc false; a rerun with another
+    target_tc was not a conflict, so crystals aimed at two targets mixed in one folder."""
+    old = make_run_settings(generate={"optimize_tc": False, "target_tc": 20.0}).as_dict()
+    new = make_run_settings(generate={"optimize_tc": False, "target_tc": 40.0}).as_dict()
+    assert settings_conflicts(old, new) == ["generate.target_tc: 20.0 -> 40.0"]
+    plain = make_run_settings(generate={"optimize_tc": False}).as_dict()
+    assert settings_conflicts(plain, old) == ["generate.target_tc: None -> 20.0"]

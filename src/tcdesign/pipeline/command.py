@@ -109,7 +109,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-optimize-tc",
         action="store_true",
-        help="sample z ~ N(0, I) without the latent Tc optimisation",
+        help="sample z ~ N(0, I) without the latent Tc optimisation (unless --target-tc is "
+        "given: that still optimises towards it)",
     )
     parser.add_argument(
         "--target-tc", type=float, default=None, help="aim the latent optimisation at this Tc (K)"

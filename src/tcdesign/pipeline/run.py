@@ -63,9 +63,11 @@ def _now() -> str:
 def settings_conflicts(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Settings whose change would mix incompatible outputs in one run folder."""
     conflicts = []
-    optimized = any(
-        stage.get("generate", {}).get("optimize_tc") for stage in (old, new)
-    )  # fmt: skip
+    optimized = any(  # generate optimises with optimize_tc or with a target_tc
+        settings.get("generate", {}).get("optimize_tc")
+        or settings.get("generate", {}).get("target_tc") is not None
+        for settings in (old, new)
+    )
     before, after = old.get("run", {}), new.get("run", {})
     n_before, n_after = before.get("n"), after.get("n")
     if isinstance(n_before, int) and isinstance(n_after, int) and n_after < n_before:
