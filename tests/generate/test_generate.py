@@ -121,6 +121,44 @@ def test_missing_model_is_exit_2(tmp_path, capsys) -> None:
     torch.manual_seed(0)
 
 
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--levels", "0"],  # used to anneal through no level: random positions reported "ok"
+        ["--levels", "-2"],  # used to be an internal error, exit 1
+        ["--batch-size", "0"],  # internal error, exit 1
+        ["--steps-per-level", "-1"],  # silently no Langevin dynamics
+        ["--step-lr", "-1"],  # NaN coordinates: every sample broken
+        ["--optimize-tc", "--opt-steps", "-3"],  # silently no optimisation
+        ["--optimize-tc", "--opt-lr", "0"],
+    ],
+)
+def test_generate_bad_schedule_is_a_usage_error(tmp_path, flags, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", "--n", "2", "--out", str(tmp_path), *flags])
+    assert exit_info.value.code == 2
+    assert "must be" in capsys.readouterr().err
+    assert not (tmp_path / "generated.csv").exists()
+
+
+def test_unreadable_model_or_compositions_is_exit_2(tmp_path, capsys) -> None:
+    """A text file as --model and a binary or malformed --compositions CSV used to end as
+    'internal error' with exit status 1."""
+    model = tmp_path / "model.pt"
+    model.write_text("hello world\n")
+    assert main(["generate", "--n", "1", "--out", str(tmp_path / "g"), "--model", str(model)]) == 2
+    assert "not a tcdesign generator file" in capsys.readouterr().err
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(bytes(range(128, 256)) * 8)
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text('formula\n"Nb3Sn\n')
+    for path in (binary, quoted):
+        argv = ["csp", "--compositions", str(path), "--out", str(tmp_path / "c"), "--quiet"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "not a readable CSV" in err and len(err.strip().splitlines()) == 1
+
+
 def test_csp_cdvae_fixes_the_composition(tmp_path, tiny_generator) -> None:
     out = tmp_path / "csp"
     argv = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import sys
 from dataclasses import replace
 from importlib import resources
@@ -100,7 +101,14 @@ def load_generator(path: str | Path | None = None) -> CDVAE:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         return CDVAE.from_checkpoint(checkpoint)
-    except (RuntimeError, ValueError, KeyError, AttributeError, EOFError) as exc:
+    except (
+        RuntimeError,
+        ValueError,
+        KeyError,
+        AttributeError,
+        EOFError,
+        pickle.UnpicklingError,
+    ) as exc:
         raise InputError(f"{path}: not a tcdesign generator file ({exc})") from None
 
 

@@ -17,6 +17,8 @@ from tcdesign.cli_common import (
     add_loop_flags,
     add_run_flags,
     loop_settings,
+    positive_float,
+    positive_int,
     refuses_to_overwrite,
     set_threads,
     training_csvs,
@@ -93,19 +95,19 @@ def add_schedule_flags(parser: argparse.ArgumentParser) -> None:
     """Annealed Langevin schedule flags shared by generate and csp."""
     parser.add_argument(
         "--steps-per-level",
-        type=int,
+        type=positive_int,
         default=100,
         help="Langevin steps per noise level (default 100, as CDVAE)",
     )
     parser.add_argument(
         "--levels",
-        type=int,
+        type=positive_int,
         default=None,
         help="use only this many of the noise levels (default: all 50)",
     )
     parser.add_argument(
         "--step-lr",
-        type=float,
+        type=positive_float,
         default=1e-4,
         help="Langevin step size at the smallest noise level (default 1e-4)",
     )
@@ -156,7 +158,10 @@ def cmd_csp(args: argparse.Namespace) -> int:
         path = Path(args.compositions)
         if not path.is_file():
             raise InputError(f"{path}: no such file")
-        frame = pd.read_csv(path, dtype=str)
+        try:
+            frame = pd.read_csv(path, dtype=str)
+        except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise InputError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
         if "formula" not in frame.columns:
             raise InputError(f"{path}: no 'formula' column")
         formulas = [f.strip() for f in frame.formula.dropna()]
@@ -230,10 +235,16 @@ def register(verbs: argparse._SubParsersAction) -> None:
         help="aim the latent optimisation at this Tc (K) instead of maximising",
     )
     gen_verb.add_argument(
-        "--opt-steps", type=int, default=100, help="latent optimisation steps (default 100)"
+        "--opt-steps",
+        type=positive_int,
+        default=100,
+        help="latent optimisation steps (default 100)",
     )
     gen_verb.add_argument(
-        "--opt-lr", type=float, default=OPT_LR, help=f"Adam learning rate on z (default {OPT_LR})"
+        "--opt-lr",
+        type=positive_float,
+        default=OPT_LR,
+        help=f"Adam learning rate on z (default {OPT_LR})",
     )
     gen_verb.add_argument(
         "--opt-start",
@@ -244,7 +255,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     )
     add_schedule_flags(gen_verb)
     gen_verb.add_argument(
-        "--batch-size", type=int, default=16, help="crystals decoded together (default 16)"
+        "--batch-size", type=positive_int, default=16, help="crystals decoded together (default 16)"
     )
     gen_verb.add_argument("--quiet", action="store_true", help="no progress bar")
     gen_verb.set_defaults(func=cmd_generate)
@@ -320,16 +331,16 @@ def register_train(models: argparse._SubParsersAction) -> None:
         batch_size=32,
         lr_help="initial learning rate of the cosine schedule",
     )
-    gen.add_argument("--latent", type=int, default=256, help="latent size (default 256)")
+    gen.add_argument("--latent", type=positive_int, default=256, help="latent size (default 256)")
     gen.add_argument(
         "--max-atoms",
-        type=int,
+        type=positive_int,
         default=20,
         help="largest cell the atom-count head can produce (default 20)",
     )
-    gen.add_argument("--encoder-hidden", type=int, default=128, help="encoder width")
-    gen.add_argument("--decoder-hidden", type=int, default=128, help="score network width")
-    gen.add_argument("--decoder-layers", type=int, default=4, help="score network layers")
+    gen.add_argument("--encoder-hidden", type=positive_int, default=128, help="encoder width")
+    gen.add_argument("--decoder-hidden", type=positive_int, default=128, help="score network width")
+    gen.add_argument("--decoder-layers", type=positive_int, default=4, help="score network layers")
     gen.add_argument("--beta", type=float, default=0.01, help="KL weight (default 0.01)")
     gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     add_run_flags(gen, resume_help="continue the training in --out", quiet_help="no progress bar")

@@ -63,6 +63,8 @@ class LangevinSchedule:
     def noise_levels(self, sigmas: torch.Tensor) -> torch.Tensor:
         """The levels annealed through, largest first: ``sigmas[start_level:]`` (all of the
         model's levels, largest first), thinned evenly to ``levels`` when that is fewer."""
+        if self.levels is not None and self.levels < 1:
+            raise ValueError(f"levels must be at least 1, got {self.levels}")
         if not 0 <= self.start_level < len(sigmas):
             raise ValueError(f"start_level must be in 0..{len(sigmas) - 1}, got {self.start_level}")
         sigmas = sigmas[self.start_level :]
