@@ -202,6 +202,16 @@ def test_counts_below_one_are_usage_errors(argv, capsys) -> None:
     assert "must be" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag", [["--precision", "17"], ["--strategy", "nonsense"]])
+def test_device_flags_lightning_refuses_are_exit_2(flag, tmp_path, csv_input, capsys) -> None:
+    """These were 'internal error' (exit 1) from Lightning, after the graphs were built."""
+    argv = ["train", "predictor", "--train", csv_input, "--val", csv_input]
+    code, _, err = run([*argv, "--out", str(tmp_path / "run"), "--quiet", *flag], capsys)
+    assert code == 2
+    assert "--precision" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
 def test_console_script_help() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "tcdesign.cli", "train", "predictor", "--help"],

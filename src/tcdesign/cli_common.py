@@ -104,10 +104,12 @@ def set_threads(args: argparse.Namespace) -> None:
 
 def training_devices(args: argparse.Namespace):
     """The Lightning device settings of a training verb's flags."""
-    from tcdesign.training import Devices
+    from tcdesign.training import Devices, check_devices
 
     devices = int(args.devices) if str(args.devices).isdigit() else args.devices
-    return Devices(args.accelerator, devices, args.num_nodes, args.strategy, args.precision)
+    settings = Devices(args.accelerator, devices, args.num_nodes, args.strategy, args.precision)
+    check_devices(settings)  # a refused flag is exit status 2, before the data is read
+    return settings
 
 
 def loop_settings(args: argparse.Namespace) -> dict:

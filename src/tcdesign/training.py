@@ -105,6 +105,33 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
 
 
+def _device_arguments(devices: Devices) -> dict:
+    # the last layers' edge (and angle) updates feed no output, so plain DDP would refuse them
+    strategy = "ddp_find_unused_parameters_true" if devices.strategy == "ddp" else devices.strategy
+    return {
+        "accelerator": devices.accelerator,
+        "devices": devices.devices,
+        "num_nodes": devices.num_nodes,
+        "strategy": strategy,
+        "precision": devices.precision,
+    }
+
+
+def check_devices(devices: Devices) -> None:
+    """Raise InputError (exit status 2) when Lightning refuses the device flags, e.g.
+    ``--accelerator gpu`` without a GPU or an unknown --precision; before any data is read."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from tcdesign.data.io import InputError
+
+    quiet_lightning()
+    try:
+        L.Trainer(**_device_arguments(devices), logger=False, enable_checkpointing=False)
+    except (MisconfigurationException, ValueError) as exc:
+        flags = "--accelerator, --devices, --num-nodes, --strategy or --precision"
+        raise InputError(f"{flags}: {str(exc).splitlines()[0]}") from None
+
+
 def build_trainer(
     out_dir: Path,
     *,
@@ -134,15 +161,9 @@ def build_trainer(
     ]
     if progress:
         all_callbacks.append(TQDMProgressBar(refresh_rate=10))
-    # the last layers' edge (and angle) updates feed no output, so plain DDP would refuse them
-    strategy = "ddp_find_unused_parameters_true" if devices.strategy == "ddp" else devices.strategy
     trainer = InterruptibleTrainer(
         max_epochs=max_epochs,
-        accelerator=devices.accelerator,
-        devices=devices.devices,
-        num_nodes=devices.num_nodes,
-        strategy=strategy,
-        precision=devices.precision,
+        **_device_arguments(devices),
         callbacks=all_callbacks,
         logger=ResumableCSVLogger(out_dir, name="logs", version=0),
         enable_progress_bar=progress,
