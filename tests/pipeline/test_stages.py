@@ -118,7 +118,9 @@ def test_verification_without_quantum_espresso_says_so(
     ranked = rank_candidates(folder, ("cdvae",))
     chosen, skipped = choose_for_verification(ranked, run_dir, 1, None, {})
     assert chosen == []
-    assert all("pw.x not found" in s["reason"] for s in skipped)
+    # only the top K would have run: the other passed candidates are not listed as skipped
+    assert [s["id"] for s in skipped] == ["cdvae-gen-00000"]
+    assert "pw.x not found" in skipped[0]["reason"]
 
 
 def test_earlier_verification_is_kept_for_candidates_still_ranked(

@@ -265,18 +265,22 @@ def choose_for_verification(
     skipped: list[dict[str, str]] = []
     absent = missing_programs()
     directory = Path(pseudo_dir) if pseudo_dir else default_pseudo_dir()
+    reason = ""  # why nothing can run: then only the top k are listed as skipped
+    if absent:
+        reason = f"{', '.join(absent)} not found (install Quantum ESPRESSO)"
+    elif directory is None:
+        reason = "no pseudopotential folder (--pseudo-dir)"
+    if reason:
+        top = ranked.head(k)
+        ids = [f"{m}-{i}" for m, i in zip(top.method, top.id, strict=True)]
+        return [], [
+            {"id": rid, "formula": formula, "reason": reason}
+            for rid, formula in zip(ids, top.formula, strict=True)
+        ]
     for row in ranked.itertuples():
         if len(chosen) == k:
             break
         rid = f"{row.method}-{row.id}"
-        if absent:
-            reason = f"{', '.join(absent)} not found (install Quantum ESPRESSO)"
-            skipped.append({"id": rid, "formula": row.formula, "reason": reason})
-            continue
-        if directory is None:
-            reason = "no pseudopotential folder (--pseudo-dir)"
-            skipped.append({"id": rid, "formula": row.formula, "reason": reason})
-            continue
         structure = Structure.from_file(out / row.cif)
         elements = [e.symbol for e in structure.composition.elements]
         try:
