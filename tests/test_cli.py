@@ -157,6 +157,13 @@ def test_out_that_is_a_folder_is_exit_2(tmp_path, csv_input, tiny_model, capsys)
     assert "--out is a folder" in err and len(err.strip().splitlines()) == 1
 
 
+def test_model_that_is_a_folder_says_so(tmp_path, csv_input, capsys) -> None:
+    """A training --out folder as --model was reported as 'model file not found'."""
+    out = str(tmp_path / "o.csv")
+    code, _, err = run(["predict", csv_input, "--out", out, "--model", str(tmp_path)], capsys)
+    assert code == 2 and "a folder, not a model file" in err
+
+
 @pytest.mark.parametrize("kind", ["missing", "empty", "no_cif_column", "binary", "bad_cif_file"])
 def test_unusable_input_is_one_line_and_exit_2(tmp_path, tiny_model, kind, capsys) -> None:
     path = tmp_path / {"bad_cif_file": "x.cif"}.get(kind, "x.csv")

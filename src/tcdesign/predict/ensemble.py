@@ -121,6 +121,8 @@ class Ensemble:
                 checkpoint = torch.load(p, map_location="cpu", weights_only=False)
         else:
             path = Path(path)
+            if path.is_dir():  # e.g. the --out folder of 'tcdesign train predictor'
+                raise InputError(f"{path}: a folder, not a model file; pass its ensemble.pt")
             if not path.is_file():
                 raise InputError(f"{path}: model file not found")
             try:
