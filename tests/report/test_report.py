@@ -200,6 +200,16 @@ def test_two_methods_side_by_side(two_method_run) -> None:
     assert len(page.images) == len(figures)
 
 
+def test_a_listed_method_without_output_is_noted(two_method_run, copy_of) -> None:
+    """A run killed before its second method started: that method left the page silently."""
+    folder = copy_of(two_method_run)
+    shutil.rmtree(folder / "substitution")
+    run = load_run(folder)
+    assert [m.name for m in run.methods] == ["cdvae"]
+    assert any(n.startswith("substitution: a method of this run") for n in run.notes)
+    assert not any(n.startswith("cdvae:") for n in load_run(two_method_run).notes)
+
+
 def test_generated_only_predicts_tc(generated_folder, copy_of) -> None:
     """A plain ``tcdesign generate`` folder: Tc predicted with the bundled ensemble, the missing
     stages named, no DFT figure."""

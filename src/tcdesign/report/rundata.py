@@ -258,6 +258,13 @@ def load_run(folder: str | Path) -> RunData:
         methods = [plain]
     else:
         methods = [_load_method(name, path) for name, path in _method_folders(folder, info)]
+        listed = info.get("methods")
+        for name in listed if isinstance(listed, list) else []:
+            if str(name) not in {m.name for m in methods}:
+                notes.append(
+                    f"{name}: a method of this run (run.json) with no output in the folder yet "
+                    f"(no {name}/{GENERATED_CSV} or {SCREENED_CSV}); it is not in the report."
+                )
     verify_folder = folder / VERIFY_DIR
     verify = None
     if (verify_folder / VERIFY_CSV).is_file():
