@@ -283,3 +283,17 @@ def test_ctrl_c_mid_epoch_is_an_interrupt_and_resumes(data, tmp_path) -> None:
     probe = FirstEpoch()
     assert train_member(data, TINY, settings, tmp_path, callbacks=[probe]).epochs_run == 3
     assert probe.first == 1  # the interrupted epoch is run again, epoch 0 is not
+
+
+def test_resume_with_another_schedule_is_refused_before_training(data, tmp_path) -> None:
+    """The one-cycle schedule comes back from last.ckpt with its old length: resuming with more
+    epochs trained to the old end and then failed with ValueError (exit 1)."""
+    from tcdesign.data.io import InputError
+
+    with pytest.raises(RuntimeError, match="killed"):
+        train_member(data, TINY, FAST, tmp_path, callbacks=[StopAfterEpoch(0)])
+    probe = FirstEpoch()
+    with pytest.raises(InputError, match="resume with the same --epochs"):
+        train_member(data, TINY, replace(FAST, epochs=3), tmp_path, callbacks=[probe])
+    assert probe.first is None  # refused before any training
+    assert train_member(data, TINY, FAST, tmp_path).epochs_run == 2

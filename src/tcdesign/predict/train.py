@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from tcdesign.data.batch import GraphBatch
+from tcdesign.data.io import InputError
 from tcdesign.predict.alignn import ALIGNN, ALIGNNConfig
 from tcdesign.predict.dataset import GraphDataset
 from tcdesign.training import Devices, build_trainer, quiet_lightning, resume_path
@@ -168,6 +169,7 @@ def train_member(
     stats = (float(transformed.mean()), float(transformed.std().clamp_min(1e-6)))
     train_loader = data.train.loader(settings.batch_size, shuffle=True, seed=settings.seed)
     val_loader = data.val.loader(max(settings.batch_size, 64))
+    _check_resumable(out_dir, resume, settings, len(train_loader))
     module = PropertyModule(config, settings, len(train_loader), stats)
     if data.train.descriptors is not None:
         module.model.set_descriptor_statistics(torch.as_tensor(data.train.descriptors))
@@ -203,6 +205,26 @@ def train_member(
     )
     done.write_text(json.dumps(asdict(result), indent=2))
     return result
+
+
+def _check_resumable(out_dir: Path, resume: bool, settings: TrainSettings, steps: int) -> None:
+    """Raise InputError when ``last.ckpt`` was written with another learning-rate schedule.
+
+    The one-cycle schedule comes back from the checkpoint with its old length: with more
+    epochs, a larger training set or a smaller batch, training failed at the old end
+    ("Tried to step 9 times. The specified number of total steps is 8").
+    """
+    last = resume_path(out_dir, resume)
+    if last is None:
+        return
+    saved = torch.load(last, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+    before = (saved.get("settings", {}).get("epochs"), saved.get("steps_per_epoch"))
+    if None not in before and before != (settings.epochs, steps):
+        raise InputError(
+            f"{out_dir}: the interrupted run had {before[0]} epochs of {before[1]} batches, this "
+            f"one {settings.epochs} of {steps}; resume with the same --epochs, --batch-size and "
+            "--train, or train into a new --out"
+        )
 
 
 def seeds_for(n_members: int, seed: int) -> list[int]:
