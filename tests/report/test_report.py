@@ -302,6 +302,10 @@ def test_nothing_to_report(tmp_path) -> None:
         write_report(tmp_path, progress=False)
     with pytest.raises(InputError, match="no such folder"):
         write_report(tmp_path / "missing", progress=False)
+    (tmp_path / "verify").mkdir()
+    (tmp_path / "verify" / "verify.csv").write_text("id,status\n")  # was a TypeError (exit 1)
+    with pytest.raises(InputError, match="nothing to report"):
+        write_report(tmp_path, progress=False)
     (tmp_path / "generated.csv").write_text("id,formula\n")
     with pytest.raises(InputError, match="status"):
         write_report(tmp_path, progress=False)

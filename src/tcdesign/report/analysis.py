@@ -322,4 +322,4 @@ def funnel(run: RunData) -> pd.DataFrame:
                 dft_above_stable=int((above & ok.dynamically_stable).sum()),
             )
             rows["unknown"] = counts
-    return pd.DataFrame.from_dict(rows, orient="index", columns=list(STAGES))
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(STAGES)).astype(float)

@@ -270,7 +270,7 @@ def load_run(folder: str | Path) -> RunData:
     if (verify_folder / VERIFY_CSV).is_file():
         verify = read_table(verify_folder / VERIFY_CSV, ("id", "status"))
     has_tables = any(m.generated is not None or m.screened is not None for m in methods)
-    if not has_tables and verify is None:
+    if not has_tables and (verify is None or not len(verify)):
         raise InputError(
             f"{folder}: nothing to report (no {GENERATED_CSV} or {SCREENED_CSV} in it or in a "
             f"method subfolder, and no {VERIFY_DIR}/{VERIFY_CSV} with rows); give the --out "
