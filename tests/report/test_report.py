@@ -259,6 +259,17 @@ def test_verify_only_and_attribution_by_id(run_folder, tmp_path) -> None:
     assert list(run.verify.source_id) == list(verify.source_id.astype(str))
 
 
+def test_verify_csv_without_formula(tmp_path) -> None:
+    """verify.csv needs only id and status; without a formula column the report crashed with
+    'internal error: AttributeError' (headline, λ-ω_log figure)."""
+    (tmp_path / "verify").mkdir()
+    (tmp_path / "verify" / "verify.csv").write_text(
+        "id,status,lambda,omega_log_K,tc_K\nx-1,ok,0.9,250,15.3\n"
+    )
+    text = " ".join(parse(write_report(tmp_path, progress=False)).text)
+    assert "15.30" in text and (tmp_path / "figures" / "lambda_omega_log.png").is_file()
+
+
 def test_values_from_data_are_escaped(run_folder, copy_of) -> None:
     folder = copy_of(run_folder)
     path = folder / "substitution" / "screened.csv"

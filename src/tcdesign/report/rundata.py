@@ -216,6 +216,8 @@ def _attribute_verify(verify: pd.DataFrame, names: list[str]) -> pd.DataFrame:
         sources.append(source or rid)
     verify["method"] = methods
     verify["source_id"] = sources
+    if "formula" not in verify.columns:  # a hand-made or partial verify.csv
+        verify["formula"] = ""
     for column in ("lambda", "omega_log_K", "tc_K", "min_freq_cm1"):
         verify[column] = as_float(verify[column]) if column in verify.columns else math.nan
     for column in ("dynamically_stable", "converged"):
