@@ -83,6 +83,8 @@ def test_bad_settings_name_the_key(config: dict, message: str) -> None:
         ({"generate": {"optimize_tc": "false"}}, "optimize_tc must be true or false"),
         ({"generate": {"steps_per_level": 2.5}}, "steps_per_level must be a whole number"),
         ({"generate": {"steps_per_level": 0}}, "steps_per_level must be at least 1"),
+        ({"generate": {"opt_steps": 0}}, "opt_steps must be at least 1"),
+        ({"generate": {"step_lr": -1e-4}}, "step_lr must be a finite number above 0"),
         ({"generate": {"target_tc": "20"}}, "target_tc must be a number"),
         ({"generate": {"model": 3}}, "model must be a string"),
         ({"verify": {"workers": "2"}}, "workers must be a whole number"),

@@ -106,8 +106,9 @@ class RunSettings:
 
 
 # counts that must be at least this (a TOML file or a flag giving 0 would fail late or do nothing)
-MINIMUMS = {"steps_per_level": 1, "batch_size": 1, "opt_steps": 0, "levels": 1, "workers": 1}
+MINIMUMS = {"steps_per_level": 1, "batch_size": 1, "opt_steps": 1, "levels": 1, "workers": 1}
 MINIMUMS |= {"np": 1, "el_ph_nsigma": 1, "relax_max_steps": 1}
+POSITIVE = {"step_lr", "opt_lr"}  # step sizes (a negative Langevin step makes every sample NaN)
 
 
 def _matches(value: Any, hint: Any) -> bool:
@@ -163,6 +164,8 @@ def check_types(cls: type, values: dict[str, Any], where: str) -> None:
             raise ValueError(f"{where}: {name} must be {_describe(hints[name])}, got {value!r}")
         if name in MINIMUMS and isinstance(value, int) and value < MINIMUMS[name]:
             raise ValueError(f"{where}: {name} must be at least {MINIMUMS[name]} (got {value})")
+        if name in POSITIVE and not 0 < value < math.inf:
+            raise ValueError(f"{where}: {name} must be a finite number above 0 (got {value})")
 
 
 def _checked(cls: type, table: dict[str, Any], where: str) -> dict[str, Any]:
