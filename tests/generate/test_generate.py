@@ -76,6 +76,20 @@ def test_generate_is_reproducible_and_resumes(tmp_path, tiny_generator) -> None:
     assert grown.cif.tolist() == uninterrupted.cif.tolist()
 
 
+def test_generate_rerun_with_other_settings_is_refused(tmp_path, tiny_generator, capsys) -> None:
+    """A rerun with another --seed used to skip every finished id and return the old seed's
+    crystals as if they were the new seed's (or mix both when n grew)."""
+    first = run_generate(tmp_path, tiny_generator, 2)
+    argv = ["generate", "--n", "3", "--out", str(tmp_path), "--model", tiny_generator, *FAST]
+    assert main([*argv, "--seed", "7"]) == 2
+    assert "seed: 0 -> 7" in capsys.readouterr().err
+    assert main([*argv, "--batch-size", "3"]) == 2  # another random stream per crystal
+    assert main([*argv, "--composition", "cdvae"]) == 2
+    assert pd.read_csv(tmp_path / "generated.csv").cif.tolist() == first.cif.tolist()
+    # the same settings still resume and extend the run
+    assert run_generate(tmp_path, tiny_generator, 3).cif[:2].tolist() == first.cif.tolist()
+
+
 def test_optimize_tc_raises_the_head_prediction(tmp_path, tiny_generator) -> None:
     plain = run_generate(tmp_path / "plain", tiny_generator, 4)
     raised = run_generate(
@@ -221,3 +235,7 @@ def test_csp_template(tmp_path, val_frame) -> None:
     )
     table = pd.read_csv(tmp_path / "csp.csv")
     assert table["rank"].tolist()[:1] == [1] and (table.status == "ok").all()
+    # a rerun asking for more structures per formula used to skip the formula silently
+    argv = ["csp", "--formula", "Nb1C1", "--n", "3", "--method", "template", "--out"]
+    assert main([*argv, str(tmp_path), "--quiet"]) == 2
+    assert pd.read_csv(tmp_path / "csp.csv").equals(table)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -157,6 +158,47 @@ class GeneratedWriter:
         return row
 
 
+def model_identity(path: str | Path | None) -> str:
+    """What identifies a generator file in a run's settings: the SHA-256 of its bytes (a
+    retrained model at the same path counts as another model), or the path as given when it
+    cannot be read (loading it reports that)."""
+    if path is None:
+        path = Path(str(resources.files("tcdesign").joinpath(BUNDLED_GENERATOR)))
+    try:
+        return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return str(path)
+
+
+def check_run_settings(out_dir: Path, name: str, settings: dict, has_results: bool) -> None:
+    """Refuse to add to ``out_dir``'s results with other settings than made them.
+
+    ``out_dir/name`` keeps the settings of the results there; when it differs from ``settings``
+    in a key both have and results exist, InputError names the changes (a rerun would otherwise
+    skip every finished id and hand back crystals of the old settings as if they were the new
+    ones, or mix both). A folder without the file (an older tcdesign) is taken as it is.
+    """
+    path = out_dir / name
+    current = json.loads(json.dumps(settings))  # as it reads back (tuples become lists)
+    if path.is_file() and has_results:
+        try:
+            previous = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            previous = {}
+        changed = [k for k in current if k in previous and previous[k] != current[k]]
+        if changed:
+            details = "; ".join(f"{k}: {previous[k]!r} -> {current[k]!r}" for k in changed)
+            raise InputError(
+                f"{out_dir} holds results made with other settings ({details}); rerun with the "
+                "same settings to resume or extend them, or choose another --out"
+            )
+    path.write_text(json.dumps(current, indent=2) + "\n")
+
+
+GENERATE_SETTINGS = "generate_settings.json"  # in the --out folder of generate
+CSP_SETTINGS = "csp_settings.json"  # in the --out folder of csp
+
+
 def training_latents(model: CDVAE, chunk: int = 64) -> torch.Tensor:
     """(n_train, latent) encoder means of the bundled training crystals within the model's atom
     range: the starting points of CDVAE's optimisation task."""
@@ -207,6 +249,9 @@ def generate(
 ) -> pd.DataFrame:
     """Generate ``n`` crystals into ``out_dir``; a rerun skips the ids already written.
 
+    A rerun must use the settings of the crystals already there (``n`` may change): other
+    settings are an InputError (:func:`check_run_settings`, ``out_dir/generate_settings.json``).
+
     CDVAE samples are made in full batches of ``batch_size`` whose random streams depend only on
     ``seed`` and the batch number, so a resumed or extended run produces what an uninterrupted
     one would have (the unused end of the last batch is discarded). With ``optimize_tc`` or
@@ -216,6 +261,18 @@ def generate(
     """
     out_dir = Path(out_dir)
     writer = GeneratedWriter(out_dir)
+    key: dict = {"method": method, "seed": seed}
+    if method == "cdvae":
+        optimize = optimize_tc or target_tc is not None
+        key.update(
+            model=model_identity(model),
+            schedule=asdict(schedule or LangevinSchedule()),
+            batch_size=batch_size,  # crystal k's random stream depends on it
+            optimize_tc=optimize,
+        )
+        if optimize:
+            key.update(target_tc=target_tc, opt_steps=opt_steps, opt_lr=opt_lr, opt_start=opt_start)
+    check_run_settings(out_dir, GENERATE_SETTINGS, key, bool(writer.done))
     ids = [f"gen-{k:05d}" for k in range(n)]
     bar = tqdm(
         total=n,
@@ -334,10 +391,21 @@ def csp(
     candidates that are supercells of smaller crystals rank last (:func:`template_csp`).
 
     A formula that cannot be used (unknown element, too many atoms, no template) gets one row
-    with status ``error`` and the reason; the others are still predicted.
+    with status ``error`` and the reason; the others are still predicted. A rerun must use the
+    settings of the formulas already done (more formulas may be added): other settings are an
+    InputError (:func:`check_run_settings`, ``out_dir/csp_settings.json``).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    key: dict = {"method": method, "k": k, "seed": seed, "relax": relax}
+    if relax:
+        key["pool"] = pool
+    if method in ("cdvae", "hybrid"):
+        key.update(model=model_identity(model), schedule=asdict(schedule or LangevinSchedule()))
+    if method in ("template", "hybrid"):
+        key["primitive_cell"] = primitive_cell
+    if method == "hybrid":
+        key["hybrid"] = asdict(hybrid or HybridSettings())
     table_path = out_dir / "csp.csv"
     done: set[str] = set()
     if table_path.exists() and table_path.stat().st_size:
@@ -348,6 +416,7 @@ def csp(
     todo = [f for f in dict.fromkeys(formulas) if f not in done]
     if method not in ("cdvae", "template", "hybrid"):
         raise ValueError(f"unknown method {method!r}; choose cdvae, template or hybrid")
+    check_run_settings(out_dir, CSP_SETTINGS, key, bool(done))
     generator = load_generator(model) if method in ("cdvae", "hybrid") and todo else None
     train, volumes = None, None
     if method in ("template", "hybrid") and todo:
