@@ -115,6 +115,7 @@ class CrystalBatch:
 
 
 SAMPLING_PRIOR_BUFFERS = {"element_counts", "atomic_volumes"}  # absent from older checkpoints
+MIN_SCALED_LENGTH = 0.5  # A; floor of a predicted lattice length / N^(1/3) (train: 1.2 to 7.9)
 
 
 class CDVAE(nn.Module):
@@ -161,12 +162,15 @@ class CDVAE(nn.Module):
     def set_statistics(
         self, lengths: torch.Tensor, angles: torch.Tensor, num_atoms: torch.Tensor, tc: torch.Tensor
     ) -> None:
+        """Fit the standardisation of the lattice features and of Tc (K) to the training set;
+        Tc values may be NaN (unknown). With fewer than two known Tc values the Tc scaler stays
+        the identity (mean 0, std 1) instead of NaN, which made every loss and Tc NaN."""
         features = self.lattice_features(lengths, angles, num_atoms)
         self.lattice_mean.copy_(features.mean(0))
-        self.lattice_std.copy_(features.std(0).clamp_min(1e-3))
+        self.lattice_std.copy_(torch.nan_to_num(features.std(0), nan=1.0).clamp_min(1e-3))
         known = tc[torch.isfinite(tc)]
-        self.tc_mean.fill_(float(known.mean()))
-        self.tc_std.fill_(float(known.std().clamp_min(1e-3)))
+        self.tc_mean.fill_(float(known.mean()) if len(known) else 0.0)
+        self.tc_std.fill_(float(known.std().clamp_min(1e-3)) if len(known) > 1 else 1.0)
 
     def set_sampling_prior(self, structures: Sequence[Structure]) -> None:
         """Fit the sampling prior (element counts per atom count, atomic volumes) to the
@@ -187,10 +191,13 @@ class CDVAE(nn.Module):
     def predict_lattice(
         self, z: torch.Tensor, num_atoms: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Lengths (A) and angles (deg) from z, each (n_crystals, 3)."""
+        """Lengths (A) and angles (deg) from z, each (n_crystals, 3): the inverse of
+        :meth:`lattice_features`, the head's training target, as in CDVAE; scaled lengths are
+        floored at ``MIN_SCALED_LENGTH`` (a softplus here made the bundled generator's cells
+        about 15 % larger in volume than the head learnt, on the val crystals)."""
         features = self.lattice_head(z) * self.lattice_std + self.lattice_mean  # (n, 6)
-        scale = num_atoms.to(z.dtype).pow(1.0 / 3.0)[:, None]
-        lengths = F.softplus(features[:, :3]) * scale
+        scale = num_atoms.to(z.dtype).pow(1.0 / 3.0)[:, None]  # (n, 1)
+        lengths = features[:, :3].clamp_min(MIN_SCALED_LENGTH) * scale
         angles = features[:, 3:].clamp(30.0, 150.0)
         return lengths, angles
 
