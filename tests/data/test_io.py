@@ -370,3 +370,10 @@ def test_vasp4_poscar_without_element_names_is_refused(tmp_path: Path) -> None:
     records = read_structures(folder)
     assert [r.ok for r in records] == [False, True]
     assert "names no elements" in records[0].error
+
+
+def test_infinite_prop_is_called_infinite(bundled: pd.DataFrame, tmp_path: Path) -> None:
+    """An infinite target was reported as 'prop is NaN'."""
+    rows = [{"material_id": "inf", "cif": bundled.cif.iloc[0], "prop": -math.inf}]
+    records = read_structures(write_csv(tmp_path / "in.csv", rows), ["tc"], require_targets=True)
+    assert records[0].error == "prop is infinite"

@@ -137,7 +137,7 @@ def _target_values(row: pd.Series, targets: Iterable[str]) -> tuple[dict[str, fl
         except (TypeError, ValueError):
             return values, f"{column} is not a number ({raw!r})"
         if not math.isfinite(value):
-            return values, f"{column} is NaN"
+            return values, f"{column} is {'NaN' if math.isnan(value) else 'infinite'}"
         values[name] = -value if column == "prop" and name == TC_TARGET else value
     return values, None
 
