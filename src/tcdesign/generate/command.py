@@ -255,7 +255,11 @@ def register(verbs: argparse._SubParsersAction) -> None:
     )
     add_schedule_flags(gen_verb)
     gen_verb.add_argument(
-        "--batch-size", type=positive_int, default=16, help="crystals decoded together (default 16)"
+        "--batch-size",
+        type=positive_int,
+        default=16,
+        help="crystals decoded together (default 16); each batch has its own random stream, so "
+        "the same --seed with another batch size gives other crystals",
     )
     gen_verb.add_argument("--quiet", action="store_true", help="no progress bar")
     gen_verb.set_defaults(func=cmd_generate)
