@@ -64,6 +64,7 @@ def test_smoke_training_writes_a_loadable_member(data, tmp_path) -> None:
     model = Ensemble.load(tmp_path / "model.pt")
     mean, std = model.predict([data_structure for data_structure in _structures(data)])
     assert mean.shape == (len(data.val),) and np.all(mean >= 0)
+    assert np.isnan(std).all()  # one model: the spread is unknown, not zero
     # the descriptor and target statistics travel with the weights
     assert float(model.members[0].target_std) != 1.0
 

@@ -65,6 +65,9 @@ def test_rules():
     # uncertainty-aware: 10 - 2 * 2 = 6 passes 5 K, 10 - 3 * 2 = 4 does not
     assert rule_failures(row(), ScreenSettings(tc_sigma_k=2.0)) == []
     assert rule_failures(row(), ScreenSettings(tc_sigma_k=3.0)) == ["tc"]
+    # a model without a spread (one member: NaN std) passes on Tc alone unless k > 0
+    assert rule_failures(row(tc_std=math.nan), settings) == []
+    assert rule_failures(row(tc_std=math.nan), ScreenSettings(tc_sigma_k=1.0)) == ["tc"]
     # switched-off rules
     relaxed = ScreenSettings(eform_max=None, gap_max=None)
     assert rule_failures(row(e_form=1.0, gap=3.0), relaxed) == []

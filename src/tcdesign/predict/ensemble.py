@@ -91,12 +91,15 @@ class Ensemble:
         self, data: GraphDataset, batch_size: int = 32, progress: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         values = self.member_predictions(data, batch_size, progress)
+        if len(self.members) < 2:  # one model has no spread: unknown, not zero
+            return values.mean(axis=0), np.full(values.shape[1], np.nan)
         return values.mean(axis=0), values.std(axis=0) * self.std_scale
 
     def predict(
         self, structures: Sequence[Structure], batch_size: int = 32, progress: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and calibrated std (target units, e.g. K) for each structure."""
+        """Mean and calibrated std (target units, e.g. K) for each structure; the std is NaN
+        for a single model (a member's ``model.pt``), which has no spread to calibrate."""
         return self.predict_dataset(self.dataset(structures, progress), batch_size, progress)
 
     def to_checkpoint(self) -> dict:

@@ -400,11 +400,20 @@ def with_references(
     return row
 
 
+def tc_lower_bound(row: dict[str, Any], settings: ScreenSettings) -> float:
+    """The Tc the rule compares with tc_min: ``tc - tc_sigma_k * tc_std``, and ``tc`` itself
+    when the rule ignores the spread (k = 0), also for a model without one (NaN std: a
+    one-member ensemble)."""
+    if settings.tc_sigma_k == 0:
+        return row["tc"]
+    return row["tc"] - settings.tc_sigma_k * row["tc_std"]
+
+
 def rule_failures(row: dict[str, Any], settings: ScreenSettings) -> list[str]:
     """Names of the rules an ok candidate fails (tc, e_form, gap, e_hull, magmom); NaN fails
     a rule."""
     failed = []
-    tc_lower = row["tc"] - settings.tc_sigma_k * row["tc_std"]
+    tc_lower = tc_lower_bound(row, settings)
     if not tc_lower >= settings.tc_min:
         failed.append("tc")
     if settings.eform_max is not None and not row["e_form"] < settings.eform_max:
@@ -481,7 +490,7 @@ def _finish(
     for index, row in enumerate(rows):
         if row.get("status") == "ok":
             row["metallic"] = bool(row["p_metal"] >= METAL_THRESHOLD)
-            row["tc_lower"] = row["tc"] - settings.tc_sigma_k * row["tc_std"]
+            row["tc_lower"] = tc_lower_bound(row, settings)
             failures[index] = rule_failures(row, settings)
     if final:
         members = [i for i, structure in enumerate(compared) if structure is not None]
