@@ -100,6 +100,18 @@ def test_resume_continues_from_the_last_epoch(data, tmp_path) -> None:
     assert again.first is None
 
 
+def test_a_one_member_ensemble_writes_strict_json(data, tmp_path) -> None:
+    """One member has no spread: std_scale is null in metrics.json, not the token NaN that
+    strict JSON readers reject."""
+    train_ensemble(data, TINY, FAST, tmp_path, n_members=1)
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"non-standard JSON token {token}")
+
+    metrics = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=refuse)
+    assert metrics["std_scale"] is None
+
+
 def test_ensemble_calibration_and_metrics(data, tmp_path) -> None:
     ensemble = train_ensemble(data, TINY, FAST, tmp_path, n_members=2)
     metrics = json.loads((tmp_path / "metrics.json").read_text())

@@ -6,7 +6,6 @@ validation set, makes about 95 % of validation errors fall within 2 standard dev
 
 from __future__ import annotations
 
-import json
 import pickle
 from collections.abc import Sequence
 from dataclasses import asdict, replace
@@ -18,6 +17,7 @@ import torch
 from pymatgen.core import Structure
 from tqdm.auto import tqdm
 
+from tcdesign import jsonio
 from tcdesign.data.io import InputError
 from tcdesign.predict.alignn import ALIGNN, ALIGNNConfig
 from tcdesign.predict.dataset import GraphDataset
@@ -219,5 +219,5 @@ def train_ensemble(
         **data.meta,
     }
     ensemble.save(out_dir / "ensemble.pt")
-    (out_dir / "metrics.json").write_text(json.dumps(ensemble.metrics, indent=2))
+    (out_dir / "metrics.json").write_text(jsonio.dumps(ensemble.metrics, indent=2))
     return ensemble

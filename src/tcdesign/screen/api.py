@@ -34,6 +34,7 @@ import torch
 from pymatgen.core import Composition, Structure
 from tqdm.auto import tqdm
 
+from tcdesign import jsonio
 from tcdesign.data.io import InputError, StructureRecord, read_structures
 from tcdesign.executor import run_tasks
 from tcdesign.generate.metrics import duplicate_groups, novel_flags
@@ -287,16 +288,6 @@ def _check_state(out_dir: Path, settings: ScreenSettings) -> None:
                 f"choose another --out or delete {out_dir / PROGRESS_FILE}"
             )
     state_path.write_text(json.dumps(key, indent=2) + "\n")
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, float | np.floating):
-        return None if not math.isfinite(float(value)) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 def check_references(settings: ScreenSettings) -> None:
@@ -610,7 +601,7 @@ def screen_records(
                 row[FINGERPRINT] = fingerprints[job.id]
                 shown = _referenced(row, settings)
                 stored = shown if shown["status"] == row["status"] else row
-                handle.write(json.dumps({k: _json_value(v) for k, v in stored.items()}) + "\n")
+                handle.write(jsonio.dumps(stored) + "\n")
                 handle.flush()
                 finished[job.id] = shown
                 if time.monotonic() - last_written > stream_every:

@@ -45,6 +45,7 @@ import numpy as np
 from pymatgen.core import Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
+from tcdesign import jsonio
 from tcdesign.verify import inputs, parsers
 from tcdesign.verify.eliashberg import (
     RY_TO_CM1,
@@ -515,28 +516,10 @@ def _summarize(
     )
 
 
-def _json_default(value: object) -> object:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
 def write_result(out: Path, result: EPCResult) -> Path:
     """Write ``out/result.json`` (NaN written as null) and return its path."""
     path = out / "result.json"
-
-    def clean(value: object) -> object:
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [clean(v) for v in value]
-        return value
-
-    path.write_text(json.dumps(clean(result.as_dict()), indent=2, default=_json_default) + "\n")
+    path.write_text(jsonio.dumps(result.as_dict(), indent=2) + "\n")
     return path
 
 

@@ -1,0 +1,37 @@
+"""Strict JSON for every file tcdesign writes: NaN and infinities become null (Python's json
+module would write the non-standard tokens NaN and Infinity, which strict readers reject), and
+numpy scalars, arrays and paths become plain JSON values."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None and numpy types and paths made
+    plain, recursively through dicts, lists and tuples."""
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return json_ready(value.tolist())
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(float(value)) else None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def dumps(value: Any, **kwargs: Any) -> str:
+    """``json.dumps`` of :func:`json_ready` (``value``); raises ValueError rather than write NaN."""
+    return json.dumps(json_ready(value), allow_nan=False, **kwargs)

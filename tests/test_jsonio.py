@@ -1,0 +1,36 @@
+"""Strict JSON: NaN never reaches a file as the non-standard token NaN."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tcdesign import jsonio
+
+
+def test_non_finite_numbers_become_null_at_any_depth():
+    value = {
+        "a": math.nan,
+        "b": [1.0, np.float32("inf"), {"c": -math.inf}],
+        "d": (np.int64(3), np.bool_(True)),
+        "e": np.array([0.5, np.nan]),
+        "f": Path("x/y.cif"),
+        "g": "text",
+    }
+    text = jsonio.dumps(value)
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {
+        "a": None,
+        "b": [1.0, None, {"c": None}],
+        "d": [3, True],
+        "e": [0.5, None],
+        "f": "x/y.cif",
+        "g": "text",
+    }
+
+
+def test_what_json_cannot_hold_is_still_an_error():
+    with pytest.raises(TypeError):
+        jsonio.dumps({"set": {1, 2}})
