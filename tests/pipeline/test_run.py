@@ -145,3 +145,17 @@ def test_a_bug_inside_a_stage_is_exit_1_not_2(
     monkeypatch.setattr("tcdesign.pipeline.run.generate_stage", broken)
     assert main(["run", "--out", str(tmp_path / "out"), "--n", "1", "--quiet"]) == 1
     assert "internal error: ValueError: operands" in capsys.readouterr().err
+
+
+def test_rule_flags_reach_the_screen_settings(tmp_path: Path, monkeypatch) -> None:
+    """--magmom-max and --ehull-max of 'tcdesign run' end up in the screen stage's settings."""
+    seen = {}
+
+    def stop(out, settings, progress=True):
+        seen.update(settings.screen)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("tcdesign.pipeline.run.run_pipeline", stop)
+    argv = ["run", "--out", str(tmp_path / "out"), "--magmom-max", "0.5", "--ehull-max", "0.1"]
+    assert main(argv + ["--quiet"]) == 130
+    assert seen["magmom_max"] == 0.5 and seen["ehull_max"] == 0.1

@@ -41,6 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "eform_max": args.eform_max,
             "gap_max": args.gap_max,
             "ehull_max": args.ehull_max,
+            "magmom_max": args.magmom_max,
             "prescreen_tc": args.prescreen_tc,
             "workers": args.workers,
             "scheduler": args.scheduler,
@@ -76,8 +77,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "screen them (CHGNet relaxation, formation energy, hull, gap, novelty, predicted Tc), "
         "rank the ones that pass, optionally verify the best with Quantum ESPRESSO, and write "
         f"OUT/report.html. With the defaults ({DEFAULT_N} CDVAE crystals, no --verify) it "
-        "takes 3-5 minutes on a 2-core laptop CPU. Every stage keeps its output in OUT and "
-        "a rerun resumes where the last one stopped. A TOML --config can set every stage "
+        "takes about 10 minutes on a 2-core laptop CPU. Every stage keeps its output in OUT "
+        "and a rerun resumes where the last one stopped. A TOML --config can set every stage "
         "([run], [generate], [screen], [verify]); flags override it.",
     )
     parser.add_argument("--out", required=True, help="run folder (reused on a rerun)")
@@ -133,6 +134,14 @@ def register(verbs: argparse._SubParsersAction) -> None:
         help="pass when E_hull <= this (eV/atom; off); with few reference compounds in a "
         "candidate's chemical system E_hull is a lower bound on the true energy above the hull "
         "(see the ehull_reference column of screened.csv)",
+    )
+    parser.add_argument(
+        "--magmom-max",
+        type=float,
+        default=None,
+        help="pass when the magnetic moment CHGNet predicts for the relaxed structure (Bohr "
+        "magnetons per atom, the magmom column of screened.csv) <= this (off); a cheap flag "
+        "for magnetic candidates, not DFT",
     )
     parser.add_argument(
         "--prescreen-tc",
