@@ -160,6 +160,8 @@ def test_missing_model_is_exit_2(tmp_path, capsys) -> None:
         ["--step-lr", "-1"],  # NaN coordinates: every sample broken
         ["--optimize-tc", "--opt-steps", "-3"],  # silently no optimisation
         ["--optimize-tc", "--opt-lr", "0"],
+        ["--target-tc", "nan"],  # internal error, exit 1
+        ["--composition-temperature", "nan"],  # silently accepted: NaN element draws
     ],
 )
 def test_generate_bad_schedule_is_a_usage_error(tmp_path, flags, capsys) -> None:

@@ -9,6 +9,7 @@ unusable input or arguments (InputError is turned into one line by ``cli.main``)
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -30,6 +31,17 @@ from tcdesign.generate.defaults import (
     OPT_LR,
     OPT_STARTS,
 )
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (NaN or infinity is a usage error, exit status 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
 
 
 def cmd_train_generator(args: argparse.Namespace) -> int:
@@ -113,7 +125,7 @@ def add_schedule_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--composition-temperature",
-        type=float,
+        type=positive_float,
         default=COMPOSITION_TEMPERATURE,
         help="sharpen the composition head's element probabilities, p^(1/T), before counting "
         f"atoms (default {COMPOSITION_TEMPERATURE}: closer to the training element counts; "
@@ -230,7 +242,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     )
     gen_verb.add_argument(
         "--target-tc",
-        type=float,
+        type=finite_float,
         default=None,
         help="aim the latent optimisation at this Tc (K) instead of maximising",
     )
