@@ -108,6 +108,20 @@ def test_killed_during_screening_resumes_without_redoing_work(
     assert (tmp_path / "report.html").is_file()
 
 
+def test_a_rerun_without_dft_or_report_leaves_no_stale_state(finished_run: Path) -> None:
+    """A --verify 0 rerun drops an earlier invocation's list of candidates skipped for DFT, and
+    a --no-report rerun says that report.html is the earlier one."""
+    state_path = finished_run / "run.json"
+    state = json.loads(state_path.read_text())
+    state["skipped_verify"] = [{"id": "x", "formula": "Nb", "reason": "no pseudopotential"}]
+    state_path.write_text(json.dumps(state))
+    lines: list[str] = []
+    settings = make_run_settings({**FAST, "run": {**FAST["run"], "report": False}})
+    run_pipeline(finished_run, settings, progress=False, echo=lines.append)
+    assert "skipped_verify" not in json.loads(state_path.read_text())
+    assert any("report.html is from an earlier invocation" in line for line in lines)
+
+
 def test_other_settings_into_the_same_folder_is_exit_2(
     finished_run: Path, capsys: pytest.CaptureFixture
 ) -> None:

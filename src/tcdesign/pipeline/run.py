@@ -409,8 +409,12 @@ def run_pipeline(
         for item in skipped:
             echo(f"  skipped {item['id']} ({item['formula']}): {item['reason']}")
         done = int((verify_table.status == "ok").sum()) if len(verify_table) else 0
-        echo(f"  {done} of {len(verify_table)} verified -> {out / 'verify' / 'verify.csv'}")
+        magnetic = int((verify_table.status == "magnetic").sum()) if len(verify_table) else 0
+        note = f" ({magnetic} magnetic: no phonons)" if magnetic else ""
+        echo(f"  {done} of {len(verify_table)} verified{note} -> {out / 'verify' / 'verify.csv'}")
         folder.record("verify", time.perf_counter() - started, skipped_verify=skipped)
+    else:  # no DFT attempted now: an earlier invocation's skip list no longer describes the run
+        folder.state.pop("skipped_verify", None)
     tc_min = screen_settings.tc_min
     for method in methods:
         folder.state["funnel"][method].update(verified_counts(verify_table, method, tc_min))
@@ -431,6 +435,11 @@ def run_pipeline(
             raise
         echo(f"  wrote {html}")
         folder.record("report", time.perf_counter() - started)
+    elif (out / "report.html").exists():
+        echo(
+            f"  {out / 'report.html'} is from an earlier invocation and was not updated "
+            f"(--no-report); 'tcdesign report {out}' redraws it"
+        )
     folder.state["finished"] = _now()
     folder.save()
     return folder.state
