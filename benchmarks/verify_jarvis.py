@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
+from dft_rows import dft_cells, dft_values, number
 from scipy.stats import spearmanr
 
 from tcdesign.data.io import read_structures
@@ -109,19 +109,12 @@ def main() -> int:
                 "formula": record.formula,
                 "split": split,
                 "tc_jarvis_K": round(record.targets["tc"], 3),
-                "tc_K": _number(row["tc_K"]),
-                "lambda": _number(row["lambda"]),
-                "omega_log_K": _number(row["omega_log_K"]),
-                "min_freq_cm1": _number(row["min_freq_cm1"]),
-                "dynamically_stable": _flag(row["dynamically_stable"]),
-                "converged": _flag(row["converged"]),
-                "status": row["status"],
-                "error": None if _missing(row["error"]) else str(row["error"]),
+                **dft_values(row),
                 "grids": data.get("grids"),
                 "pseudopotentials": {
                     e: p["file"] for e, p in data.get("pseudopotentials", {}).items()
                 },
-                "wall_s": _number(data.get("total_seconds")),
+                "wall_s": number(data.get("total_seconds")),
             }
         )
     summary = _summary(rows)
@@ -148,18 +141,6 @@ def main() -> int:
     return 0
 
 
-def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _number(value: object) -> float | None:
-    return None if _missing(value) else round(float(value), 4)
-
-
-def _flag(value: object) -> bool | None:
-    return None if _missing(value) else bool(value)
-
-
 def _summary(rows: list[dict]) -> dict[str, object]:
     done = [r for r in rows if r["status"] == "ok" and r["tc_K"] is not None]
     if not done:
@@ -183,14 +164,7 @@ def _summary(rows: list[dict]) -> dict[str, object]:
 def _print(rows: list[dict], summary: dict[str, object]) -> None:
     print(f"{'id':<13} {'formula':<7} {'JARVIS':>7} {'ours':>7} {'lambda':>7} {'w_log':>6} stable")
     for r in rows:
-        tc = "-" if r["tc_K"] is None else f"{r['tc_K']:.2f}"
-        lam = "-" if r["lambda"] is None else f"{r['lambda']:.3f}"
-        wlog = "-" if r["omega_log_K"] is None else f"{r['omega_log_K']:.0f}"
-        stable = r["status"] if r["status"] != "ok" else str(r["dynamically_stable"])
-        print(
-            f"{r['id']:<13} {r['formula']:<7} {r['tc_jarvis_K']:>7.2f} {tc:>7} {lam:>7} "
-            f"{wlog:>6} {stable}"
-        )
+        print(f"{r['id']:<13} {r['formula']:<7} {r['tc_jarvis_K']:>7.2f} {dft_cells(r)}")
     print(json.dumps(summary))
 
 
