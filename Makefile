@@ -18,7 +18,7 @@ $(BIN)/tcdesign: pyproject.toml
 setup: $(BIN)/tcdesign
 
 # Main job: the whole pipeline on the bundled models (generate -> screen -> rank -> report),
-# about 10 minutes on a 2-core CPU; a rerun resumes. Open $(OUT)/report.html.
+# about 5 minutes on an idle 2-core CPU; a rerun resumes. Open $(OUT)/report.html.
 run: setup
 	$(BIN)/tcdesign run --out $(OUT)
 

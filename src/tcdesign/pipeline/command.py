@@ -77,7 +77,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "screen them (CHGNet relaxation, formation energy, hull, gap, novelty, predicted Tc), "
         "rank the ones that pass, optionally verify the best with Quantum ESPRESSO, and write "
         f"OUT/report.html. With the defaults ({DEFAULT_N} CDVAE crystals, no --verify) it "
-        "takes about 10 minutes on a 2-core laptop CPU. Every stage keeps its output in OUT "
+        "takes about 5 minutes on an idle 2-core laptop CPU. Every stage keeps its output in OUT "
         "and a rerun resumes where the last one stopped. A TOML --config can set every stage "
         "([run], [generate], [screen], [verify]); flags override it.",
     )
