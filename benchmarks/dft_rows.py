@@ -1,10 +1,21 @@
-"""Shared by the DFT benchmarks (verify_jarvis.py, verify_candidates.py): one verify.csv row as
-JSON-ready values, and its cells in the printed table."""
+"""Shared by the DFT benchmarks (verify_jarvis.py, verify_candidates.py): their QE flags, one
+verify.csv row as JSON-ready values, and its cells in the printed table."""
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Mapping
+
+
+def add_qe_arguments(parser: argparse.ArgumentParser, timeout_s: float) -> None:
+    """The QE settings both benchmarks take: preset, cutoffs for every crystal, parallelism."""
+    parser.add_argument("--preset", default="coarse", choices=["coarse", "standard"])
+    parser.add_argument("--ecutwfc", type=float, default=45.0, help="Ry, every crystal")
+    parser.add_argument("--ecutrho", type=float, default=360.0, help="Ry, every crystal")
+    parser.add_argument("--workers", type=int, default=1, help="crystals at a time")
+    parser.add_argument("--np", type=int, default=1, help="MPI ranks per crystal")
+    parser.add_argument("--timeout", type=float, default=timeout_s, help="s per QE step")
 
 
 def missing(value: object) -> bool:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from dft_rows import dft_cells, dft_values, flag, number
+from dft_rows import add_qe_arguments, dft_cells, dft_values, flag, number
 from pymatgen.core import Structure
 
 from tcdesign.data.io import StructureRecord
@@ -41,12 +41,7 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=5, help="candidates to verify (rank order)")
     parser.add_argument("--max-atoms", type=int, default=3, help="largest primitive cell kept")
     parser.add_argument("--work", default="runs/verify_candidates", help="run folder (resumable)")
-    parser.add_argument("--preset", default="coarse", choices=["coarse", "standard"])
-    parser.add_argument("--ecutwfc", type=float, default=45.0, help="Ry, every crystal")
-    parser.add_argument("--ecutrho", type=float, default=360.0, help="Ry, every crystal")
-    parser.add_argument("--workers", type=int, default=1, help="crystals at a time")
-    parser.add_argument("--np", type=int, default=1, help="MPI ranks per crystal")
-    parser.add_argument("--timeout", type=float, default=14400.0, help="s per QE step")
+    add_qe_arguments(parser, timeout_s=14400.0)
     parser.add_argument("--tc-min", type=float, default=5.0, help="K, the screen's Tc rule")
     parser.add_argument(
         "--summarize-only",

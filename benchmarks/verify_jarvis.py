@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from dft_rows import dft_cells, dft_values, number
+from dft_rows import add_qe_arguments, dft_cells, dft_values, number
 from scipy.stats import spearmanr
 
 from tcdesign.data.io import read_structures
@@ -57,12 +57,7 @@ def main() -> int:
     parser.add_argument("--pseudo-dir", required=True, help="pseudopotential library (UPF files)")
     parser.add_argument("--ids", nargs="+", default=DEFAULT_IDS, help="bundled material ids")
     parser.add_argument("--work", default="runs/verify_jarvis", help="run folder (resumable)")
-    parser.add_argument("--preset", default="coarse", choices=["coarse", "standard"])
-    parser.add_argument("--ecutwfc", type=float, default=45.0, help="Ry, every crystal")
-    parser.add_argument("--ecutrho", type=float, default=360.0, help="Ry, every crystal")
-    parser.add_argument("--workers", type=int, default=1, help="crystals at a time")
-    parser.add_argument("--np", type=int, default=1, help="MPI ranks per crystal")
-    parser.add_argument("--timeout", type=float, default=7200.0, help="s per QE step")
+    add_qe_arguments(parser, timeout_s=7200.0)
     parser.add_argument("--out", default=str(RESULTS / "verify_jarvis.json"))
     args = parser.parse_args()
     if shutil.which("pw.x") is None:
