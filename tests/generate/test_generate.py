@@ -162,6 +162,7 @@ def test_missing_model_is_exit_2(tmp_path, capsys) -> None:
         ["--optimize-tc", "--opt-lr", "0"],
         ["--target-tc", "nan"],  # internal error, exit 1
         ["--composition-temperature", "nan"],  # silently accepted: NaN element draws
+        ["--n", "0"],  # the last --n wins: nothing to generate
     ],
 )
 def test_generate_bad_schedule_is_a_usage_error(tmp_path, flags, capsys) -> None:

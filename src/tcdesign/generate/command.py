@@ -75,9 +75,6 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from tcdesign.generate.api import generate
 
-    if args.n < 1:
-        print("tcdesign: --n must be at least 1", file=sys.stderr)
-        return 2
     schedule = _schedule(args)
     table = generate(
         args.n,
@@ -221,7 +218,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "DIR/generated.csv (id, formula, cif, method, status, error, tc_head) as it goes; "
         "a rerun skips finished ids. Broken samples are kept with status broken/invalid.",
     )
-    gen_verb.add_argument("--n", type=int, required=True, help="number of crystals")
+    gen_verb.add_argument("--n", type=positive_int, required=True, help="number of crystals")
     gen_verb.add_argument("--out", required=True, help="output folder (reused on a rerun)")
     gen_verb.add_argument(
         "--method",
