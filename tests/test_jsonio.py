@@ -34,3 +34,20 @@ def test_non_finite_numbers_become_null_at_any_depth():
 def test_what_json_cannot_hold_is_still_an_error():
     with pytest.raises(TypeError):
         jsonio.dumps({"set": {1, 2}})
+
+
+def test_write_json_replaces_the_file_whole(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "state.json"
+    jsonio.write_json(path, {"a": math.nan, "b": (1, 2)})
+    assert json.loads(path.read_text()) == {"a": None, "b": [1, 2]}
+    assert path.read_text().endswith("\n")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jsonio.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        jsonio.write_json(path, {"a": 2})
+    # the previous file is whole and no partial file is left behind
+    assert json.loads(path.read_text()) == {"a": None, "b": [1, 2]}
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]

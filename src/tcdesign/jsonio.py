@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,3 +36,17 @@ def json_ready(value: Any) -> Any:
 def dumps(value: Any, **kwargs: Any) -> str:
     """``json.dumps`` of :func:`json_ready` (``value``); raises ValueError rather than write NaN."""
     return json.dumps(json_ready(value), allow_nan=False, **kwargs)
+
+
+def write_json(path: Path, value: Any, indent: int | None = 2) -> None:
+    """Write ``value`` to ``path`` as strict JSON, whole or not at all: the text goes to a
+    sibling ``.partial`` file that then replaces ``path``, so a kill mid-write keeps the
+    previous file."""
+    path = Path(path)
+    partial = path.with_name(f"{path.name}.partial")
+    try:
+        partial.write_text(dumps(value, indent=indent) + "\n")
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise

@@ -18,6 +18,7 @@ from pymatgen.io.cif import CifWriter
 from tqdm.auto import tqdm
 
 from tcdesign.data.io import TC_TARGET, InputError, read_structures, validate_structure
+from tcdesign.folder_settings import check_folder_settings
 from tcdesign.generate.cdvae import CDVAE, CDVAEConfig
 from tcdesign.generate.data import CrystalDataset
 from tcdesign.generate.defaults import CSP_POOL, OPT_LR, OPT_STARTS, OptStart
@@ -171,28 +172,17 @@ def model_identity(path: str | Path | None) -> str:
 
 
 def check_run_settings(out_dir: Path, name: str, settings: dict, has_results: bool) -> None:
-    """Refuse to add to ``out_dir``'s results with other settings than made them.
-
-    ``out_dir/name`` keeps the settings of the results there; when it differs from ``settings``
-    in a key both have and results exist, InputError names the changes (a rerun would otherwise
-    skip every finished id and hand back crystals of the old settings as if they were the new
-    ones, or mix both). A folder without the file (an older tcdesign) is taken as it is.
-    """
-    path = out_dir / name
-    current = json.loads(json.dumps(settings))  # as it reads back (tuples become lists)
-    if path.is_file() and has_results:
-        try:
-            previous = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            previous = {}
-        changed = [k for k in current if k in previous and previous[k] != current[k]]
-        if changed:
-            details = "; ".join(f"{k}: {previous[k]!r} -> {current[k]!r}" for k in changed)
-            raise InputError(
-                f"{out_dir} holds results made with other settings ({details}); rerun with the "
-                "same settings to resume or extend them, or choose another --out"
-            )
-    path.write_text(json.dumps(current, indent=2) + "\n")
+    """Refuse to add to ``out_dir``'s results with other settings than made them
+    (:func:`tcdesign.folder_settings.check_folder_settings`, the settings kept in
+    ``out_dir/name``): a rerun would otherwise skip every finished id and hand back crystals of
+    the old settings as if they were the new ones, or mix both."""
+    check_folder_settings(
+        out_dir,
+        name,
+        settings,
+        has_results,
+        "rerun with the same settings to resume or extend them, or choose another --out",
+    )
 
 
 GENERATE_SETTINGS = "generate_settings.json"  # in the --out folder of generate

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from tcdesign import jsonio
 from tcdesign.data.io import InputError, StructureRecord, read_structures
 from tcdesign.executor import run_tasks
+from tcdesign.folder_settings import check_folder_settings
 from tcdesign.generate.metrics import duplicate_groups, novel_flags
 from tcdesign.screen.candidate import (
     CandidateJob,
@@ -276,18 +277,13 @@ def _write_table(table: pd.DataFrame, path: Path) -> None:
 
 def _check_state(out_dir: Path, settings: ScreenSettings) -> None:
     """Refuse to mix candidates computed with other per-candidate settings in one folder."""
-    state_path = out_dir / STATE_FILE
-    key = settings.stage_key()
-    if state_path.is_file():
-        previous = json.loads(state_path.read_text())
-        changed = [name for name in key if previous.get(name) != key[name]]
-        if changed and (out_dir / PROGRESS_FILE).is_file():
-            details = ", ".join(f"{n}: {previous.get(n)!r} -> {key[n]!r}" for n in changed)
-            raise InputError(
-                f"{out_dir} holds a screening run with other settings ({details}); "
-                f"choose another --out or delete {out_dir / PROGRESS_FILE}"
-            )
-    state_path.write_text(json.dumps(key, indent=2) + "\n")
+    check_folder_settings(
+        out_dir,
+        STATE_FILE,
+        settings.stage_key(),
+        (out_dir / PROGRESS_FILE).is_file(),
+        f"choose another --out or delete {out_dir / PROGRESS_FILE}",
+    )
 
 
 def check_references(settings: ScreenSettings) -> None:
