@@ -136,6 +136,11 @@ def composition_validity(item: Any) -> bool:
     composition neutral with every cation less electronegative than every anion. A single
     element and a composition of metals only are valid. Broken structures, fractional or
     non-positive counts and unknown elements are invalid.
+
+    This is CDVAE's rule (SMACT's full oxidation-state lists); 89.2 % of the 951 bundled train
+    and val crystals pass it. smact 4's own ``smact_validity`` counts more compositions as alloys
+    (metalloids such as Si, B and Te among metals) and passes 91.5 % of them; the two disagree on
+    22, all of which smact 4 accepts (e.g. Ti3AlC, PRu, SiRh).
     """
     if isinstance(item, Structure):
         if not is_usable(item):
