@@ -339,3 +339,72 @@ def test_a_transition_metal_without_a_moment_goes_on_to_the_phonons(tmp_path, mo
     off = make_settings("coarse", relax=False, magnetism_check=False)
     result = verify(nb, tmp_path / "off", off, pseudo)
     assert result.data["magnetic"] is None and "magnetism" not in result.data["timings_s"]
+
+
+FAKE_PH = (  # writes the q-point list, then one dynamical-matrix file per q-point
+    "/bin/cat > dyn0 <<EOF\n   2   2   2\n   3\n 0.0 0.0 0.0\n 0.5 0.0 0.0\n 0.5 0.5 0.0\nEOF\n"
+    "for i in 1 2 3; do /bin/sleep 0.5; echo q > dyn$i; done\n"
+    '/bin/sleep 0.5\necho "   JOB DONE."\n'
+)
+
+
+def test_progress_lines_follow_the_steps_and_the_q_points(tmp_path, monkeypatch):
+    """Hours of ph.x used to run without a word; each step start and end, and each q-point
+    ph.x finishes, is now reported."""
+    fake_qe(tmp_path, monkeypatch, FAKE_PH)
+    lines: list[str] = []
+    runner = StepRunner(tmp_path / "qe", report=lines.append, poll_s=0.05)
+    runner.run("ph", "ph.x", "&inputph\n/\n")
+    assert lines[0] == "ph (ph.x) started"
+    assert lines[-1].startswith("ph finished in ")
+    assert all(line.startswith("ph: ") for line in lines[1:-1])
+    done = [int(line.split()[1]) for line in lines[1:-1]]
+    assert done[-1] == 3 and len(done) >= 2 and all("of 3 q-points done" in x for x in lines[1:-1])
+    assert done == sorted(set(done))  # a count is reported once, when it changes
+    lines.clear()
+    StepRunner(tmp_path / "qe", report=lines.append).run("ph", "ph.x", "&inputph\n/\n")
+    assert lines == ["ph: finished earlier, reused"]
+
+
+def test_a_fresh_ph_run_removes_the_dynamical_matrices_of_an_earlier_one(tmp_path, monkeypatch):
+    """Files of a run with other inputs counted as progress and stayed beside the new ones; a
+    recovered run keeps its own."""
+    from tcdesign.verify.workflow import _hash, ph_progress
+
+    fake_qe(tmp_path, monkeypatch, "/bin/sleep 0.3\necho '   JOB DONE.'\n")
+    workdir = tmp_path / "qe"
+    workdir.mkdir()
+    for i in range(6):
+        (workdir / f"dyn{i}").write_text("old")
+    (workdir / "dyn0").write_text("   2   2   2\n   5\n" + " 0.0 0.0 0.0\n" * 5)
+    assert ph_progress(workdir) == (5, 5)
+    outputs = ("dyn[0-9]*",)
+    runner = StepRunner(workdir)
+    fresh, restart = "&inputph\n/\n", "&inputph\n recover=.true.\n/\n"
+    (runner.markers / "ph.started").write_text(_hash(runner.chain, fresh))  # a killed attempt
+    (workdir / "dyn0").write_text("   2   2   2\n   5\n" + " 0.0 0.0 0.0\n" * 5)
+    runner.run("ph", "ph.x", fresh, restartable_input=restart, outputs=outputs)
+    assert (workdir / "dyn3").exists()  # recovered: its finished q-points are kept
+    other = "&inputph\n tr2_ph=1e-16\n/\n"
+    StepRunner(workdir).run("ph", "ph.x", other, restartable_input=restart, outputs=outputs)
+    assert not list(workdir.glob("dyn*")) and ph_progress(workdir) is None
+
+
+def test_verify_cli_prints_progress_unless_quiet(tmp_path, monkeypatch, capsys):
+    fake_qe(tmp_path, monkeypatch, "exit 1\n")
+    cif = tmp_path / "Al.cif"
+    fcc_al_conventional().to(filename=str(cif))
+    pseudo = str(fake_pseudo_dir(tmp_path))
+    run_cli(["verify", str(cif), "--out", str(tmp_path / "a"), "--pseudo-dir", pseudo])
+    err = capsys.readouterr().err
+    assert "verify Al: relax (pw.x) started" in err and err.startswith("[")
+    run_cli(["verify", str(cif), "--out", str(tmp_path / "b"), "--pseudo-dir", pseudo, "--quiet"])
+    assert "started" not in capsys.readouterr().err
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for name in ("x", "y"):
+        fcc_al_conventional().to(filename=str(folder / f"{name}.cif"))
+    run_cli(["verify", str(folder), "--out", str(tmp_path / "c"), "--pseudo-dir", pseudo])
+    err = capsys.readouterr().err
+    assert "verify x: relax (pw.x) started" in err
+    assert "verify: y error; 2 of 2 done (0 ok, 0 magnetic, 2 failed)" in err

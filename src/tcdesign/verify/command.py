@@ -33,7 +33,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from tcdesign.data.io import read_structures
     from tcdesign.verify.executor import run_many
     from tcdesign.verify.settings import make_settings, read_settings_toml
-    from tcdesign.verify.workflow import verify
+    from tcdesign.verify.workflow import stderr_reporter, verify
 
     try:
         overrides = read_settings_toml(args.config) if args.config else {}
@@ -57,7 +57,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if len(records) == 1 and Path(args.input).suffix.lower() != ".csv":
         record = records[0]
-        result = verify(record.structure, out, settings, args.pseudo_dir, record.id)
+        report = None if args.quiet else stderr_reporter(record.id)
+        result = verify(record.structure, out, settings, args.pseudo_dir, record.id, report)
         data = result.data
         if result.status != "ok":
             print(f"tcdesign: verify {record.id}: {result.error}", file=sys.stderr)
@@ -73,7 +74,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         )
         print(f"wrote {out / 'result.json'} ({data['total_seconds']:.0f} s)")
         return 0
-    table = run_many(records, out, settings, args.pseudo_dir, args.workers, args.scheduler)
+    table = run_many(
+        records, out, settings, args.pseudo_dir, args.workers, args.scheduler, not args.quiet
+    )
     for row in table.itertuples():
         if row.status != "ok":
             print(f"tcdesign: verify {row.id}: {row.error}", file=sys.stderr)
@@ -161,5 +164,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
         help="dask.distributed scheduler address (e.g. tcp://host:8786) to run the structures of "
         "a CSV or folder on a cluster; its workers need QE, the pseudopotentials and --out on a "
         "shared filesystem",
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress lines on stderr (by default one line, with the time, as each QE step "
+        "starts, ends or is reused, as ph.x finishes each q-point, and as each structure of a "
+        "CSV or folder finishes)",
     )
     parser.set_defaults(func=cmd_verify)

@@ -10,6 +10,7 @@ filesystem). A failing structure is a row with ``status='error'`` and never stop
 from __future__ import annotations
 
 import re
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pandas as pd
 from tcdesign.data.io import StructureRecord
 from tcdesign.executor import run_tasks
 from tcdesign.verify.settings import VerifySettings
-from tcdesign.verify.workflow import EPCResult, verify
+from tcdesign.verify.workflow import EPCResult, stderr_reporter, verify
 
 ROW_COLUMNS = [
     "id",
@@ -42,15 +43,35 @@ def safe_name(structure_id: str) -> str:
 
 
 def _run_one(
-    record: StructureRecord, out: Path, settings: VerifySettings, pseudo_dir: str | None
+    record: StructureRecord,
+    out: Path,
+    settings: VerifySettings,
+    pseudo_dir: str | None,
+    progress: bool = False,
 ) -> dict[str, object]:
     folder = out / safe_name(record.id)
     if not record.ok:
         return {"id": record.id, "status": "error", "error": record.error, "folder": None}
-    result: EPCResult = verify(record.structure, folder, settings, pseudo_dir, record.id)
+    report = stderr_reporter(record.id) if progress else None
+    result: EPCResult = verify(record.structure, folder, settings, pseudo_dir, record.id, report)
     row = {key: result.data.get(key) for key in ROW_COLUMNS}
     row.update(status=result.status, error=result.error, folder=str(folder))
     return row
+
+
+def _print_tally(row: dict[str, object], rows: dict[int, dict[str, object]], total: int) -> None:
+    """One stderr line when a structure finishes: its outcome and the counts so far."""
+    statuses = [str(r.get("status")) for r in rows.values()]
+    tc = row.get("tc_K")
+    outcome = f"Tc {tc:.2f} K" if row.get("status") == "ok" and isinstance(tc, float) else ""
+    outcome = outcome or str(row.get("status"))
+    print(
+        f"verify: {row.get('id')} {outcome}; {len(rows)} of {total} done "
+        f"({statuses.count('ok')} ok, {statuses.count('magnetic')} magnetic, "
+        f"{len(statuses) - statuses.count('ok') - statuses.count('magnetic')} failed)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def run_many(
@@ -60,9 +81,13 @@ def run_many(
     pseudo_dir: str | Path | None = None,
     workers: int = 1,
     scheduler: str | None = None,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """Verify every record into ``out/<id>/``; write and return ``out/verify.csv`` (input
-    order; rewritten as each structure finishes, so a killed run keeps the rows it finished)."""
+    order; rewritten as each structure finishes, so a killed run keeps the rows it finished).
+
+    ``progress``: lines on stderr as each QE step of each structure starts and ends, and one
+    line with the counts so far as each structure finishes."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     directory = str(pseudo_dir) if pseudo_dir is not None else None
@@ -72,7 +97,7 @@ def run_many(
     def table() -> pd.DataFrame:
         return pd.DataFrame([rows[k] for k in sorted(rows)], columns=ROW_COLUMNS)
 
-    task = partial(_run_one, out=out, settings=settings, pseudo_dir=directory)
+    task = partial(_run_one, out=out, settings=settings, pseudo_dir=directory, progress=progress)
     for outcome in run_tasks(task, records, workers=workers, scheduler=scheduler):
         if outcome.error is not None:  # an unexpected exception in the workflow
             record = records[outcome.index]
@@ -80,6 +105,8 @@ def run_many(
         else:
             rows[outcome.index] = outcome.value
         table().to_csv(table_path, index=False)
+        if progress:
+            _print_tally(rows[outcome.index], rows, len(records))
     result = table()
     result.to_csv(table_path, index=False)
     return result

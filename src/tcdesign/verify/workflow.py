@@ -37,7 +37,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,7 @@ from tcdesign.verify.pseudo import (
 from tcdesign.verify.settings import VerifySettings
 
 REQUIRED_PROGRAMS = ("pw.x", "ph.x", "q2r.x", "matdyn.x")
+POLL_SECONDS = 10.0  # how often a running QE step is looked at for progress
 CM1_PER_THZ = 33.35641
 
 
@@ -123,8 +126,20 @@ def _environment(np_ranks: int) -> dict[str, str]:
 class StepRunner:
     """Runs QE programs in one folder with markers, logs, mpirun and timeouts."""
 
-    def __init__(self, workdir: Path, np_ranks: int = 1, timeout_s: float = 3600.0) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        np_ranks: int = 1,
+        timeout_s: float = 3600.0,
+        report: Callable[[str], None] | None = None,
+        poll_s: float = POLL_SECONDS,
+    ) -> None:
+        """``report``: called with one line of progress (a step starts, ends or is reused; each
+        q-point ph.x finishes), or None for silence; ``poll_s``: how often a running step is
+        looked at."""
         self.workdir = workdir
+        self.report = report or (lambda message: None)
+        self.poll_s = poll_s
         self.markers = workdir / "markers"
         self.np_ranks = np_ranks
         self.timeout_s = timeout_s
@@ -157,6 +172,7 @@ class StepRunner:
         restartable_input: str | None = None,
         step_limit_ok: bool = False,
         branch: bool = False,
+        outputs: Sequence[str] = (),
     ) -> str:
         """Run ``program`` on ``input_text`` unless its marker says it is done; return its log.
 
@@ -166,7 +182,10 @@ class StepRunner:
         3 after JOB DONE) is a finished step, not a failure (a relaxation that keeps its last
         geometry). ``branch``: a side step (the magnetism check) whose hash depends on what is
         upstream but which leaves the chain of the steps after it unchanged, so that adding or
-        dropping it never makes a finished run compute its phonons again.
+        dropping it never makes a finished run compute its phonons again. ``outputs``: glob
+        patterns of files the step writes as it goes (ph.x's dynamical matrices), removed before
+        it runs from the start so that files of an earlier run with other inputs neither count
+        as progress nor linger beside the new ones.
         """
         key = _hash(self.chain, input_text)
         marker = self.markers / f"{step}.done"
@@ -174,6 +193,7 @@ class StepRunner:
         if self.done(step, input_text) and log.exists():
             self.skipped.append(step)
             self.timings[step] = json.loads(marker.read_text()).get("seconds", 0.0)
+            self.report(f"{step}: finished earlier, reused")
             if not branch:
                 self.chain = key
             return log.read_text(errors="replace")
@@ -183,6 +203,9 @@ class StepRunner:
         text = restartable_input if (resume and restartable_input) else input_text
         started.write_text(key)
         restarting = resume and restartable_input is not None
+        if not restarting:
+            self._remove(outputs)
+        self.report(f"{step} ({program}) {'resumed' if restarting else 'started'}")
         try:
             seconds, output = self._execute(step, program, text, parallel, stdin, step_limit_ok)
             problem = parsers.qe_failure(output) if check_job_done else None
@@ -191,6 +214,8 @@ class StepRunner:
                 raise
             problem = str(exc)
         if problem is not None and restarting:  # the restart failed: once more from the start
+            self._remove(outputs)
+            self.report(f"{step}: the restart failed; running it again from the start")
             seconds, output = self._execute(
                 step, program, input_text, parallel, stdin, step_limit_ok
             )
@@ -200,9 +225,16 @@ class StepRunner:
         marker.write_text(json.dumps({"hash": key, "seconds": round(seconds, 3)}))
         started.unlink(missing_ok=True)
         self.timings[step] = seconds
+        self.report(f"{step} finished in {duration(seconds)}")
         if not branch:
             self.chain = key
         return output
+
+    def _remove(self, patterns: Sequence[str]) -> None:
+        for pattern in patterns:
+            for path in self.workdir.glob(pattern):
+                if path.is_file():
+                    path.unlink(missing_ok=True)
 
     def _execute(
         self,
@@ -238,7 +270,7 @@ class StepRunner:
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
             try:
-                process.wait(timeout=self.timeout_s)
+                self._wait(process, step, start)
             except subprocess.TimeoutExpired:
                 _end_group(process)
                 raise QEError(
@@ -255,6 +287,49 @@ class StepRunner:
             reason = parsers.qe_failure(output) or f"exit status {process.returncode}"
             raise QEError(step, f"{reason} (log: {log})")
         return seconds, output
+
+    def _wait(self, process: subprocess.Popen[bytes], step: str, start: float) -> None:
+        """Wait for ``process`` at most the timeout (then TimeoutExpired), reporting the
+        q-points ph.x finishes as it goes."""
+        deadline = start + self.timeout_s
+        reported = None
+        while True:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                raise subprocess.TimeoutExpired(process.args, self.timeout_s)
+            try:
+                process.wait(timeout=min(self.poll_s, remaining))
+                return
+            except subprocess.TimeoutExpired:
+                if step != "ph":
+                    continue
+            counts = ph_progress(self.workdir)
+            if counts is not None and counts != reported:
+                reported = counts
+                elapsed = duration(time.perf_counter() - start)
+                self.report(f"ph: {counts[0]} of {counts[1]} q-points done ({elapsed})")
+
+
+def ph_progress(workdir: Path) -> tuple[int, int] | None:
+    """(q-points finished, irreducible q-points) of the ph.x run in ``workdir``, from the
+    dynamical-matrix files it writes as each q-point ends (a recovered run keeps the earlier
+    ones); None before ph.x has written its list of q-points."""
+    try:
+        _, qpoints = parsers.read_dyn0(workdir / f"{inputs.FILDYN}0")
+    except (OSError, ValueError, IndexError):
+        return None
+    total = len(qpoints)
+    finished = sum((workdir / f"{inputs.FILDYN}{i}").is_file() for i in range(1, total + 1))
+    return finished, total
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as people read a duration: 12 s, 3.4 min, 2.1 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _die_with_parent() -> None:
@@ -353,8 +428,9 @@ def _run_steps(
     pseudos: dict[str, Pseudopotential],
     pseudo_dir: Path,
     data: dict[str, Any],
+    report: Callable[[str], None] | None = None,
 ) -> None:
-    runner = StepRunner(out / "qe", settings.np, settings.timeout_s)
+    runner = StepRunner(out / "qe", settings.np, settings.timeout_s, report)
     data["timings_s"] = runner.timings
     data["skipped_steps"] = runner.skipped
     pseudo_path = str(pseudo_dir.resolve())
@@ -396,6 +472,7 @@ def _run_steps(
         inputs.ph_input(settings, qgrid),
         parallel=True,
         restartable_input=inputs.ph_input(settings, qgrid, recover=True),
+        outputs=(f"{inputs.FILDYN}[0-9]*", "elph_dir/*"),
     )
     runner.run("q2r", "q2r.x", inputs.q2r_input(settings.el_ph_nsigma), stdin=True)
     matdyn_text = inputs.matdyn_input(dos_grid, settings.dos_delta_cm1, settings.el_ph_nsigma)
@@ -516,10 +593,21 @@ def _summarize(
     )
 
 
+def _print_progress(label: str, message: str) -> None:
+    stamp = time.strftime("%H:%M:%S")
+    print(f"[{stamp}] verify {label}: {message}", file=sys.stderr, flush=True)
+
+
+def stderr_reporter(label: str) -> Callable[[str], None]:
+    """A ``report`` for :func:`verify` that prints ``[HH:MM:SS] verify <label>: <message>``
+    lines on stderr (picklable, so it travels to process-pool and dask workers)."""
+    return partial(_print_progress, label)
+
+
 def write_result(out: Path, result: EPCResult) -> Path:
     """Write ``out/result.json`` (NaN written as null) and return its path."""
     path = out / "result.json"
-    path.write_text(jsonio.dumps(result.as_dict(), indent=2) + "\n")
+    jsonio.write_json(path, result.as_dict())
     return path
 
 
@@ -529,8 +617,12 @@ def verify(
     settings: VerifySettings | None = None,
     pseudo_dir: str | Path | None = None,
     structure_id: str = "structure",
+    report: Callable[[str], None] | None = None,
 ) -> EPCResult:
     """Electron-phonon Tc of one structure with Quantum ESPRESSO; writes ``out/result.json``.
+
+    ``report``: called with a line of progress as each QE step starts, ends or is reused, and
+    as ph.x finishes each q-point (:func:`stderr_reporter` prints them); None for silence.
 
     Never raises for a QE problem: a missing pw.x, a missing pseudopotential, a failing or
     non-converging step or a timeout give ``status='error'`` with the reason in ``error`` (and
@@ -577,7 +669,7 @@ def verify(
                 "apt-get install quantum-espresso)",
                 kind="qe_not_found",
             )
-        _run_steps(cell, out, settings, pseudos, directory, data)
+        _run_steps(cell, out, settings, pseudos, directory, data, report)
     except MagneticCrystalError as exc:
         result = EPCResult("magnetic", str(exc), data)
         data["error_kind"] = "magnetic"
