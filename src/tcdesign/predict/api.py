@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pymatgen.core import Structure
 
 from tcdesign.data.io import TC_TARGET, InputError, StructureRecord, read_structures
 from tcdesign.predict.alignn import ALIGNNConfig
 from tcdesign.predict.dataset import GraphDataset
 from tcdesign.predict.ensemble import Ensemble, train_ensemble
+from tcdesign.predict.features import unsupported_reason
 from tcdesign.predict.train import TrainData, TrainSettings
 
 BUNDLED_DATA = "data/bundled"  # train.csv and val.csv inside the package
@@ -46,6 +49,17 @@ def report_bad_rows(
         print(f"{prefix}... and {len(lines) - limit} more rows left out", file=stream)
 
 
+def unsupported_as_bad(
+    records: Sequence[StructureRecord], reason: Callable[[Structure], str | None]
+) -> list[StructureRecord]:
+    """``records`` with each good one that ``reason`` rejects turned into a bad row."""
+    out = []
+    for record in records:
+        why = reason(record.structure) if record.ok else None
+        out.append(record if why is None else replace(record, error=why))
+    return out
+
+
 def predict_records(
     records: Sequence[StructureRecord],
     ensemble: Ensemble,
@@ -58,6 +72,7 @@ def predict_records(
     reference values of the target, ``<target>_ref``.
     """
     target = ensemble.target
+    records = unsupported_as_bad(records, ensemble.unsupported)
     good = [r for r in records if r.ok]
     mean = std = np.zeros(0)
     if good:
@@ -122,6 +137,9 @@ def load_training_data(
     splits = {}
     for name, path in (("train", train_csv), ("val", val_csv)):
         records = read_structures(path, [target], require_targets=True)
+        records = unsupported_as_bad(
+            records, partial(unsupported_reason, config.pretrained_features)
+        )
         report_bad_rows(records, limit=5, source=Path(path).name)
         good = [r for r in records if r.ok]
         if len(good) < 2:

@@ -21,6 +21,7 @@ from tcdesign import jsonio
 from tcdesign.data.io import InputError
 from tcdesign.predict.alignn import ALIGNN, ALIGNNConfig
 from tcdesign.predict.dataset import GraphDataset
+from tcdesign.predict.features import unsupported_reason
 from tcdesign.predict.train import TrainData, TrainSettings, member_dirs, seeds_for, train_member
 from tcdesign.training import is_main_process
 
@@ -99,8 +100,23 @@ class Ensemble:
         self, structures: Sequence[Structure], batch_size: int = 32, progress: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """Mean and calibrated std (target units, e.g. K) for each structure; the std is NaN
-        for a single model (a member's ``model.pt``), which has no spread to calibrate."""
-        return self.predict_dataset(self.dataset(structures, progress), batch_size, progress)
+        for a single model (a member's ``model.pt``), which has no spread to calibrate. Both are
+        NaN for a structure the model cannot describe (:meth:`unsupported`)."""
+        usable = [k for k, s in enumerate(structures) if self.unsupported(s) is None]
+        if len(usable) == len(structures):
+            return self.predict_dataset(self.dataset(structures, progress), batch_size, progress)
+        mean = np.full(len(structures), np.nan)
+        std = np.full(len(structures), np.nan)
+        if usable:
+            data = self.dataset([structures[k] for k in usable], progress)
+            mean[usable], std[usable] = self.predict_dataset(data, batch_size, progress)
+        return mean, std
+
+    def unsupported(self, structure: Structure) -> str | None:
+        """Why this model cannot predict ``structure`` (an element beyond its pretrained atom
+        features), or None. Structures the data layer accepts have Z <= 100, which the CGCNN
+        features and descriptors cover."""
+        return unsupported_reason(self.config.pretrained_features, structure)
 
     def to_checkpoint(self) -> dict:
         return {
@@ -219,5 +235,5 @@ def train_ensemble(
         **data.meta,
     }
     ensemble.save(out_dir / "ensemble.pt")
-    (out_dir / "metrics.json").write_text(jsonio.dumps(ensemble.metrics, indent=2))
+    jsonio.write_json(out_dir / "metrics.json", ensemble.metrics)
     return ensemble

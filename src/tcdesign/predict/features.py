@@ -15,6 +15,7 @@ from pymatgen.core import Structure
 from tqdm.auto import tqdm
 
 FEATURE_SIZES = {"none": 0, "chgnet": 64}
+FEATURE_MAX_Z = {"chgnet": 94}  # CHGNet embeds the elements H..Pu
 CHUNK = 64  # structures per CHGNet call
 
 
@@ -56,6 +57,21 @@ def chgnet_atom_features(
         bar.update(len(chunk))
     bar.close()
     return features
+
+
+def unsupported_reason(name: str, structure: Structure) -> str | None:
+    """Why the pretrained features ``name`` cannot describe ``structure`` (an element beyond
+    the pretrained network's), or None when they can."""
+    max_z = FEATURE_MAX_Z.get(name)
+    if max_z is None:
+        return None
+    for element in structure.composition.element_composition.elements:
+        if max_z < element.Z:
+            return (
+                f"element {element.symbol} (Z = {element.Z}) is beyond this model's {name} "
+                f"features (Z 1-{max_z})"
+            )
+    return None
 
 
 def atom_featurizer(name: str) -> Callable[..., list[np.ndarray]] | None:
