@@ -146,3 +146,25 @@ def test_a_new_target_tc_conflicts_also_without_optimize_tc() -> None:
     assert settings_conflicts(old, new) == ["generate.target_tc: 20.0 -> 40.0"]
     plain = make_run_settings(generate={"optimize_tc": False}).as_dict()
     assert settings_conflicts(plain, old) == ["generate.target_tc: None -> 20.0"]
+
+
+def test_generate_settings_do_not_bind_a_folder_without_cdvae_output() -> None:
+    """A substitution-only run made no CDVAE crystals, so its folder can take other generate
+    settings (and CDVAE added as a method); once CDVAE has run, they bind it again."""
+    substitution = {"methods": ("substitution",)}
+    old = make_run_settings(run=substitution).as_dict()
+    new = make_run_settings(run=substitution, generate={"steps_per_level": 20}).as_dict()
+    assert settings_conflicts(old, new) == []
+    both = make_run_settings(
+        run={"methods": ("substitution", "cdvae")}, generate={"steps_per_level": 20}
+    ).as_dict()
+    assert settings_conflicts(old, both) == []
+    assert settings_conflicts(both, new) == [
+        "run.methods: cdvae dropped (methods can be added on a resume)"
+    ]
+    cdvae = make_run_settings().as_dict()
+    changed = make_run_settings(generate={"steps_per_level": 20}).as_dict()
+    assert settings_conflicts(cdvae, changed) == ["generate.steps_per_level: 10 -> 20"]
+    # the seed still binds: the substitution baseline draws with it
+    seeded = make_run_settings(run={**substitution, "seed": 3}).as_dict()
+    assert settings_conflicts(old, seeded) == ["run.seed: 0 -> 3"]

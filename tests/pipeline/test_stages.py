@@ -211,7 +211,7 @@ def test_verify_stage_labels_rows_with_method_and_source(
     write_upf(pseudo, "Al.pbe.UPF", "Al")
     seen: list[str] = []
 
-    def fake_run_many(records, out, settings, pseudo_dir, workers=1):
+    def fake_run_many(records, out, settings, pseudo_dir, workers=1, progress=False):
         seen.extend(r.id for r in records)
         assert settings.preset == "coarse" and settings.mu_star == 0.12
         return pd.DataFrame(

@@ -16,7 +16,6 @@ screened, verification the QE steps already finished; a rerun of a finished run 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from tcdesign import jsonio
 from tcdesign.data.io import InputError, StructureRecord, read_structures
 from tcdesign.pipeline.settings import RunSettings
 from tcdesign.screen.settings import STAGE_FIELDS
@@ -69,6 +69,9 @@ def settings_conflicts(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         for settings in (old, new)
     )
     before, after = old.get("run", {}), new.get("run", {})
+    # a folder from a run without CDVAE (--method substitution) holds nothing the generate
+    # settings shape; the substitution baseline uses only run.n and run.seed
+    cdvae_before = "cdvae" in (before.get("methods") or ["cdvae"])
     n_before, n_after = before.get("n"), after.get("n")
     if isinstance(n_before, int) and isinstance(n_after, int) and n_after < n_before:
         conflicts.append(f"run.n: {n_before} -> {n_after} (n can grow on a resume)")
@@ -86,6 +89,8 @@ def settings_conflicts(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
                 continue  # rules, references, workers: the screen stage reapplies them on resume
             if stage == "generate" and key in OPTIMIZATION_KEYS and not optimized:
                 continue  # the latent optimisation's settings do not matter when it is off
+            if stage == "generate" and not cdvae_before:
+                continue  # only CDVAE output depends on them, and the folder has none yet
             if before.get(key) != after.get(key):
                 conflicts.append(f"{stage}.{key}: {before.get(key)!r} -> {after.get(key)!r}")
     return conflicts
@@ -143,9 +148,7 @@ class RunFolder:
 
     def save(self) -> None:
         """Write run.json whole or not at all (a kill while writing keeps the previous one)."""
-        partial = self.path.with_name(f"{self.path.name}.partial")
-        partial.write_text(json.dumps(_jsonable(self.state), indent=2))
-        os.replace(partial, self.path)
+        jsonio.write_json(self.path, _jsonable(self.state))
 
     def record(self, stage: str, seconds: float, **values: Any) -> None:
         """Add ``seconds`` to the stage's time over every invocation of the run, and save."""
@@ -308,7 +311,7 @@ def earlier_verification(folder: RunFolder, ranked: pd.DataFrame) -> pd.DataFram
 
 
 def verify_stage(
-    folder: RunFolder, settings: RunSettings, ranked: pd.DataFrame
+    folder: RunFolder, settings: RunSettings, ranked: pd.DataFrame, progress: bool = False
 ) -> tuple[pd.DataFrame, list[dict[str, str]]]:
     """Quantum ESPRESSO on the top ``settings.run.verify`` candidates -> DIR/verify/verify.csv."""
     from tcdesign.verify.executor import run_many
@@ -322,7 +325,9 @@ def verify_stage(
     verify_dir = folder.out / "verify"
     if not chosen:  # what an earlier invocation verified stays, for the candidates still ranked
         return earlier_verification(folder, ranked), skipped
-    table = run_many(chosen, verify_dir, qe_settings, stage.pseudo_dir, workers=stage.workers)
+    table = run_many(
+        chosen, verify_dir, qe_settings, stage.pseudo_dir, workers=stage.workers, progress=progress
+    )
     source = {f"{m}-{i}": (m, i) for m, i in zip(ranked.method, ranked.id, strict=True)}
     table["method"] = [source[i][0] for i in table.id]
     table["source_id"] = [source[i][1] for i in table.id]
@@ -405,7 +410,7 @@ def run_pipeline(
     if settings.run.verify > 0:
         header(f"verify the top {settings.run.verify} with Quantum ESPRESSO")
         started = time.perf_counter()
-        verify_table, skipped = verify_stage(folder, settings, ranked)
+        verify_table, skipped = verify_stage(folder, settings, ranked, progress)
         for item in skipped:
             echo(f"  skipped {item['id']} ({item['formula']}): {item['reason']}")
         done = int((verify_table.status == "ok").sum()) if len(verify_table) else 0
