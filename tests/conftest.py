@@ -15,6 +15,16 @@ warnings.filterwarnings("ignore", module="pymatgen")
 torch.set_num_threads(2)
 
 
+@pytest.fixture()
+def one_thread():
+    """One torch thread for the test: parallel CPU kernels add in a varying order, so only
+    one thread repeats a training run bit for bit (the suite runs on two)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def val_frame() -> pd.DataFrame:
     return pd.read_csv(bundled_csv("val"))

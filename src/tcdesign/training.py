@@ -10,17 +10,50 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import random
 import signal
 import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
+import numpy as np
+import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+
+class RandomStateCheckpoint(L.Callback):
+    """Keeps the random state (torch, numpy, Python) in every checkpoint and restores it on
+    resume, so that dropout and the generator's noise continue the draws of the interrupted run:
+    a run killed and resumed ends with the weights of one that never stopped."""
+
+    KEY = "tcdesign_random_state"
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        name, keys, position, has_gauss, cached = np.random.get_state()
+        checkpoint[self.KEY] = {  # tensors and plain numbers: loadable with weights_only
+            "torch": torch.get_rng_state(),
+            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached],
+            "python": random.getstate(),
+        }
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        state = checkpoint.get(self.KEY)
+        if state is None:  # a checkpoint from an older tcdesign
+            return
+        torch.set_rng_state(state["torch"])
+        name, keys, position, has_gauss, cached = state["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+        random.setstate(state["python"])
 
 
 @dataclass(frozen=True)
@@ -155,6 +188,7 @@ def build_trainer(
         enable_version_counter=False,
     )
     all_callbacks: list[L.Callback] = [
+        RandomStateCheckpoint(),
         checkpoint,
         EarlyStopping(monitor=monitor, mode="min", patience=patience),
         *(callbacks or []),

@@ -76,17 +76,18 @@ def _structures(data):
     return [r.structure for r in records if r.ok]
 
 
-def test_resume_continues_from_the_last_epoch(data, tmp_path) -> None:
+def test_resume_continues_from_the_last_epoch(data, tmp_path, one_thread) -> None:
     settings = TrainSettings(
         epochs=4, batch_size=4, progress=False, devices=Devices(accelerator="cpu")
     )
+    config = replace(TINY, dropout=0.3)  # random draws in every step
     with pytest.raises(RuntimeError, match="killed"):
-        train_member(data, TINY, settings, tmp_path, callbacks=[StopAfterEpoch(1)])
+        train_member(data, config, settings, tmp_path, callbacks=[StopAfterEpoch(1)])
     assert (tmp_path / "last.ckpt").exists() and not (tmp_path / "member.json").exists()
     saved = torch.load(tmp_path / "last.ckpt", weights_only=False)
     assert saved["epoch"] == 1
     probe = FirstEpoch()
-    result = train_member(data, TINY, settings, tmp_path, callbacks=[probe])
+    result = train_member(data, config, settings, tmp_path, callbacks=[probe])
     assert probe.first == 2  # epochs 0 and 1 are not repeated
     assert result.epochs_run == 4
     # the training log keeps the epochs before the kill (Lightning's CSV logger deleted them)
@@ -94,9 +95,18 @@ def test_resume_continues_from_the_last_epoch(data, tmp_path) -> None:
 
     log = pd.read_csv(tmp_path / "logs" / "version_0" / "metrics.csv")
     assert sorted(log.dropna(subset=["val_mae"]).epoch.astype(int)) == [0, 1, 2, 3]
+    # the resumed run ends with the weights of one that never stopped (same batches, same
+    # dropout draws: the sampler follows the epoch, the random state is in the checkpoint)
+    straight = train_member(data, config, settings, tmp_path / "straight")
+    assert straight.best_val_mae == result.best_val_mae
+    for name in ("last.ckpt", "best.ckpt"):
+        resumed_weights = torch.load(tmp_path / name, weights_only=False)["state_dict"]
+        straight_weights = torch.load(tmp_path / "straight" / name, weights_only=False)
+        for key, value in straight_weights["state_dict"].items():
+            assert torch.equal(value, resumed_weights[key]), key
     # a finished member is not trained again
     again = FirstEpoch()
-    train_member(data, TINY, settings, tmp_path, callbacks=[again])
+    train_member(data, config, settings, tmp_path, callbacks=[again])
     assert again.first is None
 
 

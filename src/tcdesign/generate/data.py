@@ -10,6 +10,7 @@ from pymatgen.core import Structure
 from torch.utils.data import DataLoader, Dataset
 
 from tcdesign.data.graphs import GraphSettings
+from tcdesign.data.loader import training_loader
 from tcdesign.generate.cdvae import CrystalBatch
 from tcdesign.predict.dataset import GraphDataset
 
@@ -66,14 +67,7 @@ class CrystalDataset(Dataset):
         )
 
     def loader(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
-        generator = torch.Generator().manual_seed(seed)
-        return DataLoader(
-            self,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            collate_fn=self.collate,
-            generator=generator,
-        )
+        return training_loader(self, batch_size, self.collate, shuffle, seed)
 
     def statistics(self) -> dict[str, torch.Tensor]:
         """Arrays that :meth:`CDVAE.set_statistics` fits its scalers on."""

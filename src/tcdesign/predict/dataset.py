@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from pymatgen.core import Structure
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from tcdesign.data.batch import GraphBatch, collate
 from tcdesign.data.graphs import CrystalGraph, GraphSettings, crystal_graph
+from tcdesign.data.loader import training_loader
 from tcdesign.predict.descriptors import descriptors
 from tcdesign.predict.features import atom_featurizer
 
@@ -55,11 +55,4 @@ class GraphDataset(Dataset):
         )
 
     def loader(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
-        generator = torch.Generator().manual_seed(seed)
-        return DataLoader(
-            self,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            collate_fn=self.collate,
-            generator=generator,
-        )
+        return training_loader(self, batch_size, self.collate, shuffle, seed)
