@@ -141,6 +141,19 @@ def test_substitution_baseline(tmp_path) -> None:
     assert (table.status == "ok").all()
 
 
+def test_a_substitution_shortfall_is_reported(tmp_path, capsys, monkeypatch) -> None:
+    """substitute() gives up after 50 draws per crystal; the missing ids used to go unmentioned."""
+    import tcdesign.generate.api as api
+
+    real = api.substitute
+    monkeypatch.setattr(api, "substitute", lambda train, n, seed: real(train, 2, seed))
+    argv = ["generate", "--n", "4", "--out", str(tmp_path), "--method", "substitution", "--quiet"]
+    assert main(argv) == 0
+    assert len(pd.read_csv(tmp_path / "generated.csv")) == 2
+    err = capsys.readouterr().err
+    assert "found 2 distinct new crystals in 200 draws, not 4" in err and "gen-00002 on" in err
+
+
 def test_missing_model_is_exit_2(tmp_path, capsys) -> None:
     assert (
         main(["generate", "--n", "2", "--out", str(tmp_path), "--model", str(tmp_path / "nope.pt")])

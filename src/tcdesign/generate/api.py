@@ -32,6 +32,7 @@ from tcdesign.generate.sample import (
     decode_optimized,
 )
 from tcdesign.generate.substitution import (
+    ATTEMPTS_PER_CRYSTAL,
     fit_atomic_volumes,
     parse_cell_formula,
     substitute,
@@ -274,10 +275,18 @@ def generate(
     if method == "substitution":
         if any(i not in writer.done for i in ids):
             train = [r.structure for r in read_structures(bundled_csv("train")) if r.ok]
-            for rid, structure in zip(ids, substitute(train, n, seed), strict=False):
+            made = substitute(train, n, seed)
+            for rid, structure in zip(ids, made, strict=False):
                 if rid not in writer.done:
                     writer.write(rid, structure, method)
                     bar.update()
+            if len(made) < n:  # the attempts ran out before n distinct new crystals
+                print(
+                    f"tcdesign: substitution found {len(made)} distinct new crystals in "
+                    f"{ATTEMPTS_PER_CRYSTAL * n} draws, not {n} (the others repeated a training "
+                    f"crystal or an earlier result); ids from gen-{len(made):05d} on are missing",
+                    file=sys.stderr,
+                )
     elif method == "cdvae":
         if opt_start not in OPT_STARTS:
             raise ValueError(f"unknown opt_start {opt_start!r}; choose random or train")

@@ -179,6 +179,9 @@ def _matches_any(matcher: ReducedMatcher, structure: Structure, known: Sequence[
     return any(matcher.fit(other, structure) for other in known)
 
 
+ATTEMPTS_PER_CRYSTAL = 50  # draws per requested crystal before substitute() gives up
+
+
 def substitute(
     train_structures: Sequence[Any],
     n: int,
@@ -197,7 +200,8 @@ def substitute(
     and rescales the volume (:func:`apply_substitution`, atomic volumes fitted to the training
     set). A result that matches (pymatgen's
     default StructureMatcher, same reduced formula only) an earlier result or a training crystal
-    is discarded. Stops after ``max_attempts`` draws (default ``50 * n``), so fewer than ``n``
+    is discarded. Stops after ``max_attempts`` draws (default ``50 * n``,
+    :data:`ATTEMPTS_PER_CRYSTAL`), so fewer than ``n``
     crystals can come back. Reproducible for the same inputs and ``seed``. Each result carries
     ``properties["parent"]`` (index in ``train_structures``) and ``properties["substitution"]``
     (e.g. ``"Nb->Ta"``).
@@ -223,7 +227,7 @@ def substitute(
     rng = np.random.default_rng(seed)
     results: list[Structure] = []
     attempts = 0
-    limit = 50 * n if max_attempts is None else max_attempts
+    limit = ATTEMPTS_PER_CRYSTAL * n if max_attempts is None else max_attempts
     while len(results) < n and attempts < limit:
         attempts += 1
         parent_index, parent = parents[int(rng.integers(len(parents)))]
