@@ -95,7 +95,9 @@ def main() -> int:
     if args.summarize_only:
         table = pd.DataFrame([_finished(Path(args.work), record.id) for record in records])
     else:
-        table = run_many(records, args.work, settings, args.pseudo_dir, workers=args.workers)
+        table = run_many(
+            records, args.work, settings, args.pseudo_dir, workers=args.workers, progress=True
+        )
     wall = time.perf_counter() - start
     rows = []
     for (candidate, record), (_, row) in zip(chosen, table.iterrows(), strict=True):

@@ -91,7 +91,9 @@ def main() -> int:
         timeout_s=args.timeout,
     )
     start = time.perf_counter()
-    table = run_many(records, args.work, settings, args.pseudo_dir, workers=args.workers)
+    table = run_many(
+        records, args.work, settings, args.pseudo_dir, workers=args.workers, progress=True
+    )
     wall = time.perf_counter() - start
     rows = []
     for record, (_, row) in zip(records, table.iterrows(), strict=True):
