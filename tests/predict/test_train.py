@@ -320,3 +320,21 @@ def test_resume_with_another_schedule_is_refused_before_training(data, tmp_path)
         train_member(data, TINY, replace(FAST, epochs=3), tmp_path, callbacks=[probe])
     assert probe.first is None  # refused before any training
     assert train_member(data, TINY, FAST, tmp_path).epochs_run == 2
+
+
+def test_a_checkpoint_without_random_state_still_resumes(data, tmp_path) -> None:
+    """Checkpoints written before the random state was kept (earlier releases) resume too."""
+    from tcdesign.training import RandomStateCheckpoint
+
+    settings = TrainSettings(
+        epochs=3, batch_size=4, progress=False, devices=Devices(accelerator="cpu")
+    )
+    with pytest.raises(RuntimeError, match="killed"):
+        train_member(data, TINY, settings, tmp_path, callbacks=[StopAfterEpoch(0)])
+    checkpoint = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    assert RandomStateCheckpoint.KEY in checkpoint
+    del checkpoint[RandomStateCheckpoint.KEY]
+    torch.save(checkpoint, tmp_path / "last.ckpt")
+    probe = FirstEpoch()
+    result = train_member(data, TINY, settings, tmp_path, callbacks=[probe])
+    assert probe.first == 1 and result.epochs_run == 3
