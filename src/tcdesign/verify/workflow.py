@@ -292,17 +292,18 @@ class StepRunner:
         """Wait for ``process`` at most the timeout (then TimeoutExpired), reporting the
         q-points ph.x finishes as it goes."""
         deadline = start + self.timeout_s
+        poll = self.poll_s if step == "ph" else math.inf  # only ph.x has progress to look at
         reported = None
         while True:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 raise subprocess.TimeoutExpired(process.args, self.timeout_s)
             try:
-                process.wait(timeout=min(self.poll_s, remaining))
+                process.wait(timeout=min(poll, remaining))
                 return
             except subprocess.TimeoutExpired:
                 if step != "ph":
-                    continue
+                    continue  # the deadline: raised above
             counts = ph_progress(self.workdir)
             if counts is not None and counts != reported:
                 reported = counts
