@@ -113,6 +113,7 @@ def main() -> int:
                 "e_hull": number(candidate.get("e_hull")),
                 **dft_values(row),
                 "wall_s": number(row.get("total_seconds")),
+                "qe_s": number(row.get("qe_seconds")),
             }
         )
     summary = _summary(rows, args.tc_min)

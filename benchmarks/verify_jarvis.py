@@ -112,6 +112,7 @@ def main() -> int:
                     e: p["file"] for e, p in data.get("pseudopotentials", {}).items()
                 },
                 "wall_s": number(data.get("total_seconds")),
+                "qe_s": number(data.get("qe_seconds")),
             }
         )
     summary = _summary(rows)

@@ -54,6 +54,18 @@ def test_lambda_x_output():
     assert rows[4]["tc_K"] == pytest.approx(0.607)
 
 
+def test_lambda_x_output_of_an_unstable_crystal_keeps_its_nan():
+    # real lambda.x output of a crystal with imaginary modes: omega_log and Tc print as NaN
+    rows = parsers.read_lambda_x((FIXTURES / "bmo_unstable" / "lambda_x.out").read_text())
+    assert len(rows) == 10
+    assert [round(r["sigma_Ry"], 3) for r in rows] == pytest.approx(
+        [0.005 * i for i in range(1, 11)]
+    )
+    assert rows[1]["lambda"] == pytest.approx(-0.189355)
+    assert rows[1]["dos_ef"] == pytest.approx(7.641565)
+    assert all(np.isnan(r["omega_log_K"]) and np.isnan(r["tc_K"]) for r in rows)
+
+
 def test_version_failure_and_relaxed_structure():
     relax = (AL / "relax.out").read_text()
     assert parsers.qe_version(relax) == "6.7MaX"

@@ -116,13 +116,12 @@ def al_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("al")
     cif = folder / "Al.cif"
     fcc_al_conventional().to(filename=str(cif))
-    start = time.perf_counter()
     code = run_cli(["verify", str(cif), "--out", str(folder / "run"), "--ecutwfc", "15"])
-    return code, folder, time.perf_counter() - start
+    return code, folder
 
 
 def test_real_al_end_to_end(al_run):
-    code, folder, seconds = al_run
+    code, folder = al_run
     result = json.loads((folder / "run" / "result.json").read_text())
     assert code == 0 and result["status"] == "ok", result.get("error")
     for key in ("lambda", "omega_log_K", "tc_K", "min_freq_cm1", "dynamically_stable"):
@@ -136,11 +135,10 @@ def test_real_al_end_to_end(al_run):
     assert (folder / "run" / "phonon_dos.csv").exists()
     assert result["magnetic"] is None and result["magnetism_check"].startswith("not run")
     assert "magnetism" not in result["timings_s"]  # no d- or f-block element
-    assert seconds < 120
 
 
 def test_real_al_matches_lambda_x(al_run):
-    _, folder, _ = al_run
+    _, folder = al_run
     result = json.loads((folder / "run" / "result.json").read_text())
     reference = {round(r["sigma_Ry"], 4): r for r in result["lambda_x"]}
     check = reference[round(result["headline_sigma_Ry"], 4)]
@@ -149,15 +147,16 @@ def test_real_al_matches_lambda_x(al_run):
 
 
 def test_real_al_rerun_skips_and_resumes(al_run):
-    _, folder, _ = al_run
+    _, folder = al_run
     cif, out = folder / "Al.cif", folder / "run"
     before = json.loads((out / "result.json").read_text())
-    start = time.perf_counter()
     assert run_cli(["verify", str(cif), "--out", str(out), "--ecutwfc", "15"]) == 0
-    assert time.perf_counter() - start < 10
     again = json.loads((out / "result.json").read_text())
     assert again["skipped_steps"] == ["relax", "scf_fit", "scf", "ph", "q2r", "matdyn", "lambda_x"]
     assert again["lambda"] == before["lambda"]
+    # the QE time of the reused steps is still reported; this call's wall time is only its own
+    assert again["qe_seconds"] == pytest.approx(before["qe_seconds"], abs=0.01)
+    assert again["qe_seconds"] == pytest.approx(sum(before["timings_s"].values()), abs=0.01)
     (out / "qe" / "markers" / "matdyn.done").unlink()  # as if killed during matdyn
     assert run_cli(["verify", str(cif), "--out", str(out), "--ecutwfc", "15"]) == 0
     resumed = json.loads((out / "result.json").read_text())

@@ -72,7 +72,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"{settings.mu_star:g}, sigma {data['headline_sigma_Ry']:g} Ry, {plateau}); "
             f"min freq {_fmt(data['min_freq_cm1'], 1)} cm^-1, {stable}"
         )
-        print(f"wrote {out / 'result.json'} ({data['total_seconds']:.0f} s)")
+        print(
+            f"wrote {out / 'result.json'} ({data['total_seconds']:.0f} s; QE steps "
+            f"{data['qe_seconds']:.0f} s, reused ones included)"
+        )
         return 0
     table = run_many(
         records, out, settings, args.pseudo_dir, args.workers, args.scheduler, not args.quiet

@@ -33,6 +33,7 @@ ROW_COLUMNS = [
     "status",
     "error",
     "total_seconds",
+    "qe_seconds",
     "folder",
 ]
 

@@ -20,6 +20,17 @@ def _floats(line: str) -> list[float]:
     return [float(v.replace("D", "E").replace("d", "e")) for v in re.findall(_FLOAT, line)]
 
 
+# lambda.x prints NaN for omega_log and Tc when a q-point has an imaginary mode
+_FLOAT_OR_NAN = re.compile(_FLOAT + r"|\bNaN\b", re.IGNORECASE)
+
+
+def _floats_or_nan(line: str) -> list[float]:
+    return [
+        float(v.replace("D", "E").replace("d", "e")) if v.lower() != "nan" else float("nan")
+        for v in _FLOAT_OR_NAN.findall(line)
+    ]
+
+
 def qe_version(text: str) -> str | None:
     """QE version from a program's banner (``Program PWSCF v.6.7MaX starts on ...``)."""
     match = re.search(r"Program\s+\S+\s+v\.(\S+)\s+starts", text)
@@ -168,11 +179,14 @@ def star_size(path: Path) -> int:
 
 
 def read_lambda_x(text: str) -> list[dict[str, float]]:
-    """lambda.x stdout: per broadening (Ry) lambda, omega_log (K) and its own Allen-Dynes Tc (K)."""
+    """lambda.x stdout: per broadening (Ry) lambda, omega_log (K) and its own Allen-Dynes Tc (K).
+
+    Values lambda.x prints as NaN (omega_log and Tc of a crystal with imaginary modes) are NaN.
+    """
     rows = []
     for line in text.splitlines():
         if line.strip().startswith("lambda =") and "degauss=" in line:
-            values = _floats(line)
+            values = _floats_or_nan(line)
             rows.append(
                 {
                     "lambda": values[0],
@@ -183,6 +197,6 @@ def read_lambda_x(text: str) -> list[dict[str, float]]:
             )
     table = text.split("T_c", 1)[1].splitlines()[1:] if "T_c" in text else []
     for row, line in zip(rows, table, strict=False):
-        values = _floats(line)
+        values = _floats_or_nan(line)
         row["tc_K"] = values[2] if len(values) > 2 else float("nan")
     return rows

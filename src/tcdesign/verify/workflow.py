@@ -628,7 +628,9 @@ def verify(
     Never raises for a QE problem: a missing pw.x, a missing pseudopotential, a failing or
     non-converging step or a timeout give ``status='error'`` with the reason in ``error`` (and
     ``error_kind``: qe_not_found, pseudopotential, qe_failed, timeout, parse), and whatever
-    completed before stays on disk for a rerun to reuse.
+    completed before stays on disk for a rerun to reuse. ``total_seconds`` is this call's wall
+    time; ``qe_seconds`` adds up every QE step's own time, the steps reused from an earlier,
+    interrupted call included.
     """
     settings = settings or VerifySettings()
     out = Path(out)
@@ -685,5 +687,7 @@ def verify(
         result = EPCResult("error", f"reading QE output: {type(exc).__name__}: {exc}", data)
         data["error_kind"] = "parse"
     data["total_seconds"] = round(time.perf_counter() - start, 3)
+    # every QE step's own time, those reused from an earlier, interrupted invocation included
+    data["qe_seconds"] = round(sum(data.get("timings_s", {}).values()), 3)
     write_result(out, result)
     return result
