@@ -162,7 +162,8 @@ def test_a_bug_inside_a_stage_is_exit_1_not_2(
 
 
 def test_rule_flags_reach_the_screen_settings(tmp_path: Path, monkeypatch) -> None:
-    """--magmom-max and --ehull-max of 'tcdesign run' end up in the screen stage's settings."""
+    """--magmom-max, --ehull-max and --hull-prototypes of 'tcdesign run' end up in the screen
+    stage's settings."""
     seen = {}
 
     def stop(out, settings, progress=True):
@@ -171,5 +172,6 @@ def test_rule_flags_reach_the_screen_settings(tmp_path: Path, monkeypatch) -> No
 
     monkeypatch.setattr("tcdesign.pipeline.run.run_pipeline", stop)
     argv = ["run", "--out", str(tmp_path / "out"), "--magmom-max", "0.5", "--ehull-max", "0.1"]
-    assert main(argv + ["--quiet"]) == 130
+    assert main(argv + ["--hull-prototypes", "2", "--quiet"]) == 130
     assert seen["magmom_max"] == 0.5 and seen["ehull_max"] == 0.1
+    assert seen["hull_prototypes"] == 2

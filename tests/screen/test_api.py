@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from pymatgen.core import Structure
+from pymatgen.core import Composition, Structure
 
 import tcdesign.screen.api as api
 import tcdesign.screen.candidate as candidate_module
 from tcdesign.data.io import StructureRecord
-from tcdesign.screen import COLUMNS, ScreenSettings, screen_records
+from tcdesign.screen import COLUMNS, ScreenSettings, prototypes, screen_records
 from tcdesign.screen.api import PROGRESS_FILE
 from tcdesign.screen.candidate import screen_candidate
 from tests.screen.conftest import fcc_al, mgb2, rocksalt_nacl
+from tests.screen.test_prototypes import rocksalt
 
 SPEC_COLUMNS = [
     "id", "formula", "tc", "tc_std", "e_form", "gap", "e_hull", "spacegroup", "novel", "passed",
@@ -161,6 +162,39 @@ def test_reference_settings_change_without_relaxing_again(candidates, tmp_path, 
     assert mp.energy_per_atom[0] == jarvis.energy_per_atom[0]
 
 
+def test_prototypes_give_a_candidate_in_an_empty_chemical_system_a_real_hull(tmp_path, monkeypatch):
+    # no training crystal has Sc and Sb: against its elements alone rock-salt ScSb is far below
+    # the hull; against the competing Sc-Sb crystals built from the training prototypes (here
+    # only the stoichiometries 50 or more training crystals share: AB, AB2, AB3) it is not
+    monkeypatch.setattr(prototypes, "MIN_PATTERN_COUNT", 50)
+    scsb = [StructureRecord("scsb", rocksalt("Sc", "Sb", 5.85))]
+    loose = {"tc_min": -1e9, "eform_max": None, "gap_max": None}  # every ok row a contender
+    plain = screen_records(scsb, tmp_path / "plain", ScreenSettings(**loose), progress=False)
+    assert plain.ehull_reference[0] == "chgnet/jarvis: elements + 0 compounds"
+    assert plain.e_hull[0] == pytest.approx(plain.e_form_chgnet[0]) and plain.e_hull[0] < -0.5
+    settings = ScreenSettings(**loose, hull_prototypes=1, ehull_max=0.1)
+    out = tmp_path / "prototypes"
+    table = screen_records(scsb, out, settings, progress=False)
+    built = pd.read_csv(out / prototypes.PROTOTYPE_TABLE)
+    assert sorted(Composition(f).reduced_formula for f in built.formula) == sorted(
+        ["ScSb", "ScSb2", "Sc2Sb", "ScSb3", "Sc3Sb"]
+    )
+    assert table.ehull_reference[0] == (
+        f"chgnet/jarvis+{(built.status == 'ok').sum()} prototypes: elements + "
+        f"{(built.status == 'ok').sum()} compounds"
+    )
+    assert table.e_hull[0] > -0.05 and table.e_hull[0] > plain.e_hull[0] + 0.4
+    assert table.passed[0] == (table.e_hull[0] <= 0.1)
+    assert table.e_form_chgnet[0] == pytest.approx(plain.e_form_chgnet[0])  # only the hull moves
+
+    def no_relaxation(job):
+        raise AssertionError(f"relaxed {job.id} again")
+
+    monkeypatch.setattr(prototypes, "relax_prototype", no_relaxation)
+    again = screen_records(scsb, out, settings, progress=False)
+    pd.testing.assert_frame_equal(again, table)
+
+
 def test_prescreen_skips_low_tc_and_no_relax(candidates, tmp_path, monkeypatch):
     calls: list[str] = []
     original = candidate_module.relax_structure
@@ -284,10 +318,10 @@ def test_a_bad_reference_table_is_an_input_error_before_any_work(tmp_path, monke
 
 def test_a_candidate_whose_references_or_models_fail_is_a_failed_row(tmp_path, monkeypatch):
 
-    def no_sodium(composition, energy, settings):
+    def no_sodium(composition, energy, settings, hull=None):
         if "Na" in composition:
             raise RuntimeError("Materials Project unreachable")
-        return reference_energies(composition, energy, settings)
+        return reference_energies(composition, energy, settings, hull)
 
     reference_energies = api.reference_energies
     monkeypatch.setattr(api, "reference_energies", no_sodium)

@@ -56,9 +56,14 @@ def test_help_names_every_flag(capsys):
     for flag in (
         "--tc-min", "--eform-max", "--gap-max", "--ehull-max", "--tc-sigma", "--no-relax",
         "--prescreen-tc", "--workers", "--scheduler", "--config", "--eform-model", "--gap-model",
-        "--fmax", "--max-steps", "--quiet",
+        "--fmax", "--max-steps", "--quiet", "--hull-prototypes", "--hull-reference",
     ):  # fmt: skip
         assert flag in text
+
+
+def test_a_bad_hull_prototypes_value_exits_2(csv_input, tmp_path, capsys):
+    code = main(["screen", csv_input, "--out", str(tmp_path / "o"), "--hull-prototypes", "-1"])
+    assert code == 2 and "hull_prototypes must be an integer >= 0" in capsys.readouterr().err
 
 
 def test_a_bad_reference_table_exits_2_before_any_relaxation(csv_input, tmp_path, capsys):

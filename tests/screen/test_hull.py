@@ -173,3 +173,19 @@ def test_mp_hull_reference_path_offline(monkeypatch, tmp_path):
     assert asked == [frozenset({"Al"})]
     assert row["ehull_reference"] == "mp: elements + 0 compounds"
     assert row["e_hull"] == pytest.approx(row["energy_per_atom"] + 3.70, abs=1e-9)
+
+
+def test_more_compounds_raise_a_candidate_to_its_true_hull_distance(nb_sn):
+    # against the elements (and Nb3Sn) NbSn2 at -6.5 eV/atom sits 0.5 below the hull:
+    # x_Sn = 2/3 lies between Nb3Sn (x 0.25, E_form -0.2) and Sn, where the hull is -0.2 * 4/9
+    candidate = Composition("NbSn2")
+    e_form = -6.5 - (-10 / 3 - 8 / 3)
+    alone, note = nb_sn.e_above_hull(candidate, -6.5)
+    assert alone == pytest.approx(e_form + 0.2 * 4 / 9)
+    assert note == "hand-made: elements + 1 compounds"
+    # a competing NbSn at E_form -0.9 eV/atom: the hull at x 2/3 is -0.9 * (1/3) / 0.5 = -0.6
+    more = nb_sn.with_compounds([(Composition("NbSn"), -7.9)], "1 prototypes")
+    extended, note = more.e_above_hull(candidate, -6.5)
+    assert extended == pytest.approx(e_form + 0.6)
+    assert note == "hand-made+1 prototypes: elements + 2 compounds"
+    assert nb_sn.e_above_hull(candidate, -6.5)[0] == pytest.approx(alone)  # the original unchanged

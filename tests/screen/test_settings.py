@@ -30,6 +30,11 @@ def test_unknown_and_bad_values_are_clear_errors(tmp_path):
         ScreenSettings(optimizer="LBFGS")
     with pytest.raises(ValueError, match="eform_scale must be jarvis or mp"):
         ScreenSettings(eform_scale="dft")
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="hull_prototypes must be an integer >= 0"):
+            ScreenSettings(hull_prototypes=bad)
+    with pytest.raises(ValueError, match="hull_prototypes extends the chgnet hull"):
+        ScreenSettings(hull_prototypes=2, hull_reference="mp")
 
 
 def test_toml_table(tmp_path):

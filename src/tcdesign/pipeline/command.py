@@ -42,6 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "gap_max": args.gap_max,
             "ehull_max": args.ehull_max,
             "magmom_max": args.magmom_max,
+            "hull_prototypes": args.hull_prototypes,
             "prescreen_tc": args.prescreen_tc,
             "workers": args.workers,
             "scheduler": args.scheduler,
@@ -142,6 +143,16 @@ def register(verbs: argparse._SubParsersAction) -> None:
         help="pass when the magnetic moment CHGNet predicts for the relaxed structure (Bohr "
         "magnetons per atom, the magmom column of screened.csv) <= this (off); a cheap flag "
         "for magnetic candidates, not DFT",
+    )
+    parser.add_argument(
+        "--hull-prototypes",
+        type=int,
+        default=None,
+        metavar="K",
+        help="add to the hull of each candidate that passes the other rules the K likeliest "
+        "crystals per competing composition of its elements built from the training prototypes "
+        "and relaxed with CHGNet (off; 2 costs about 14 relaxations per binary system), so that "
+        "E_hull holds where the training set has no compound of those elements",
     )
     parser.add_argument(
         "--prescreen-tc",

@@ -46,6 +46,7 @@ from tcdesign.screen.candidate import (
     screen_candidate,
 )
 from tcdesign.screen.gap import METAL_THRESHOLD, load_gap_model
+from tcdesign.screen.hull import ReferenceSet
 from tcdesign.screen.settings import ScreenSettings
 from tcdesign.verify.executor import safe_name
 
@@ -363,28 +364,82 @@ def _failed(row: dict[str, Any], reason: str) -> dict[str, Any]:
     return failed
 
 
-def _referenced(row: dict[str, Any], settings: ScreenSettings) -> dict[str, Any]:
+def _referenced(
+    row: dict[str, Any], settings: ScreenSettings, hull: ReferenceSet | None = None
+) -> dict[str, Any]:
     """:func:`with_references` of a copy of ``row``; when the references fail for this row (e.g.
     the Materials Project cannot be reached), a failed copy with the reason. The stored row is
     left ok, so that a rerun tries the references again without relaxing."""
     try:
-        return with_references(dict(row), settings)
+        return with_references(dict(row), settings, hull=hull)
     except Exception as exc:
         return _failed(row, f"formation energy/hull: {type(exc).__name__}: {exc}")
 
 
 def with_references(
-    row: dict[str, Any], settings: ScreenSettings, composition: Composition | None = None
+    row: dict[str, Any],
+    settings: ScreenSettings,
+    composition: Composition | None = None,
+    hull: ReferenceSet | None = None,
 ) -> dict[str, Any]:
     """Set an ok row's ``e_form_chgnet``, ``e_hull``, ``ehull_reference`` and ``e_form`` (the
-    formation-energy model's value when there is one) for the references in ``settings``."""
+    formation-energy model's value when there is one) for the references in ``settings``
+    (``hull``: another reference set for the hull)."""
     if row.get("status") != "ok":
         return row
     if composition is None:
-        composition = Structure.from_dict(row["relaxed_structure"]).composition
-    row.update(reference_energies(composition, row["energy_per_atom"], settings))
+        composition = _composition(row)
+    row.update(reference_energies(composition, row["energy_per_atom"], settings, hull))
     row["e_form"] = row.get("e_form_model", row["e_form_chgnet"])
     return row
+
+
+def _composition(row: dict[str, Any]) -> Composition:
+    """The composition of an ok row's relaxed structure."""
+    return Structure.from_dict(row["relaxed_structure"]).composition
+
+
+def _with_prototype_hull(
+    finished: dict[str, dict[str, Any]],
+    out_dir: Path,
+    settings: ScreenSettings,
+    progress: bool,
+) -> dict[str, dict[str, Any]]:
+    """``finished`` with the hull of every ok candidate that passes the rules other than the hull
+    rule recomputed against the references plus the competing prototypes of its chemical system
+    (:mod:`tcdesign.screen.prototypes`, relaxed into ``out_dir/prototype_references.csv``)."""
+    from tcdesign.predict.api import bundled_csv
+    from tcdesign.screen import prototypes
+
+    others = replace(settings, ehull_max=None)
+    contenders = {
+        key: _composition(row)
+        for key, row in finished.items()
+        if row.get("status") == "ok" and not rule_failures(row, others)
+    }
+    if not contenders:
+        return finished
+    systems = {frozenset(str(e) for e in c.elements) for c in contenders.values()}
+    table = prototypes.build_prototypes(
+        out_dir / prototypes.PROTOTYPE_TABLE,
+        systems,
+        [r for r in read_structures(bundled_csv("train")) if r.ok],
+        per_composition=settings.hull_prototypes,
+        min_count=prototypes.MIN_PATTERN_COUNT,
+        fmax=settings.fmax,
+        max_steps=settings.max_steps,
+        workers=settings.workers,
+        scheduler=settings.scheduler,
+        threads=settings.threads,
+        progress=progress,
+    )
+    compounds = prototypes.prototype_compounds(table)
+    base = reference_set(settings.references, settings.eform_scale)
+    hull = base.with_compounds(compounds, f"{len(compounds)} prototypes")
+    return {
+        key: _referenced(row, settings, hull) if key in contenders else row
+        for key, row in finished.items()
+    }
 
 
 def tc_lower_bound(row: dict[str, Any], settings: ScreenSettings) -> float:
@@ -619,6 +674,8 @@ def screen_records(
     # rows as they were written, so a resumed run builds exactly the same table
     finished, _ = _split_progress(_read_progress(progress_path), fingerprints)
     finished = {k: _referenced(v, settings) for k, v in finished.items() if k in chosen}
+    if settings.hull_prototypes:
+        finished = _with_prototype_hull(finished, out_dir, settings, progress)
     table = _finish(records, unrelaxed, finished, chosen, settings)
     _write_table(table, out_dir / TABLE_FILE)
     return table

@@ -51,13 +51,19 @@ def mp_reference_set(elements: frozenset[str]) -> ReferenceSet:
 
 
 def reference_energies(
-    composition: Composition, energy_per_atom: float, settings: ScreenSettings
+    composition: Composition,
+    energy_per_atom: float,
+    settings: ScreenSettings,
+    hull: ReferenceSet | None = None,
 ) -> dict[str, Any]:
     """``e_form_chgnet``, ``e_hull`` and ``ehull_reference`` of a relaxed CHGNet energy against
     the references ``settings`` choose (cheap; recomputed for every row when a run resumes, so
-    that the reference settings can change without relaxing again)."""
+    that the reference settings can change without relaxing again); ``hull``, when given,
+    replaces them for the hull (e.g. extended by competing prototypes)."""
     references = reference_set(settings.references, settings.eform_scale)
-    if settings.hull_reference == "mp":
+    if hull is not None:
+        e_hull, note = hull.e_above_hull(composition, energy_per_atom)
+    elif settings.hull_reference == "mp":
         elements = frozenset(str(e) for e in composition.elements)
         e_hull, note = mp_reference_set(elements).e_above_hull(composition, energy_per_atom)
     else:

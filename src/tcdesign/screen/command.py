@@ -35,6 +35,7 @@ SETTING_FLAGS = {  # flag dest -> ScreenSettings field
     "references": "references",
     "eform_scale": "eform_scale",
     "hull_reference": "hull_reference",
+    "hull_prototypes": "hull_prototypes",
 }
 SHOWN = ["id", "formula", "tc", "tc_std", "e_form", "e_hull", "gap", "spacegroup", "novel"]
 
@@ -249,6 +250,19 @@ def register(verbs: argparse._SubParsersAction) -> None:
         default=None,
         help="hull against the bundled CHGNet references (default, offline) or Materials "
         "Project entries (mp: needs internet, 'pip install mp-api' and MP_API_KEY)",
+    )
+    parser.add_argument(
+        "--hull-prototypes",
+        type=int,
+        default=None,
+        metavar="K",
+        help="for the chemical system of each candidate that passes every other rule, build the "
+        "K likeliest crystals per competing composition from the training prototypes (AB, AB2, "
+        "AB3, ABC2, ... of its elements; element substitution), relax them with CHGNet into "
+        "OUT/prototype_references.csv (resumable) and add them to that candidate's hull, so "
+        "that e_hull means something where the training set has no compound of those "
+        "elements (default 0: off; 2 costs about 14 relaxations per binary system and 90 per "
+        "ternary one)",
     )
     parser.add_argument(
         "--config",

@@ -90,6 +90,15 @@ class ReferenceSet:
             references.name += "/jarvis"
         return references
 
+    def with_compounds(
+        self, compounds: Iterable[tuple[Composition, float]], label: str
+    ) -> ReferenceSet:
+        """This set plus more compound references (composition, energy per atom on the raw
+        scale, corrected like every compound), named ``<name>+<label>``."""
+        return ReferenceSet(
+            f"{self.name}+{label}", self.mu, [*self.compounds, *compounds], self.corrections
+        )
+
     def corrected(self, composition: Composition, energy_per_atom: float) -> float:
         """The energy per atom on this set's scale: a compound's minus its element corrections,
         an element's unchanged."""

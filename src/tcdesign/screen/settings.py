@@ -58,6 +58,9 @@ class ScreenSettings:
     # compound energies corrected to fit JARVIS formation energies, or as CHGNet gives them (MP)
     eform_scale: Literal["jarvis", "mp"] = "jarvis"
     hull_reference: Literal["chgnet", "mp"] = "chgnet"  # mp: Materials Project via mp-api
+    # competing crystals per composition built from training prototypes and relaxed for the hull
+    # of each candidate that passes the other rules (tcdesign.screen.prototypes); 0: none
+    hull_prototypes: int = 0
     novelty_reference: str | None = None  # CSV of known crystals (default: bundled train.csv)
 
     def __post_init__(self) -> None:
@@ -71,6 +74,19 @@ class ScreenSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if (
+            not isinstance(self.hull_prototypes, int)
+            or isinstance(self.hull_prototypes, bool)
+            or self.hull_prototypes < 0
+        ):
+            raise ValueError(
+                f"hull_prototypes must be an integer >= 0, got {self.hull_prototypes!r}"
+            )
+        if self.hull_prototypes and self.hull_reference == "mp":
+            raise ValueError(
+                "hull_prototypes extends the chgnet hull; the Materials Project hull "
+                "(hull_reference mp) has its own competing phases"
+            )
         if not isinstance(self.threads, int) or self.threads < 0:
             raise ValueError(f"threads must be an integer >= 0, got {self.threads!r}")
         if self.fmax <= 0 or self.symprec <= 0:
