@@ -5,7 +5,9 @@ For each screening folder given (a ``tcdesign screen --out`` folder, or a method
 their energy above the hull with the competing crystals of ``tcdesign screen --hull-prototypes
 K`` added (built from the training prototypes, relaxed with CHGNet into one resumable table under
 ``--work``, shared by all folders). Counts, per folder, how many lie within 0.1 eV/atom of the
-hull before and after, and how many of those are also novel and unique (SUN-passing).
+hull before and after, and how many of those are also novel and unique (SUN-passing). Only the
+systems of candidates within 0.1 eV/atom get prototypes: more references can only raise a
+candidate's distance from the hull.
 
 Writes benchmarks/results/hull_prototypes.json and prints a table. Killed, it resumes: every
 relaxation already in the table is reused.
@@ -59,7 +61,12 @@ def measure(
 ) -> dict:
     passed = _passed(folder)
     compositions = [Composition(f) for f in passed.formula]
-    systems = {frozenset(str(e) for e in c.elements) for c in compositions}
+    # more references only lower the hull: a candidate above EHULL_MAX stays there, so only the
+    # systems of those within it need prototypes
+    near = (passed.e_hull <= EHULL_MAX).to_numpy()
+    systems = {
+        frozenset(str(e) for e in c.elements) for c, n in zip(compositions, near, strict=True) if n
+    }
     started = time.perf_counter()
     table = build_prototypes(
         work / PROTOTYPE_TABLE,
@@ -72,11 +79,12 @@ def measure(
     seconds = time.perf_counter() - started
     base = ReferenceSet.load(scale=scale)
     hull = base.with_compounds(prototype_compounds(table), "prototypes")
+    energies, before = passed.energy_per_atom, passed.e_hull
     passed["e_hull_prototypes"] = [
-        hull.e_above_hull(c, e)[0] if math.isfinite(e) else math.nan
-        for c, e in zip(compositions, passed.energy_per_atom, strict=True)
+        hull.e_above_hull(c, e)[0] if n and math.isfinite(e) else h
+        for c, e, n, h in zip(compositions, energies, near, before, strict=True)
     ]
-    shift = (passed.e_hull_prototypes - passed.e_hull).to_numpy()
+    shift = (passed.e_hull_prototypes - passed.e_hull).to_numpy()[near]  # near ones only
     passed[["id", "formula", "e_hull", "e_hull_prototypes"]].to_csv(
         work / f"{folder.parent.name}_{folder.name}.csv", index=False
     )
@@ -89,6 +97,7 @@ def measure(
         "prototypes_failed": int((table.status != "ok").sum()),
         "before": _counts(passed, "e_hull"),
         "after": _counts(passed, "e_hull_prototypes"),
+        "near_hull_before": int(near.sum()),
         "shift_median_eV": float(np.nanmedian(shift)) if len(shift) else math.nan,
         "shift_max_eV": float(np.nanmax(shift)) if len(shift) else math.nan,
         "seconds_this_invocation": round(seconds, 1),
