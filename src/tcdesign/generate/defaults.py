@@ -28,7 +28,8 @@ COMPOSITION_TEMPERATURE = 0.5
 # 1e-2 gives the most distinct high-Tc candidates before relaxation, but fewer that survive
 # screening near the hull: the funnel at 1000 samples (benchmarks/results/funnel_n1000_lr1e-2.json)
 # counted 131 passed, 71 within 0.1 eV/atom of the hull and 59 stable, unique, novel and passing,
-# against 121 / 83 / 69 for the old rule at 5e-3 (funnel_n1000.json). 5e-3 stays the default: it
+# against 121 / 83 / 69 for the old rule at 5e-3 (funnel_n1000_old_atom_rule.json; all three
+# before the lattice fix). 5e-3 stays the default: it
 # keeps uniqueness at 0.95 and the fraction above 5 K at 3.8x plain's.
 OPT_LR = 5e-3
 
