@@ -8,8 +8,10 @@ the energy above the hull of the relaxed structure. Each finished candidate is a
 ``OUT/screen_progress.jsonl`` with a fingerprint of its input structure; a rerun into the same
 folder reuses the rows whose input is unchanged and relaxes only the rest (the rules and the
 references may change between runs: formation energies and hull distances are recomputed from
-the stored CHGNet energies). At the end: novelty
-against the training crystals, duplicates among the candidates, the rules, and
+the stored CHGNet energies). At the end: with ``hull_prototypes``, the competing prototypes of
+the chemical systems of the candidates that pass the other rules are relaxed
+(:mod:`tcdesign.screen.prototypes`) and those candidates' hull distances recomputed with them;
+then novelty against the training crystals, duplicates among the candidates, the rules, and
 ``OUT/screened.csv`` sorted by Tc (highest first).
 """
 
