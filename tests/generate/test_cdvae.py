@@ -133,7 +133,7 @@ def test_training_step_losses_are_finite_and_learn(crystals: CrystalDataset) -> 
         optimizer.zero_grad()
         terms["loss"].backward()
         optimizer.step()
-        losses.append(float(terms["natom"] + terms["lattice"] + terms["composition"]))
+        losses.append(float((terms["natom"] + terms["lattice"] + terms["composition"]).detach()))
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
 
 
