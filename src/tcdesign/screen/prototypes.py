@@ -113,17 +113,23 @@ class PrototypeBuilder:
         run with the same templates."""
         made: list[tuple[str, Structure]] = []
         for formula in competing_formulas(elements, self.patterns):
-            for structure in template_csp(
-                formula,
-                self.structures,
-                k=self.per_composition,
-                max_candidates=PAIRS_PER_COMPOSITION,
-                volumes=self.volumes,
-                primitive_cell=False,
-            ):
-                template = self.records[structure.properties["template"]].id
-                mapping = structure.properties["mapping"]
-                made.append((f"{formula}|{template}|{mapping}", structure))
+            made += self.crystals_of(formula)
+        return made
+
+    def crystals_of(self, formula: str) -> list[tuple[str, Structure]]:
+        """(id, unrelaxed structure) of the competing crystals of one reduced formula."""
+        made = []
+        for structure in template_csp(
+            formula,
+            self.structures,
+            k=self.per_composition,
+            max_candidates=PAIRS_PER_COMPOSITION,
+            volumes=self.volumes,
+            primitive_cell=False,
+        ):
+            template = self.records[structure.properties["template"]].id
+            mapping = structure.properties["mapping"]
+            made.append((f"{formula}|{template}|{mapping}", structure))
         return made
 
 
@@ -146,13 +152,19 @@ def build_prototypes(
     finished or failed, of the crystals these systems need."""
     out_csv = Path(out_csv)
     builder = PrototypeBuilder(templates, per_composition, min_count)
-    wanted: dict[str, Structure] = {}
+    formulas: dict[str, None] = {}  # ordered set: subsystems shared by systems are built once
     for system in sorted({tuple(sorted(set(s))) for s in systems}):
-        if len(system) >= 2:
-            wanted.update(builder.crystals(system))
+        formulas.update(dict.fromkeys(competing_formulas(system, builder.patterns)))
+    wanted: dict[str, Structure] = {}
+    for formula in tqdm(
+        formulas, desc="hull prototypes: build", unit="composition", disable=not progress
+    ):
+        wanted.update(builder.crystals_of(formula))
     done = _existing_ids(out_csv)
     jobs = [PrototypeJob(i, s, fmax, max_steps) for i, s in wanted.items() if i not in done]
-    bar = tqdm(total=len(jobs), desc="hull prototypes", unit="structure", disable=not progress)
+    bar = tqdm(
+        total=len(jobs), desc="hull prototypes: relax", unit="structure", disable=not progress
+    )
     try:
         for outcome in run_tasks(
             relax_prototype, jobs, workers=workers, scheduler=scheduler, threads=threads
