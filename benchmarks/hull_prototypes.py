@@ -34,7 +34,7 @@ from tcdesign.screen.prototypes import (
     MIN_PATTERN_COUNT,
     PROTOTYPE_TABLE,
     build_prototypes,
-    prototype_compounds,
+    with_prototypes,
 )
 
 RESULTS = Path(__file__).parent / "results" / "hull_prototypes.json"
@@ -77,8 +77,7 @@ def measure(
         workers=workers,
     )
     seconds = time.perf_counter() - started
-    base = ReferenceSet.load(scale=scale)
-    hull = base.with_compounds(prototype_compounds(table), "prototypes")
+    hull = with_prototypes(ReferenceSet.load(scale=scale), table)
     energies, before = passed.energy_per_atom, passed.e_hull
     passed["e_hull_prototypes"] = [
         hull.e_above_hull(c, e)[0] if n and math.isfinite(e) else h

@@ -367,13 +367,16 @@ def _failed(row: dict[str, Any], reason: str) -> dict[str, Any]:
 
 
 def _referenced(
-    row: dict[str, Any], settings: ScreenSettings, hull: ReferenceSet | None = None
+    row: dict[str, Any],
+    settings: ScreenSettings,
+    hull: ReferenceSet | None = None,
+    composition: Composition | None = None,
 ) -> dict[str, Any]:
     """:func:`with_references` of a copy of ``row``; when the references fail for this row (e.g.
     the Materials Project cannot be reached), a failed copy with the reason. The stored row is
     left ok, so that a rerun tries the references again without relaxing."""
     try:
-        return with_references(dict(row), settings, hull=hull)
+        return with_references(dict(row), settings, composition, hull)
     except Exception as exc:
         return _failed(row, f"formation energy/hull: {type(exc).__name__}: {exc}")
 
@@ -435,11 +438,11 @@ def _with_prototype_hull(
         threads=settings.threads,
         progress=progress,
     )
-    compounds = prototypes.prototype_compounds(table)
-    base = reference_set(settings.references, settings.eform_scale)
-    hull = base.with_compounds(compounds, f"{len(compounds)} prototypes")
+    hull = prototypes.with_prototypes(
+        reference_set(settings.references, settings.eform_scale), table
+    )
     return {
-        key: _referenced(row, settings, hull) if key in contenders else row
+        key: _referenced(row, settings, hull, contenders[key]) if key in contenders else row
         for key, row in finished.items()
     }
 

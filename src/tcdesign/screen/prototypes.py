@@ -43,6 +43,7 @@ from tcdesign.generate.substitution import (
     stoichiometry_pattern,
     template_csp,
 )
+from tcdesign.screen.hull import ReferenceSet
 from tcdesign.screen.references import COLUMNS, _append, _existing_ids, _row
 
 PROTOTYPE_TABLE = "prototype_references.csv"  # in the screening --out folder
@@ -200,3 +201,9 @@ def prototype_compounds(table: pd.DataFrame) -> list[tuple[Composition, float]]:
         for formula, energy, status in zip(table.formula, energies, table.status, strict=True)
         if status == "ok" and math.isfinite(energy)
     ]
+
+
+def with_prototypes(base: ReferenceSet, table: pd.DataFrame) -> ReferenceSet:
+    """``base`` plus the relaxed crystals of a prototype table, named ``<base>+N prototypes``."""
+    compounds = prototype_compounds(table)
+    return base.with_compounds(compounds, f"{len(compounds)} prototypes")

@@ -16,8 +16,9 @@ from pymatgen.core import Structure
 _FLOAT = r"[-+]?\d*\.?\d+(?:[eEdD][-+]?\d+)?"
 
 
-def _floats(line: str) -> list[float]:
-    return [float(v.replace("D", "E").replace("d", "e")) for v in re.findall(_FLOAT, line)]
+def _floats(line: str, pattern: str | re.Pattern[str] = _FLOAT) -> list[float]:
+    # float() reads "NaN" in any case; Fortran writes exponents with D
+    return [float(v.replace("D", "E").replace("d", "e")) for v in re.findall(pattern, line)]
 
 
 # lambda.x prints NaN for omega_log and Tc when a q-point has an imaginary mode
@@ -25,10 +26,7 @@ _FLOAT_OR_NAN = re.compile(_FLOAT + r"|\bNaN\b", re.IGNORECASE)
 
 
 def _floats_or_nan(line: str) -> list[float]:
-    return [
-        float(v.replace("D", "E").replace("d", "e")) if v.lower() != "nan" else float("nan")
-        for v in _FLOAT_OR_NAN.findall(line)
-    ]
+    return _floats(line, _FLOAT_OR_NAN)
 
 
 def qe_version(text: str) -> str | None:
