@@ -54,6 +54,46 @@ def test_dense_grid_is_a_multiple_of_the_k_grid(preset, fcc_al):
         assert all(f > k for f, k in zip(grids["k_fit"], grids["k"], strict=True))
 
 
+def _grid_is_invariant(structure: Structure, grid: tuple[int, int, int]) -> bool:
+    """Every symmetry operation maps the grid onto itself: for the integer matrix M acting on
+    reciprocal fractional coordinates, M[a, b] * n[a] / n[b] is an integer wherever M[a, b] != 0."""
+    import spglib
+
+    cell = (structure.lattice.matrix, structure.frac_coords, structure.atomic_numbers)
+    for rotation in spglib.get_symmetry_dataset(cell, symprec=1e-3).rotations:
+        m = np.rint(np.linalg.inv(rotation).T).astype(int)
+        for a in range(3):
+            for b in range(3):
+                if m[a, b] and (m[a, b] * grid[a]) % grid[b]:
+                    return False
+    return True
+
+
+def test_grids_keep_the_crystal_symmetry():
+    """ph.x stops with "q-mesh breaks symmetry" on a grid that a symmetry operation does not map
+    onto itself. The spacing alone gave 3x4x4 for this relaxed TaN2 (Imm2, primitive cell with
+    three equal vectors, the unequal reciprocal lengths of a body-centred cell)."""
+    tan2 = Structure.from_file(Path(__file__).parent / "fixtures" / "tan2_body_centred.cif")
+    lengths = tan2.lattice.reciprocal_lattice.abc
+    assert max(lengths) / min(lengths) > 1.2  # the spacing alone gives unequal divisions
+    mgb2 = Structure(
+        Lattice.hexagonal(3.08, 3.52),
+        ["Mg", "B", "B"],
+        [[0, 0, 0], [1 / 3, 2 / 3, 0.5], [2 / 3, 1 / 3, 0.5]],
+    )
+    bct = Structure(Lattice.tetragonal(3.1, 5.9), ["Nb", "Nb"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    p1 = Structure(Lattice.from_parameters(5.1, 6.3, 7.4, 80, 85, 95), ["Nb"], [[0, 0, 0]])
+    settings = make_settings("coarse")
+    for structure in (tan2, mgb2, bct.get_primitive_structure(), p1):
+        grids = inputs.epc_grids(structure, settings)
+        for name, grid in grids.items():
+            assert _grid_is_invariant(structure, grid), (structure.formula, name, grid)
+    assert inputs.epc_grids(tan2, settings)["q"] == (4, 4, 4)
+    q = inputs.epc_grids(mgb2, settings)["q"]
+    assert q[0] == q[1]
+    assert inputs.symmetry_linked_axes(p1) == []  # a triclinic cell keeps its own divisions
+
+
 def test_pw_input_reads_back_with_ase(fcc_al):
     settings = make_settings("coarse", ecutwfc_ry=15.0)
     text = inputs.pw_input(

@@ -35,7 +35,9 @@ Grid = tuple[int, int, int]
 def grid_from_spacing(structure: Structure, spacing: float, multiple_of: Grid = (1, 1, 1)) -> Grid:
     """Monkhorst-Pack divisions with at most ``spacing`` (1/A, 2 pi included) between points.
 
-    Each division is rounded up to a multiple of ``multiple_of`` (the q-grid for k-grids).
+    Each division is rounded up to a multiple of ``multiple_of`` (the q-grid for k-grids), and
+    axes that a symmetry operation mixes get the largest of their divisions, so that the grid
+    keeps the crystal's symmetry (see :func:`symmetry_linked_axes`).
     """
     if not spacing > 0:
         raise ValueError(f"grid spacing must be positive, got {spacing}")
@@ -44,7 +46,44 @@ def grid_from_spacing(structure: Structure, spacing: float, multiple_of: Grid = 
     for length, step in zip(lengths, multiple_of, strict=True):
         n = max(1, math.ceil(length / spacing - 1e-6))
         grid.append(step * math.ceil(n / step))
+    for axes in symmetry_linked_axes(structure):
+        n = max(grid[i] for i in axes)
+        for i in axes:
+            grid[i] = n
     return (grid[0], grid[1], grid[2])
+
+
+def symmetry_linked_axes(structure: Structure, symprec: float = 1e-3) -> list[list[int]]:
+    """Groups of cell axes that a symmetry operation of the crystal mixes.
+
+    A Monkhorst-Pack grid is invariant under the crystal's point group only if every axis in
+    such a group has the same number of divisions (a uniform n x n x n grid is the reciprocal
+    lattice divided by n, so any lattice symmetry maps it onto itself). ph.x stops with "q-mesh
+    breaks symmetry" otherwise, for example 3x4x4 on the equal-length primitive vectors of a
+    body-centred cell. The tolerance is tighter than QE's own so that no operation that pw.x
+    finds is missed; an operation found in excess only makes the grid a little denser.
+    """
+    import spglib
+
+    cell = (structure.lattice.matrix, structure.frac_coords, structure.atomic_numbers)
+    dataset = spglib.get_symmetry_dataset(cell, symprec=symprec)
+    parent = [0, 1, 2]
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    rotations = dataset.rotations if dataset is not None else np.eye(3, dtype=int)[None]
+    for rotation in rotations:  # integer matrices on fractional coordinates
+        for a in range(3):
+            for b in range(3):
+                if a != b and rotation[a, b] != 0:
+                    parent[root(a)] = root(b)
+    groups: dict[int, list[int]] = {}
+    for i in range(3):
+        groups.setdefault(root(i), []).append(i)
+    return [axes for axes in groups.values() if len(axes) > 1]
 
 
 def epc_grids(structure: Structure, settings: VerifySettings) -> dict[str, Grid]:
