@@ -92,6 +92,8 @@ def test_grids_keep_the_crystal_symmetry():
     q = inputs.epc_grids(mgb2, settings)["q"]
     assert q[0] == q[1]
     assert inputs.symmetry_linked_axes(p1) == []  # a triclinic cell keeps its own divisions
+    # equal divisions on linked axes stay multiples of a coarser grid given per axis
+    assert inputs.grid_from_spacing(tan2, settings.k_spacing, (2, 3, 3)) == (12, 12, 12)
 
 
 def test_pw_input_reads_back_with_ase(fcc_al):

@@ -47,7 +47,8 @@ def grid_from_spacing(structure: Structure, spacing: float, multiple_of: Grid = 
         n = max(1, math.ceil(length / spacing - 1e-6))
         grid.append(step * math.ceil(n / step))
     for axes in symmetry_linked_axes(structure):
-        n = max(grid[i] for i in axes)
+        step = math.lcm(*(multiple_of[i] for i in axes))  # stays a multiple on every axis
+        n = step * math.ceil(max(grid[i] for i in axes) / step)
         for i in axes:
             grid[i] = n
     return (grid[0], grid[1], grid[2])
@@ -60,8 +61,8 @@ def symmetry_linked_axes(structure: Structure, symprec: float = 1e-3) -> list[li
     such a group has the same number of divisions (a uniform n x n x n grid is the reciprocal
     lattice divided by n, so any lattice symmetry maps it onto itself). ph.x stops with "q-mesh
     breaks symmetry" otherwise, for example 3x4x4 on the equal-length primitive vectors of a
-    body-centred cell. The tolerance is tighter than QE's own so that no operation that pw.x
-    finds is missed; an operation found in excess only makes the grid a little denser.
+    body-centred cell. ``symprec`` (A) is looser than QE's own tolerance so that no operation
+    pw.x finds is missed; an operation found in excess only makes the grid a little denser.
     """
     import spglib
 
