@@ -18,6 +18,7 @@ from pymatgen.io.cif import CifWriter
 from tqdm.auto import tqdm
 
 from tcdesign.data.io import TC_TARGET, InputError, read_structures, validate_structure
+from tcdesign.devices import bridge_decoder, resolve_device
 from tcdesign.folder_settings import check_folder_settings
 from tcdesign.generate.cdvae import CDVAE, CDVAEConfig
 from tcdesign.generate.data import CrystalDataset
@@ -88,8 +89,10 @@ GENERATED_COLUMNS = ["id", "formula", "cif", "method", "status", "error", "tc_he
 BUNDLED_GENERATOR = "models/cdvae/generator.pt"  # inside the tcdesign package
 
 
-def load_generator(path: str | Path | None = None) -> CDVAE:
-    """A trained CDVAE from ``path``, or the bundled one."""
+def load_generator(path: str | Path | None = None, device: str | None = None) -> CDVAE:
+    """A trained CDVAE from ``path``, or the bundled one; with ``device`` (e.g. ``cuda``) its
+    score network runs there (:func:`tcdesign.devices.bridge_decoder`)."""
+    where = resolve_device(device)
     if path is None:
         bundled = resources.files("tcdesign").joinpath(BUNDLED_GENERATOR)
         if not bundled.is_file():
@@ -103,7 +106,7 @@ def load_generator(path: str | Path | None = None) -> CDVAE:
         raise InputError(f"{path}: model file not found")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        return CDVAE.from_checkpoint(checkpoint)
+        model = CDVAE.from_checkpoint(checkpoint)
     except (
         RuntimeError,
         ValueError,
@@ -113,6 +116,7 @@ def load_generator(path: str | Path | None = None) -> CDVAE:
         pickle.UnpicklingError,
     ) as exc:
         raise InputError(f"{path}: not a tcdesign generator file ({exc})") from None
+    return bridge_decoder(model, where)
 
 
 def sample_status(structure: Structure | None) -> tuple[str, str]:
@@ -237,6 +241,7 @@ def generate(
     schedule: LangevinSchedule | None = None,
     batch_size: int = 16,
     progress: bool = True,
+    device: str | None = None,
 ) -> pd.DataFrame:
     """Generate ``n`` crystals into ``out_dir``; a rerun skips the ids already written.
 
@@ -248,8 +253,11 @@ def generate(
     one would have (the unused end of the last batch is discarded). With ``optimize_tc`` or
     ``target_tc`` the latents first climb the Tc head (:func:`decode_optimized`), starting from
     z ~ N(0, I) (``opt_start="random"``) or, as in CDVAE's optimisation task, from the encoder
-    means of training crystals drawn at random (``"train"``).
+    means of training crystals drawn at random (``"train"``). ``device``: where the score network
+    runs (``cpu``, ``cuda``, ``auto``...; the random streams stay on the CPU, so a seed gives the
+    same draws everywhere).
     """
+    resolve_device(device)  # a device that is not here fails before any work
     out_dir = Path(out_dir)
     writer = GeneratedWriter(out_dir)
     key: dict = {"method": method, "seed": seed}
@@ -290,7 +298,8 @@ def generate(
     elif method == "cdvae":
         if opt_start not in OPT_STARTS:
             raise ValueError(f"unknown opt_start {opt_start!r}; choose random or train")
-        generator = load_generator(model) if any(i not in writer.done for i in ids) else None
+        todo = any(i not in writer.done for i in ids)
+        generator = load_generator(model, device) if todo else None
         starts = None  # encoded training crystals, for opt_start="train"
         for start in range(0, n, batch_size):
             batch_ids = ids[start : start + batch_size]
@@ -378,6 +387,7 @@ def csp(
     pool: int = CSP_POOL,
     primitive_cell: bool = True,
     progress: bool = True,
+    device: str | None = None,
 ) -> pd.DataFrame:
     """``k`` ranked structures per cell formula into ``out_dir/csp.csv`` (resumable by formula).
 
@@ -392,8 +402,10 @@ def csp(
     A formula that cannot be used (unknown element, too many atoms, no template) gets one row
     with status ``error`` and the reason; the others are still predicted. A rerun must use the
     settings of the formulas already done (more formulas may be added): other settings are an
-    InputError (:func:`check_run_settings`, ``out_dir/csp_settings.json``).
+    InputError (:func:`check_run_settings`, ``out_dir/csp_settings.json``). ``device``: where
+    the score network of ``cdvae`` and ``hybrid`` runs, as in :func:`generate`.
     """
+    resolve_device(device)  # a device that is not here fails before any work
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     key: dict = {"method": method, "k": k, "seed": seed, "relax": relax}
@@ -416,7 +428,7 @@ def csp(
     if method not in ("cdvae", "template", "hybrid"):
         raise ValueError(f"unknown method {method!r}; choose cdvae, template or hybrid")
     check_run_settings(out_dir, CSP_SETTINGS, key, bool(done))
-    generator = load_generator(model) if method in ("cdvae", "hybrid") and todo else None
+    generator = load_generator(model, device) if method in ("cdvae", "hybrid") and todo else None
     train, volumes = None, None
     if method in ("template", "hybrid") and todo:
         train = [r.structure for r in read_structures(bundled_csv("train")) if r.ok]

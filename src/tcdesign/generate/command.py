@@ -90,6 +90,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         schedule=schedule,
         batch_size=args.batch_size,
         progress=not args.quiet,
+        device=args.device,
     )
     counts = table.status.value_counts().to_dict()
     summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
@@ -98,6 +99,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
         f"{Path(args.out) / 'structures'}/"
     )
     return 0
+
+
+def add_device_flag(parser: argparse.ArgumentParser) -> None:
+    """--device: where the score network runs while sampling."""
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="where the score network runs: cpu (default), cuda, cuda:N, mps, or auto (a GPU "
+        "when there is one). Random numbers are drawn on the CPU, so a seed gives the same "
+        "draws on every device (results agree to floating-point rounding)",
+    )
 
 
 def add_schedule_flags(parser: argparse.ArgumentParser) -> None:
@@ -194,6 +206,7 @@ def cmd_csp(args: argparse.Namespace) -> int:
         pool=args.pool,
         primitive_cell=not args.any_cell,
         progress=not args.quiet,
+        device=args.device,
     )
     failed = set(table.formula[table.status == "error"])
     print(
@@ -270,6 +283,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
         help="crystals decoded together (default 16); each batch has its own random stream, so "
         "the same --seed with another batch size gives other crystals",
     )
+    add_device_flag(gen_verb)
     gen_verb.add_argument("--quiet", action="store_true", help="no progress bar")
     gen_verb.set_defaults(func=cmd_generate)
 
@@ -322,6 +336,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "--model", default=None, help="generator.pt (default: bundled; cdvae and hybrid)"
     )
     add_schedule_flags(csp_verb)
+    add_device_flag(csp_verb)
     csp_verb.add_argument("--quiet", action="store_true", help="no progress bar")
     csp_verb.set_defaults(func=cmd_csp)
 
