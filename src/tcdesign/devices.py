@@ -16,6 +16,11 @@ from torch import nn
 from tcdesign.data.io import InputError
 
 
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
+
+
 def resolve_device(name: str | None) -> torch.device:
     """``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto`` (a GPU when there is one) as a device
     that exists here; anything else is an InputError that says what is available."""
@@ -23,8 +28,7 @@ def resolve_device(name: str | None) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+        return torch.device("mps" if _mps_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -43,8 +47,7 @@ def resolve_device(name: str | None) -> torch.device:
             )
         return device
     if device.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
+        if not _mps_available():
             raise InputError(f"device {name!r}: Apple's MPS backend is not available here")
         return device
     raise InputError(f"unsupported device {name!r}; use cpu, cuda, cuda:N, mps or auto")
