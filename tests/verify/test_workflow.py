@@ -130,7 +130,8 @@ def test_real_al_end_to_end(al_run):
     assert result["dynamically_stable"] and result["min_freq_cm1"] > -10
     assert result["qe_version"].startswith("6") or result["qe_version"].startswith("7")
     assert result["pseudopotentials"]["Al"]["file"] == "Al.pz-vbc.UPF"
-    assert len(result["broadenings"]) == 10 and set(result["timings_s"]) >= {"ph", "matdyn"}
+    assert len(result["broadenings"]) == 10 and result["n_q_points"] == 8
+    assert set(result["timings_s"]) >= {"ph_q1", "ph_q8", "matdyn"}
     assert (folder / "run" / "alpha2F.csv").read_text().startswith("omega_cm1,omega_K,a2F_sigma")
     assert (folder / "run" / "phonon_dos.csv").exists()
     assert result["magnetic"] is None and result["magnetism_check"].startswith("not run")
@@ -152,7 +153,16 @@ def test_real_al_rerun_skips_and_resumes(al_run):
     before = json.loads((out / "result.json").read_text())
     assert run_cli(["verify", str(cif), "--out", str(out), "--ecutwfc", "15"]) == 0
     again = json.loads((out / "result.json").read_text())
-    assert again["skipped_steps"] == ["relax", "scf_fit", "scf", "ph", "q2r", "matdyn", "lambda_x"]
+    phonons = [f"ph_q{i}" for i in range(1, 9)]
+    assert again["skipped_steps"] == [
+        "relax",
+        "scf_fit",
+        "scf",
+        *phonons,
+        "q2r",
+        "matdyn",
+        "lambda_x",
+    ]
     assert again["lambda"] == before["lambda"]
     # the QE time of the reused steps is still reported; this call's wall time is only its own
     assert again["qe_seconds"] == pytest.approx(before["qe_seconds"], abs=0.01)
@@ -160,8 +170,19 @@ def test_real_al_rerun_skips_and_resumes(al_run):
     (out / "qe" / "markers" / "matdyn.done").unlink()  # as if killed during matdyn
     assert run_cli(["verify", str(cif), "--out", str(out), "--ecutwfc", "15"]) == 0
     resumed = json.loads((out / "result.json").read_text())
-    assert "ph" in resumed["skipped_steps"] and "matdyn" not in resumed["skipped_steps"]
+    assert "ph_q8" in resumed["skipped_steps"] and "matdyn" not in resumed["skipped_steps"]
     assert resumed["lambda"] == pytest.approx(before["lambda"])
+    # the scratch folder lost (another machine) with one q-point unfinished: the scf steps run
+    # again, then only that q-point, and the result is the same
+    shutil.rmtree(out / "qe" / "tmp")
+    for name in ("markers/ph_q8.done", "dyn8", "markers/q2r.done", "markers/matdyn.done"):
+        (out / "qe" / name).unlink()
+    assert run_cli(["verify", str(cif), "--out", str(out), "--ecutwfc", "15"]) == 0
+    rebuilt = json.loads((out / "result.json").read_text())
+    assert rebuilt["status"] == "ok"
+    assert set(phonons[:7]) <= set(rebuilt["skipped_steps"])
+    assert not {"scf_fit", "scf", "ph_q8"} & set(rebuilt["skipped_steps"])
+    assert rebuilt["lambda"] == pytest.approx(before["lambda"], rel=1e-3)
 
 
 def test_many_structures_report_rows_and_go_on(tmp_path):
@@ -334,59 +355,134 @@ def test_a_transition_metal_without_a_moment_goes_on_to_the_phonons(tmp_path, mo
     assert result.data["magnetic"] is False
     assert result.data["magnetization_muB"]["absolute_per_atom"] == pytest.approx(0.01)
     assert result.status == "error"  # the stand-ins write no phonons, but every step ran
-    assert {"magnetism", "scf_fit", "scf", "ph"} <= set(result.data["timings_s"])
+    assert {"magnetism", "scf_fit", "scf", "ph_q1"} <= set(result.data["timings_s"])
     off = make_settings("coarse", relax=False, magnetism_check=False)
     result = verify(nb, tmp_path / "off", off, pseudo)
     assert result.data["magnetic"] is None and "magnetism" not in result.data["timings_s"]
 
 
-FAKE_PH = (  # writes the q-point list, then one dynamical-matrix file per q-point
-    "/bin/cat > dyn0 <<EOF\n   2   2   2\n   3\n 0.0 0.0 0.0\n 0.5 0.0 0.0\n 0.5 0.5 0.0\nEOF\n"
-    "for i in 1 2 3; do /bin/sleep 0.5; echo q > dyn$i; done\n"
-    '/bin/sleep 0.5\necho "   JOB DONE."\n'
-)
+FAKE_QE = """\
+echo "$(/usr/bin/basename "$0") $2" >> ../calls.log
+case "$0" in
+*pw.x)  /bin/mkdir -p tmp/qe.save; /bin/touch tmp/qe.save/data-file-schema.xml tmp/qe.a2Fsave;;
+*ph.x)  q=$(/bin/sed -n 's/ *start_q = *//p' "$2")
+        printf '   2   2   2\\n   3\\n 0.0 0.0 0.0\\n 0.5 0.0 0.0\\n 0.5 0.5 0.0\\n' > dyn0
+        echo "q-point $q" > dyn$q; /bin/mkdir -p elph_dir; echo x > elph_dir/a2Fq2r.51.$q;;
+esac
+echo '   JOB DONE.'
+"""
 
 
-def test_progress_lines_follow_the_steps_and_the_q_points(tmp_path, monkeypatch):
-    """Hours of ph.x used to run without a word; each step start and end, and each q-point
-    ph.x finishes, is now reported."""
-    fake_qe(tmp_path, monkeypatch, FAKE_PH)
+def fake_run(tmp_path: Path, lines: list[str] | None = None):
+    """verify on fcc Al with stand-ins: pw.x writes the scratch files ph.x needs, ph.x writes a
+    list of 3 q-points and the files of the one it is given (start_q); nothing is summarised,
+    so the run ends in an error after the phonons."""
+    settings = make_settings("coarse", relax=False)
+    report = lines.append if lines is not None else None
+    pseudo = tmp_path / "pseudo"
+    if not pseudo.is_dir():
+        fake_pseudo_dir(tmp_path)
+    return verify(fcc_al_conventional(), tmp_path / "run", settings, pseudo, report=report)
+
+
+def calls(tmp_path: Path) -> list[str]:
+    log = tmp_path / "run" / "calls.log"
+    lines = log.read_text().splitlines() if log.exists() else []
+    log.unlink(missing_ok=True)
+    return lines
+
+
+def test_ph_runs_one_q_point_at_a_time_and_reports_each(tmp_path, monkeypatch):
+    """Each irreducible q-point is its own ph.x run and step (start_q = last_q), so a finished
+    q-point survives anything that happens to the rest; progress is reported per q-point."""
+    fake_qe(tmp_path, monkeypatch, FAKE_QE)
     lines: list[str] = []
-    runner = StepRunner(tmp_path / "qe", report=lines.append, poll_s=0.05)
-    runner.run("ph", "ph.x", "&inputph\n/\n")
-    assert lines[0] == "ph (ph.x) started"
-    assert lines[-1].startswith("ph finished in ")
-    assert all(line.startswith("ph: ") for line in lines[1:-1])
-    done = [int(line.split()[1]) for line in lines[1:-1]]
-    assert done[-1] == 3 and len(done) >= 2 and all("of 3 q-points done" in x for x in lines[1:-1])
-    assert done == sorted(set(done))  # a count is reported once, when it changes
-    lines.clear()
-    StepRunner(tmp_path / "qe", report=lines.append).run("ph", "ph.x", "&inputph\n/\n")
-    assert lines == ["ph: finished earlier, reused"]
+    fake_run(tmp_path, lines)
+    assert calls(tmp_path)[:5] == [
+        "pw.x scf_fit.in",
+        "pw.x scf.in",
+        "ph.x ph_q1.in",
+        "ph.x ph_q2.in",
+        "ph.x ph_q3.in",
+    ]
+    qe = tmp_path / "run" / "qe"
+    for i in (1, 2, 3):
+        text = (qe / f"ph_q{i}.in").read_text()
+        assert f"start_q = {i}\n" in text and f"last_q = {i}\n" in text and "recover" not in text
+        assert (qe / f"dyn{i}").read_text() == f"q-point {i}\n"
+    done = [line for line in lines if line.startswith("ph: ")]
+    assert done == [f"ph: {i} of 3 q-points done" for i in (1, 2, 3)]
+    assert "ph_q2 (ph.x) started" in lines and any(x.startswith("ph_q3 finished in") for x in lines)
+    fake_run(tmp_path)  # everything reused; only q2r onwards runs again
+    assert not [c for c in calls(tmp_path) if c.startswith(("pw.x", "ph.x"))]
 
 
-def test_a_fresh_ph_run_removes_the_dynamical_matrices_of_an_earlier_one(tmp_path, monkeypatch):
-    """Files of a run with other inputs counted as progress and stayed beside the new ones; a
-    recovered run keeps its own."""
-    from tcdesign.verify.workflow import _hash, ph_progress
+def test_lost_scratch_reruns_the_scf_and_only_the_missing_q_points(tmp_path, monkeypatch):
+    """A run folder without qe/tmp (a new machine, a purged cluster scratch) with q-point 3
+    unfinished: scf_fit and scf run again, then ph.x for q-point 3 only."""
+    fake_qe(tmp_path, monkeypatch, FAKE_QE)
+    fake_run(tmp_path)
+    calls(tmp_path)
+    qe = tmp_path / "run" / "qe"
+    shutil.rmtree(qe / "tmp")
+    (qe / "markers" / "ph_q3.done").unlink()
+    lines: list[str] = []
+    result = fake_run(tmp_path, lines)
+    assert calls(tmp_path)[:3] == ["pw.x scf_fit.in", "pw.x scf.in", "ph.x ph_q3.in"]
+    assert any("scf scratch files are not in" in line for line in lines)
+    assert {"ph_q1", "ph_q2"} <= set(result.data["skipped_steps"])
+    shutil.rmtree(qe / "tmp")  # every q-point finished: the scratch is not needed again
+    fake_run(tmp_path)
+    assert not [c for c in calls(tmp_path) if c.startswith(("pw.x", "ph.x"))]
 
-    fake_qe(tmp_path, monkeypatch, "/bin/sleep 0.3\necho '   JOB DONE.'\n")
+
+def test_a_fresh_q_point_run_removes_only_its_own_files_of_an_earlier_run(tmp_path, monkeypatch):
+    """A q-point run from the start (its input changed, or no restart to recover) removes that
+    q-point's dynamical matrix and electron-phonon files of an earlier run, not the others'."""
+    fake_qe(tmp_path, monkeypatch, "/bin/sleep 0.1\necho '   JOB DONE.'\n")
     workdir = tmp_path / "qe"
-    workdir.mkdir()
-    for i in range(6):
-        (workdir / f"dyn{i}").write_text("old")
-    (workdir / "dyn0").write_text("   2   2   2\n   5\n" + " 0.0 0.0 0.0\n" * 5)
-    assert ph_progress(workdir) == (5, 5)
-    outputs = ("dyn[0-9]*",)
+    (workdir / "elph_dir").mkdir(parents=True)
+    names = [
+        "dyn1",
+        "dyn2",
+        "dyn12",
+        "elph_dir/a2Fq2r.51.2",
+        "elph_dir/a2Fq2r.51.1",
+        "elph_dir/elph.inp_lambda.2",
+        "elph_dir/a2Fmatdyn.62",
+    ]
+    for name in names:
+        (workdir / name).write_text("old")
     runner = StepRunner(workdir)
-    fresh, restart = "&inputph\n/\n", "&inputph\n recover=.true.\n/\n"
-    (runner.markers / "ph.started").write_text(_hash(runner.chain, fresh))  # a killed attempt
-    (workdir / "dyn0").write_text("   2   2   2\n   5\n" + " 0.0 0.0 0.0\n" * 5)
-    runner.run("ph", "ph.x", fresh, restartable_input=restart, outputs=outputs)
-    assert (workdir / "dyn3").exists()  # recovered: its finished q-points are kept
-    other = "&inputph\n tr2_ph=1e-16\n/\n"
-    StepRunner(workdir).run("ph", "ph.x", other, restartable_input=restart, outputs=outputs)
-    assert not list(workdir.glob("dyn*")) and ph_progress(workdir) is None
+    runner.run("ph_q2", "ph.x", "&inputph\n/\n", outputs=("dyn2", "elph_dir/*.2"))
+    left = sorted(n for n in names if (workdir / n).exists())
+    assert left == ["dyn1", "dyn12", "elph_dir/a2Fmatdyn.62", "elph_dir/a2Fq2r.51.1"]
+
+
+def test_a_run_folder_with_one_whole_grid_ph_run_is_reused(tmp_path, monkeypatch):
+    """Run folders from before the split hold one finished whole-grid ph.x step: it is reused,
+    and the steps after it keep their hashes (nothing finished is computed again)."""
+    from tcdesign.verify import inputs
+    from tcdesign.verify.workflow import _hash
+
+    fake_qe(tmp_path, monkeypatch, FAKE_QE)
+    fake_run(tmp_path)
+    calls(tmp_path)
+    qe = tmp_path / "run" / "qe"
+    q2r_hash = json.loads((qe / "markers" / "q2r.done").read_text())["hash"]
+    settings = make_settings("coarse", relax=False)
+    ph_in = inputs.ph_input(
+        settings, json.loads((tmp_path / "run" / "result.json").read_text())["grids"]["q"]
+    )
+    scf_hash = json.loads((qe / "markers" / "scf.done").read_text())["hash"]
+    for marker in (qe / "markers").glob("ph_q*.done"):
+        marker.unlink()
+    (qe / "markers" / "ph.done").write_text(json.dumps({"hash": _hash(scf_hash, ph_in)}))
+    (qe / "ph.out").write_text("   JOB DONE.\n")
+    result = fake_run(tmp_path)
+    assert not [c for c in calls(tmp_path) if c.startswith(("pw.x", "ph.x"))]
+    assert "ph" in result.data["skipped_steps"] and "q2r" in result.data["skipped_steps"]
+    assert json.loads((qe / "markers" / "q2r.done").read_text())["hash"] == q2r_hash
 
 
 def test_verify_cli_prints_progress_unless_quiet(tmp_path, monkeypatch, capsys):
@@ -407,3 +503,20 @@ def test_verify_cli_prints_progress_unless_quiet(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "verify x: relax (pw.x) started" in err
     assert "verify: y error; 2 of 2 done (0 ok, 0 magnetic, 2 failed)" in err
+
+
+def test_a_run_folder_reuses_its_steps_when_the_pseudopotentials_move(tmp_path, monkeypatch):
+    """The same pseudopotential files in another folder (a run copied to another machine)
+    reuse every finished step; a changed file computes them again."""
+    fake_qe(tmp_path, monkeypatch, FAKE_QE)
+    fake_run(tmp_path)
+    calls(tmp_path)
+    moved = tmp_path / "elsewhere"
+    (tmp_path / "pseudo").rename(moved)
+    settings = make_settings("coarse", relax=False)
+    verify(fcc_al_conventional(), tmp_path / "run", settings, moved)
+    assert not [c for c in calls(tmp_path) if c.startswith(("pw.x", "ph.x"))]
+    upf = moved / "Al.fake.UPF"
+    upf.write_text(upf.read_text().replace('functional="PZ"', 'functional="PZ" '))
+    verify(fcc_al_conventional(), tmp_path / "run", settings, moved)
+    assert calls(tmp_path)[0] == "pw.x scf_fit.in"

@@ -154,7 +154,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "--fit-k-spacing", type=float, default=None, help="dense la2F k-grid spacing (1/A)"
     )
     parser.add_argument("--q-spacing", type=float, default=None, help="phonon q-grid spacing (1/A)")
-    parser.add_argument("--timeout", type=float, default=None, help="time limit per QE step (s)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="time limit per QE step, each q-point of ph.x being one step (s)",
+    )
     parser.add_argument(
         "--workers",
         type=int,

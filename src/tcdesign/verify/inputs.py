@@ -201,8 +201,12 @@ def _namelist(name: str, values: dict[str, object], title: str | None = None) ->
     return "\n".join(lines) + "\n"
 
 
-def ph_input(settings: VerifySettings, qgrid: Grid, recover: bool = False) -> str:
-    """ph.x input: DFPT on a q-grid with the interpolated electron-phonon coupling."""
+def ph_input(
+    settings: VerifySettings, qgrid: Grid, recover: bool = False, q_index: int | None = None
+) -> str:
+    """ph.x input: DFPT on a q-grid with the interpolated electron-phonon coupling; with
+    ``q_index`` (1-based, in ph.x's list of irreducible q-points) only that q-point
+    (``start_q = last_q = q_index``), which writes its own ``dyn<i>`` and ``elph_dir/*.<i>``."""
     values: dict[str, object] = {
         "prefix": PREFIX,
         "outdir": OUTDIR,
@@ -218,6 +222,9 @@ def ph_input(settings: VerifySettings, qgrid: Grid, recover: bool = False) -> st
         "el_ph_sigma": settings.el_ph_sigma_ry,
         "el_ph_nsigma": settings.el_ph_nsigma,
     }
+    if q_index is not None:
+        values["start_q"] = q_index
+        values["last_q"] = q_index
     if recover:
         values["recover"] = True
     return _namelist("inputph", values, title="electron-phonon coupling")

@@ -56,7 +56,7 @@ class VerifySettings:
     magnetism_check: bool = True
     magnetic_moment_tol: float = 0.05
     np: int = 1  # MPI ranks for pw.x and ph.x (mpirun when > 1)
-    timeout_s: float = 6 * 3600.0  # per QE step
+    timeout_s: float = 6 * 3600.0  # per QE step (each ph.x q-point is one)
     pseudopotentials: dict[str, str] = field(default_factory=dict)  # element -> file name
 
     def as_dict(self) -> dict[str, Any]:

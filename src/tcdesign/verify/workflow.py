@@ -14,10 +14,18 @@ Layout of ``out`` (the run folder):
 Steps: ``relax`` (pw.x vc-relax, optional), ``magnetism`` (a spin-polarised pw.x scf from a
 ferromagnetic start, for crystals with d- or f-block elements; a crystal that keeps a moment
 stops here with status 'magnetic'; a side branch of the hash chain), ``scf_fit`` (pw.x on the
-dense k-grid with la2F), ``scf`` (pw.x on the k-grid of ph.x), ``ph``
-(electron_phonon='interpolated' on the q-grid), ``q2r``, ``matdyn`` (phonon DOS and alpha2F on
-a fine mesh) and ``lambda_x`` (QE's lambda.x on the same run, kept as a cross-check, not used
-for the headline values).
+dense k-grid with la2F), ``scf`` (pw.x on the k-grid of ph.x), ``ph_q1`` ... ``ph_qN``
+(electron_phonon='interpolated', one ph.x run per irreducible q-point, ``start_q = last_q``),
+``q2r``, ``matdyn`` (phonon DOS and alpha2F on a fine mesh) and ``lambda_x`` (QE's lambda.x on
+the same run, kept as a cross-check, not used for the headline values).
+
+Why one ph.x run per q-point: a finished q-point is then a step with its own marker and small
+text outputs (``dyn<i>``, ``elph_dir/*.<i>``, ``ph_q<i>.out``), so hours of DFPT survive losing
+the scratch folder (a new machine, a cluster job whose scratch is purged, a copy of the run
+folder without ``qe/tmp``): the next call runs ``scf_fit`` and ``scf`` again to rebuild the
+scratch (same inputs, same hashes) and computes only the q-points still missing. The results
+equal those of one ph.x run over the whole grid to DFPT's convergence threshold (checked on
+fcc Al: lambda within 0.2 %).
 
 Minimum frequency: over matdyn's mesh (acoustic sum rule imposed) and ph.x's q-grid without the
 three acoustic modes at Gamma (raw DFPT there has no sum rule). ``dynamically_stable`` is false
@@ -64,7 +72,6 @@ from tcdesign.verify.pseudo import (
 from tcdesign.verify.settings import VerifySettings
 
 REQUIRED_PROGRAMS = ("pw.x", "ph.x", "q2r.x", "matdyn.x")
-POLL_SECONDS = 10.0  # how often a running QE step is looked at for progress
 CM1_PER_THZ = 33.35641
 
 
@@ -116,6 +123,15 @@ def _hash(*parts: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def pseudo_fingerprint(pseudos: dict[str, Pseudopotential]) -> str:
+    """A digest of the pseudopotential files (element, file name and contents) a run uses."""
+    digest = hashlib.sha256()
+    for element in sorted(pseudos):
+        digest.update(f"{element} {pseudos[element].filename}\0".encode())
+        digest.update(pseudos[element].path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _environment(np_ranks: int) -> dict[str, str]:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     if np_ranks > 1 and hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -132,18 +148,16 @@ class StepRunner:
         np_ranks: int = 1,
         timeout_s: float = 3600.0,
         report: Callable[[str], None] | None = None,
-        poll_s: float = POLL_SECONDS,
     ) -> None:
-        """``report``: called with one line of progress (a step starts, ends or is reused; each
-        q-point ph.x finishes), or None for silence; ``poll_s``: how often a running step is
-        looked at."""
+        """``report``: called with one line of progress (a step starts, ends or is reused), or
+        None for silence; ``timeout_s``: the limit of each step (each q-point for ph.x)."""
         self.workdir = workdir
         self.report = report or (lambda message: None)
-        self.poll_s = poll_s
         self.markers = workdir / "markers"
         self.np_ranks = np_ranks
         self.timeout_s = timeout_s
         self.chain = ""  # hash of everything upstream
+        self.aliases: dict[str, str] = {}  # see key()
         self.timings: dict[str, float] = {}
         self.skipped: list[str] = []
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -158,7 +172,21 @@ class StepRunner:
             record = json.loads(marker.read_text())
         except (OSError, json.JSONDecodeError):
             return False
-        return record.get("hash") == _hash(self.chain, input_text)
+        return record.get("hash") == self.key(input_text)
+
+    def key(self, input_text: str) -> str:
+        """The hash of a step with this input after everything upstream. Each ``aliases``
+        string in the input (the absolute pseudopotential folder) is replaced by what it stands
+        for (the files' contents), so that a run folder moved to a machine that keeps the same
+        pseudopotentials elsewhere reuses its finished steps."""
+        for text, meaning in self.aliases.items():
+            input_text = input_text.replace(text, meaning)
+        return _hash(self.chain, input_text)
+
+    def finished(self, step: str, input_text: str) -> bool:
+        """True when :meth:`run` would reuse ``step``: done with this input and upstream, and
+        its log still on disk."""
+        return self.done(step, input_text) and (self.workdir / f"{step}.out").exists()
 
     def run(
         self,
@@ -173,6 +201,7 @@ class StepRunner:
         step_limit_ok: bool = False,
         branch: bool = False,
         outputs: Sequence[str] = (),
+        force: bool = False,
     ) -> str:
         """Run ``program`` on ``input_text`` unless its marker says it is done; return its log.
 
@@ -185,12 +214,13 @@ class StepRunner:
         dropping it never makes a finished run compute its phonons again. ``outputs``: glob
         patterns of files the step writes as it goes (ph.x's dynamical matrices), removed before
         it runs from the start so that files of an earlier run with other inputs neither count
-        as progress nor linger beside the new ones.
+        as progress nor linger beside the new ones. ``force``: run even when the marker says the
+        step is done (to rebuild scratch files a later step needs).
         """
-        key = _hash(self.chain, input_text)
+        key = self.key(input_text)
         marker = self.markers / f"{step}.done"
         log = self.workdir / f"{step}.out"
-        if self.done(step, input_text) and log.exists():
+        if not force and self.finished(step, input_text):
             self.skipped.append(step)
             self.timings[step] = json.loads(marker.read_text()).get("seconds", 0.0)
             self.report(f"{step}: finished earlier, reused")
@@ -198,6 +228,8 @@ class StepRunner:
                 self.chain = key
             return log.read_text(errors="replace")
         marker.unlink(missing_ok=True)
+        if step in self.skipped:  # reused earlier in this call, now run again (force)
+            self.skipped.remove(step)
         started = self.markers / f"{step}.started"
         resume = started.exists() and started.read_text().strip() == key
         text = restartable_input if (resume and restartable_input) else input_text
@@ -289,39 +321,11 @@ class StepRunner:
         return seconds, output
 
     def _wait(self, process: subprocess.Popen[bytes], step: str, start: float) -> None:
-        """Wait for ``process`` at most the timeout (then TimeoutExpired), reporting the
-        q-points ph.x finishes as it goes."""
-        deadline = start + self.timeout_s
-        poll = self.poll_s if step == "ph" else math.inf  # only ph.x has progress to look at
-        reported = None
-        while True:
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                raise subprocess.TimeoutExpired(process.args, self.timeout_s)
-            try:
-                process.wait(timeout=min(poll, remaining))
-                return
-            except subprocess.TimeoutExpired:
-                if step != "ph":
-                    continue  # the deadline: raised above
-            counts = ph_progress(self.workdir)
-            if counts is not None and counts != reported:
-                reported = counts
-                elapsed = duration(time.perf_counter() - start)
-                self.report(f"ph: {counts[0]} of {counts[1]} q-points done ({elapsed})")
-
-
-def ph_progress(workdir: Path) -> tuple[int, int] | None:
-    """(q-points finished, irreducible q-points) of the ph.x run in ``workdir``, from the
-    dynamical-matrix files it writes as each q-point ends (a recovered run keeps the earlier
-    ones); None before ph.x has written its list of q-points."""
-    try:
-        _, qpoints = parsers.read_dyn0(workdir / f"{inputs.FILDYN}0")
-    except (OSError, ValueError, IndexError):
-        return None
-    total = len(qpoints)
-    finished = sum((workdir / f"{inputs.FILDYN}{i}").is_file() for i in range(1, total + 1))
-    return finished, total
+        """Wait for ``process`` at most the timeout (then TimeoutExpired)."""
+        remaining = start + self.timeout_s - time.perf_counter()
+        if remaining <= 0:
+            raise subprocess.TimeoutExpired(process.args, self.timeout_s)
+        process.wait(timeout=remaining)
 
 
 def duration(seconds: float) -> str:
@@ -351,6 +355,63 @@ def _end_group(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     process.wait()
+
+
+def scratch_ready(workdir: Path) -> bool:
+    """Whether the pw.x scratch files ph.x reads are in ``workdir``: the scf's charge density
+    and wavefunctions and the dense-grid eigenvalues of ``scf_fit`` (la2F)."""
+    tmp = workdir / inputs.OUTDIR
+    return (tmp / f"{inputs.PREFIX}.save" / "data-file-schema.xml").is_file() and (
+        tmp / f"{inputs.PREFIX}.a2Fsave"
+    ).is_file()
+
+
+def _phonons(
+    runner: StepRunner,
+    settings: VerifySettings,
+    qgrid: inputs.Grid,
+    rebuild_scratch: Callable[[], None],
+    data: dict[str, Any],
+) -> str:
+    """ph.x one irreducible q-point at a time (steps ``ph_q1`` ... ``ph_qN``; the first one
+    writes the list of q-points, ``dyn0``); returns their logs. ``rebuild_scratch`` runs the scf
+    steps again when a q-point is still to compute and their scratch files are gone. The chain
+    after this step is the same as after one whole-grid ph.x run, which a run folder from
+    before the split may hold and which is then reused."""
+    whole = inputs.ph_input(settings, qgrid)
+    if runner.finished("ph", whole):  # one whole-grid ph.x run, finished earlier
+        return runner.run("ph", "ph.x", whole)
+    upstream = runner.chain
+    logs = []
+    index, total = 1, None
+    while total is None or index <= total:
+        step = f"ph_q{index}"
+        text = inputs.ph_input(settings, qgrid, q_index=index)
+        if not runner.finished(step, text) and not scratch_ready(runner.workdir):
+            runner.report(
+                f"{step}: the scf scratch files are not in {runner.workdir / inputs.OUTDIR}; "
+                "running scf_fit and scf again (the finished q-points are kept)"
+            )
+            rebuild_scratch()
+            runner.chain = upstream
+        logs.append(
+            runner.run(
+                step,
+                "ph.x",
+                text,
+                parallel=True,
+                restartable_input=inputs.ph_input(settings, qgrid, recover=True, q_index=index),
+                branch=True,
+                outputs=(f"{inputs.FILDYN}{index}", f"elph_dir/*.{index}"),
+            )
+        )
+        if total is None:
+            total = len(parsers.read_dyn0(runner.workdir / f"{inputs.FILDYN}0")[1])
+            data["n_q_points"] = total
+        runner.report(f"ph: {index} of {total} q-points done")
+        index += 1
+    runner.chain = _hash(upstream, whole)
+    return "".join(logs)
 
 
 def _star_weights(workdir: Path, n_q: int) -> list[int]:
@@ -435,6 +496,7 @@ def _run_steps(
     data["timings_s"] = runner.timings
     data["skipped_steps"] = runner.skipped
     pseudo_path = str(pseudo_dir.resolve())
+    runner.aliases[f"'{pseudo_path}'"] = "pseudopotentials " + pseudo_fingerprint(pseudos)
     qgrid = inputs.grid_from_spacing(structure, settings.q_spacing)
     kgrid = inputs.grid_from_spacing(structure, settings.k_spacing, qgrid)
     if settings.relax:
@@ -452,7 +514,7 @@ def _run_steps(
     qgrid, kgrid, fit_grid, dos_grid = grids["q"], grids["k"], grids["k_fit"], grids["dos_q"]
     data["grids"] = grids
     _check_magnetism(runner, structure, pseudos, settings, pseudo_path, kgrid, data)
-    text = inputs.pw_input(
+    fit_input = inputs.pw_input(
         structure,
         pseudos,
         settings,
@@ -461,20 +523,19 @@ def _run_steps(
         pseudo_dir=pseudo_path,
         la2F=True,
     )
-    fit_text = runner.run("scf_fit", "pw.x", text, parallel=True)
-    data["qe_version"] = data.get("qe_version") or parsers.qe_version(fit_text)
-    text = inputs.pw_input(
+    scf_input = inputs.pw_input(
         structure, pseudos, settings, calculation="scf", kpts=kgrid, pseudo_dir=pseudo_path
     )
-    runner.run("scf", "pw.x", text, parallel=True)
-    ph_text = runner.run(
-        "ph",
-        "ph.x",
-        inputs.ph_input(settings, qgrid),
-        parallel=True,
-        restartable_input=inputs.ph_input(settings, qgrid, recover=True),
-        outputs=(f"{inputs.FILDYN}[0-9]*", "elph_dir/*"),
-    )
+    upstream = runner.chain
+
+    def scf_steps(force: bool = False) -> None:
+        runner.chain = upstream
+        fit_text = runner.run("scf_fit", "pw.x", fit_input, parallel=True, force=force)
+        data["qe_version"] = data.get("qe_version") or parsers.qe_version(fit_text)
+        runner.run("scf", "pw.x", scf_input, parallel=True, force=force)
+
+    scf_steps()
+    ph_text = _phonons(runner, settings, qgrid, partial(scf_steps, force=True), data)
     runner.run("q2r", "q2r.x", inputs.q2r_input(settings.el_ph_nsigma), stdin=True)
     matdyn_text = inputs.matdyn_input(dos_grid, settings.dos_delta_cm1, settings.el_ph_nsigma)
     runner.run("matdyn", "matdyn.x", matdyn_text, stdin=True)
