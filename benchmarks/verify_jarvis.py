@@ -6,7 +6,9 @@ runs it on small bundled train and val crystals whose JARVIS Tc spans 0-28 K, wi
 pseudopotential library (e.g. SSSP, Debian package quantum-espresso-data-sssp, or your own), and
 compares Tc, the Tc > 5 K call and dynamical stability. Resumable: rerun the same command and
 finished crystals are read back (each QE step leaves a marker). Writes
-benchmarks/results/verify_jarvis.json and prints a table.
+benchmarks/results/verify_jarvis.json and prints a table; finished crystals already in that file
+that this invocation does not run (``--ids``) are kept when the preset and cutoffs match, so the
+crystals can be run a few at a time, on different machines.
 
     python benchmarks/verify_jarvis.py --pseudo-dir DIR [--ids JVASP-19657 ...] [--workers 2]
         [--ecutwfc 45 --ecutrho 360] [--work runs/verify_jarvis]
@@ -115,6 +117,7 @@ def main() -> int:
                 "qe_s": number(data.get("qe_seconds")),
             }
         )
+    rows = _with_earlier_rows(rows, Path(args.out), _settings_key(args))
     summary = _summary(rows)
     report = {
         "description": __doc__.split("\n\n")[0],
@@ -137,6 +140,30 @@ def main() -> int:
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     _print(rows, summary)
     return 0
+
+
+def _settings_key(args: argparse.Namespace) -> dict[str, object]:
+    return {"preset": args.preset, "ecutwfc_Ry": args.ecutwfc, "ecutrho_Ry": args.ecutrho}
+
+
+def _with_earlier_rows(rows: list[dict], out: Path, settings: dict[str, object]) -> list[dict]:
+    """``rows`` plus the finished crystals of an earlier results file at ``out`` that this
+    invocation did not run (their run folders may be on another machine), when that file used
+    the same preset and cutoffs; ordered as DEFAULT_IDS. A crystal run now replaces its earlier
+    row."""
+    try:
+        earlier = json.loads(out.read_text())
+    except (OSError, json.JSONDecodeError):
+        return rows
+    same = all(earlier.get("settings", {}).get(k) == v for k, v in settings.items())
+    ran = {r["id"] for r in rows}
+    kept = [
+        {**r, "earlier_invocation": True}
+        for r in earlier.get("crystals", [])
+        if same and r["id"] not in ran and r.get("status") == "ok"
+    ]
+    order = {material_id: i for i, material_id in enumerate(DEFAULT_IDS)}
+    return sorted(rows + kept, key=lambda r: order.get(r["id"], len(order)))
 
 
 def _summary(rows: list[dict]) -> dict[str, object]:
