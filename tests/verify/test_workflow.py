@@ -366,6 +366,9 @@ echo "$(/usr/bin/basename "$0") $2" >> ../calls.log
 case "$0" in
 *pw.x)  /bin/mkdir -p tmp/qe.save; /bin/touch tmp/qe.save/data-file-schema.xml tmp/qe.a2Fsave;;
 *ph.x)  q=$(/bin/sed -n 's/ *start_q = *//p' "$2")
+        d=$(/bin/sed -n "s/ *outdir = '\\(.*\\)'/\\1/p" "$2")
+        [ -f "$d/qe.save/data-file-schema.xml" ] || { echo "no scf in $d"; exit 1; }
+        [ -f ../ph_sleep ] && /bin/sleep "$(/bin/cat ../ph_sleep)"
         printf '   2   2   2\\n   3\\n 0.0 0.0 0.0\\n 0.5 0.0 0.0\\n 0.5 0.5 0.0\\n' > dyn0
         echo "q-point $q" > dyn$q; /bin/mkdir -p elph_dir; echo x > elph_dir/a2Fq2r.51.$q;;
 esac
@@ -520,3 +523,86 @@ def test_a_run_folder_reuses_its_steps_when_the_pseudopotentials_move(tmp_path, 
     upf.write_text(upf.read_text().replace('functional="PZ"', 'functional="PZ" '))
     verify(fcc_al_conventional(), tmp_path / "run", settings, moved)
     assert calls(tmp_path)[0] == "pw.x scf_fit.in"
+
+
+def test_q_points_at_once_give_the_steps_of_one_at_a_time(tmp_path, monkeypatch):
+    """--q-workers 2: the q-points after the first run two at a time, each on a copy of the
+    scf scratch (removed when done); their markers are those of a one-at-a-time run, so either
+    way reuses the other's finished q-points."""
+    fake_qe(tmp_path, monkeypatch, FAKE_QE)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "ph_sleep").write_text("0.5")
+    settings = make_settings("coarse", relax=False, q_workers=2)
+    fake_pseudo_dir(tmp_path)
+    lines: list[str] = []
+    verify(
+        fcc_al_conventional(), tmp_path / "run", settings, tmp_path / "pseudo", report=lines.append
+    )
+    qe = tmp_path / "run" / "qe"
+    assert "outdir = 'tmp_q2'" in (qe / "ph_q2.in").read_text()
+    assert "outdir = 'tmp'" in (qe / "ph_q1.in").read_text()
+    assert sorted(p.name for p in qe.glob("tmp*")) == ["tmp"]  # the copies are removed
+    assert lines.index("ph_q3 (ph.x) started") < min(
+        i for i, line in enumerate(lines) if line.startswith("ph_q2 finished")
+    )  # q-points 2 and 3 ran at the same time
+    assert [x for x in lines if x.startswith("ph: ")][-1] == "ph: 3 of 3 q-points done"
+    at_once = {p.name: p.read_text() for p in (qe / "markers").glob("ph_q*.done")}
+    calls(tmp_path)
+    (tmp_path / "run" / "ph_sleep").unlink()
+    fake_run(tmp_path)  # one at a time: everything reused
+    assert not [c for c in calls(tmp_path) if c.startswith(("pw.x", "ph.x"))]
+    (qe / "markers" / "ph_q2.done").unlink()
+    shutil.rmtree(qe / "tmp")
+    result = fake_run(tmp_path)
+    assert calls(tmp_path)[:3] == ["pw.x scf_fit.in", "pw.x scf.in", "ph.x ph_q2.in"]
+    one_by_one = {p.name: p.read_text() for p in (qe / "markers").glob("ph_q*.done")}
+    assert {k: json.loads(v)["hash"] for k, v in one_by_one.items()} == {
+        k: json.loads(v)["hash"] for k, v in at_once.items()
+    }
+    assert "ph_q3" in result.data["skipped_steps"]
+
+
+def test_a_failed_q_point_lets_the_others_finish(tmp_path, monkeypatch):
+    """With q-points at once, one failing q-point is the run's error, after the others end."""
+    fails = 'case "$0" in *ph.x) /bin/grep -q \'start_q = 2\' "$2" && exit 1;; esac\n'
+    script = FAKE_QE.replace('case "$0" in', fails + 'case "$0" in', 1)
+    assert script != FAKE_QE
+    fake_qe(tmp_path, monkeypatch, script)
+    settings = make_settings("coarse", relax=False, q_workers=2)
+    result = verify(fcc_al_conventional(), tmp_path / "run", settings, fake_pseudo_dir(tmp_path))
+    assert result.status == "error" and result.data["failed_step"] == "ph_q2"
+    assert (tmp_path / "run" / "qe" / "markers" / "ph_q3.done").exists()
+
+
+def test_an_interrupt_ends_every_q_point_running_at_once(tmp_path, monkeypatch):
+    """Ctrl-C while q-points run at once ends all of them, not only the one a thread waits on."""
+    import os
+    import signal
+    import threading
+
+    sleeper = 'case "$0" in *ph.x) /bin/grep -q \'start_q = 1\' "$2" || '
+    sleeper += "{ echo $$ > ../pid.$(/bin/sed -n 's/ *start_q = *//p' \"$2\"); "
+    sleeper += "exec /bin/sleep 60; };; esac\n"
+    fake_qe(tmp_path, monkeypatch, FAKE_QE.replace('case "$0" in', sleeper + 'case "$0" in', 1))
+    run = tmp_path / "run"
+
+    def interrupt_once_both_run() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(list(run.glob("pid.*"))) < 2:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    watcher = threading.Thread(target=interrupt_once_both_run, daemon=True)
+    watcher.start()
+    settings = make_settings("coarse", relax=False, q_workers=2)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            verify(fcc_al_conventional(), run, settings, fake_pseudo_dir(tmp_path))
+    finally:
+        watcher.join()
+        signal.signal(signal.SIGINT, previous)
+    pids = [int(p.read_text()) for p in run.glob("pid.*")]
+    assert len(pids) == 2
+    assert wait_gone(pids, timeout=10) == []

@@ -14,6 +14,7 @@ from pathlib import Path
 SETTING_FLAGS = {  # flag dest -> VerifySettings field
     "mu_star": "mu_star",
     "np": "np",
+    "q_workers": "q_workers",
     "ecutwfc": "ecutwfc_ry",
     "ecutrho": "ecutrho_ry",
     "k_spacing": "k_spacing",
@@ -129,6 +130,13 @@ def register(verbs: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--np", type=int, default=None, help="MPI ranks for pw.x and ph.x via mpirun (default 1)"
+    )
+    parser.add_argument(
+        "--q-workers",
+        type=int,
+        default=None,
+        help="phonon q-points computed at once after the first, each with --np ranks and its "
+        "own copy of the scf scratch (default 1; uses q-workers x np cores)",
     )
     parser.add_argument(
         "--config",

@@ -202,14 +202,19 @@ def _namelist(name: str, values: dict[str, object], title: str | None = None) ->
 
 
 def ph_input(
-    settings: VerifySettings, qgrid: Grid, recover: bool = False, q_index: int | None = None
+    settings: VerifySettings,
+    qgrid: Grid,
+    recover: bool = False,
+    q_index: int | None = None,
+    outdir: str = OUTDIR,
 ) -> str:
     """ph.x input: DFPT on a q-grid with the interpolated electron-phonon coupling; with
     ``q_index`` (1-based, in ph.x's list of irreducible q-points) only that q-point
-    (``start_q = last_q = q_index``), which writes its own ``dyn<i>`` and ``elph_dir/*.<i>``."""
+    (``start_q = last_q = q_index``), which writes its own ``dyn<i>`` and ``elph_dir/*.<i>``;
+    ``outdir``: the scratch folder it reads the scf from and writes its restart files to."""
     values: dict[str, object] = {
         "prefix": PREFIX,
-        "outdir": OUTDIR,
+        "outdir": outdir,
         "fildyn": FILDYN,
         "fildvscf": "dvscf",
         "tr2_ph": settings.tr2_ph,

@@ -56,6 +56,9 @@ class VerifySettings:
     magnetism_check: bool = True
     magnetic_moment_tol: float = 0.05
     np: int = 1  # MPI ranks for pw.x and ph.x (mpirun when > 1)
+    # irreducible q-points computed at once after the first (each with its own copy of the scf
+    # scratch and np ranks, so q_workers * np cores); results equal one at a time
+    q_workers: int = 1
     timeout_s: float = 6 * 3600.0  # per QE step (each ph.x q-point is one)
     pseudopotentials: dict[str, str] = field(default_factory=dict)  # element -> file name
 

@@ -44,8 +44,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -158,6 +160,8 @@ class StepRunner:
         self.timeout_s = timeout_s
         self.chain = ""  # hash of everything upstream
         self.aliases: dict[str, str] = {}  # see key()
+        self._running: set[subprocess.Popen[bytes]] = set()  # QE processes of any thread
+        self.lock = threading.Lock()
         self.timings: dict[str, float] = {}
         self.skipped: list[str] = []
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -202,6 +206,7 @@ class StepRunner:
         branch: bool = False,
         outputs: Sequence[str] = (),
         force: bool = False,
+        key_input: str | None = None,
     ) -> str:
         """Run ``program`` on ``input_text`` unless its marker says it is done; return its log.
 
@@ -215,12 +220,15 @@ class StepRunner:
         patterns of files the step writes as it goes (ph.x's dynamical matrices), removed before
         it runs from the start so that files of an earlier run with other inputs neither count
         as progress nor linger beside the new ones. ``force``: run even when the marker says the
-        step is done (to rebuild scratch files a later step needs).
+        step is done (to rebuild scratch files a later step needs). ``key_input``: the input the
+        step is known by (hashed for its marker) when the one run differs only in where its
+        scratch goes (a q-point computed beside others in a folder of its own).
         """
-        key = self.key(input_text)
+        key_input = input_text if key_input is None else key_input
+        key = self.key(key_input)
         marker = self.markers / f"{step}.done"
         log = self.workdir / f"{step}.out"
-        if not force and self.finished(step, input_text):
+        if not force and self.finished(step, key_input):
             self.skipped.append(step)
             self.timings[step] = json.loads(marker.read_text()).get("seconds", 0.0)
             self.report(f"{step}: finished earlier, reused")
@@ -262,6 +270,14 @@ class StepRunner:
             self.chain = key
         return output
 
+    def stop_all(self) -> None:
+        """End every QE step running in any thread (an interrupt of the thread that waits on
+        them)."""
+        with self.lock:
+            running = list(self._running)
+        for process in running:
+            _end_group(process)
+
     def _remove(self, patterns: Sequence[str]) -> None:
         for pattern in patterns:
             for path in self.workdir.glob(pattern):
@@ -301,6 +317,8 @@ class StepRunner:
                 start_new_session=True,  # its own process group, so a timeout ends mpirun's ranks
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
+            with self.lock:
+                self._running.add(process)
             try:
                 self._wait(process, step, start)
             except subprocess.TimeoutExpired:
@@ -311,6 +329,9 @@ class StepRunner:
             except BaseException:  # Ctrl-C or SIGTERM: its own session would not receive them
                 _end_group(process)
                 raise
+            finally:
+                with self.lock:
+                    self._running.discard(process)
         seconds = time.perf_counter() - start
         output = log.read_text(errors="replace")
         if step_limit_ok and process.returncode == 3 and parsers.step_limit_reached(output):
@@ -374,44 +395,116 @@ def _phonons(
     data: dict[str, Any],
 ) -> str:
     """ph.x one irreducible q-point at a time (steps ``ph_q1`` ... ``ph_qN``; the first one
-    writes the list of q-points, ``dyn0``); returns their logs. ``rebuild_scratch`` runs the scf
-    steps again when a q-point is still to compute and their scratch files are gone. The chain
-    after this step is the same as after one whole-grid ph.x run, which a run folder from
-    before the split may hold and which is then reused."""
+    writes the list of q-points, ``dyn0``), the ones after the first ``settings.q_workers`` at
+    once; returns their logs in q-point order. ``rebuild_scratch`` runs the scf steps again when
+    a q-point is still to compute and their scratch files are gone. The chain after this step is
+    the same as after one whole-grid ph.x run, which a run folder from before the split may hold
+    and which is then reused."""
     whole = inputs.ph_input(settings, qgrid)
     if runner.finished("ph", whole):  # one whole-grid ph.x run, finished earlier
         return runner.run("ph", "ph.x", whole)
     upstream = runner.chain
-    logs = []
-    index, total = 1, None
-    while total is None or index <= total:
-        step = f"ph_q{index}"
-        text = inputs.ph_input(settings, qgrid, q_index=index)
-        if not runner.finished(step, text) and not scratch_ready(runner.workdir):
+
+    def ensure_scratch(index: int) -> None:
+        if not scratch_ready(runner.workdir):
             runner.report(
-                f"{step}: the scf scratch files are not in {runner.workdir / inputs.OUTDIR}; "
-                "running scf_fit and scf again (the finished q-points are kept)"
+                f"ph_q{index}: the scf scratch files are not in "
+                f"{runner.workdir / inputs.OUTDIR}; running scf_fit and scf again (the finished "
+                "q-points are kept)"
             )
             rebuild_scratch()
             runner.chain = upstream
-        logs.append(
-            runner.run(
-                step,
-                "ph.x",
-                text,
-                parallel=True,
-                restartable_input=inputs.ph_input(settings, qgrid, recover=True, q_index=index),
-                branch=True,
-                outputs=(f"{inputs.FILDYN}{index}", f"elph_dir/*.{index}"),
-            )
+
+    def pending(index: int) -> bool:
+        return not runner.finished(f"ph_q{index}", inputs.ph_input(settings, qgrid, q_index=index))
+
+    def run_q(index: int, outdir: str = inputs.OUTDIR) -> str:
+        return runner.run(
+            f"ph_q{index}",
+            "ph.x",
+            inputs.ph_input(settings, qgrid, q_index=index, outdir=outdir),
+            parallel=True,
+            restartable_input=inputs.ph_input(
+                settings, qgrid, recover=True, q_index=index, outdir=outdir
+            ),
+            branch=True,
+            outputs=(f"{inputs.FILDYN}{index}", f"elph_dir/*.{index}"),
+            key_input=inputs.ph_input(settings, qgrid, q_index=index),
         )
-        if total is None:
-            total = len(parsers.read_dyn0(runner.workdir / f"{inputs.FILDYN}0")[1])
-            data["n_q_points"] = total
-        runner.report(f"ph: {index} of {total} q-points done")
-        index += 1
+
+    if pending(1):
+        ensure_scratch(1)
+    logs = {1: run_q(1)}
+    total = len(parsers.read_dyn0(runner.workdir / f"{inputs.FILDYN}0")[1])
+    data["n_q_points"] = total
+    runner.report(f"ph: 1 of {total} q-points done")
+    rest = list(range(2, total + 1))
+    if any(pending(index) for index in rest):
+        ensure_scratch(rest[0])
+    if settings.q_workers <= 1 or len(rest) <= 1:
+        for index in rest:
+            logs[index] = run_q(index)
+            runner.report(f"ph: {index} of {total} q-points done")
+    else:
+        logs.update(_phonons_at_once(runner, rest, total, settings.q_workers, run_q, pending))
     runner.chain = _hash(upstream, whole)
-    return "".join(logs)
+    return "".join(logs[index] for index in sorted(logs))
+
+
+def _phonons_at_once(
+    runner: StepRunner,
+    indices: list[int],
+    total: int,
+    workers: int,
+    run_q: Callable[[int, str], str],
+    pending: Callable[[int], bool],
+) -> dict[int, str]:
+    """q-points ``indices`` with ``workers`` ph.x runs at a time, each in a scratch folder of
+    its own (``tmp_q<i>``, a copy of the scf's, removed when the q-point is done; ph.x writes
+    ``dyn<i>`` and ``elph_dir/*.<i>`` in the run folder as usual). A failed q-point does not stop
+    the others; the first failure is raised when they are done. An interrupt ends them all."""
+    source = runner.workdir / inputs.OUTDIR
+    done = [1]
+
+    def one(index: int) -> str:
+        folder = f"{inputs.OUTDIR}_q{index}"
+        target = runner.workdir / folder
+        if pending(index) and not target.is_dir():  # else: reused, or a restart in place
+            partial_copy = runner.workdir / f"{folder}.partial"  # renamed once complete
+            shutil.rmtree(partial_copy, ignore_errors=True)
+            partial_copy.mkdir()
+            shutil.copytree(
+                source / f"{inputs.PREFIX}.save", partial_copy / f"{inputs.PREFIX}.save"
+            )
+            for name in (f"{inputs.PREFIX}.a2Fsave", f"{inputs.PREFIX}.xml"):
+                if (source / name).is_file():
+                    shutil.copy2(source / name, partial_copy / name)
+            partial_copy.rename(target)
+        log = run_q(index, folder)
+        shutil.rmtree(target, ignore_errors=True)
+        with runner.lock:
+            done[0] += 1
+            runner.report(f"ph: {done[0]} of {total} q-points done")
+        return log
+
+    logs: dict[int, str] = {}
+    errors: list[BaseException] = []
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ph.x")
+    try:
+        futures = {pool.submit(one, index): index for index in indices}
+        for future in as_completed(futures):
+            try:
+                logs[futures[future]] = future.result()
+            except QEError as exc:
+                errors.append(exc)
+    except BaseException:  # Ctrl-C or SIGTERM while waiting: end every running q-point
+        pool.shutdown(wait=False, cancel_futures=True)
+        runner.stop_all()
+        raise
+    pool.shutdown()
+    if errors:
+        raise errors[0]
+    return logs
 
 
 def _star_weights(workdir: Path, n_q: int) -> list[int]:
