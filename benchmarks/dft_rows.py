@@ -15,6 +15,7 @@ def add_qe_arguments(parser: argparse.ArgumentParser, timeout_s: float) -> None:
     parser.add_argument("--ecutrho", type=float, default=360.0, help="Ry, every crystal")
     parser.add_argument("--workers", type=int, default=1, help="crystals at a time")
     parser.add_argument("--np", type=int, default=1, help="MPI ranks per crystal")
+    parser.add_argument("--q-workers", type=int, default=1, help="q-points at once per crystal")
     parser.add_argument("--timeout", type=float, default=timeout_s, help="s per QE step")
 
 

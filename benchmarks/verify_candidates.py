@@ -88,6 +88,7 @@ def main() -> int:
         ecutwfc_ry=args.ecutwfc,
         ecutrho_ry=args.ecutrho,
         np=args.np,
+        q_workers=args.q_workers,
         timeout_s=args.timeout,
     )
     start = time.perf_counter()
