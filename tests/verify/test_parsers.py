@@ -91,3 +91,18 @@ def test_magnetization_is_the_last_iteration_of_a_spin_polarised_run():
 """
     assert parsers.magnetization(text) == (2.21, 2.35)
     assert parsers.magnetization("!    total energy              =    -39.0 Ry\n") is None
+
+
+def test_ph_representations_counts_converged_ones(tmp_path):
+    from tcdesign.verify.parsers import ph_representations
+
+    log = tmp_path / "ph_q1.out"
+    assert ph_representations(log) is None  # not written yet
+    log.write_text("     Calculation of q =    0.0   0.0   0.0\n")
+    assert ph_representations(log) is None  # the list of representations not yet printed
+    log.write_text(
+        "     There are    4 irreducible representations\n"
+        "     Representation #   1 modes #   1   2\n     Convergence has been achieved \n"
+        "     Representation #   2 modes #   3   4\n"
+    )
+    assert ph_representations(log) == (1, 4)

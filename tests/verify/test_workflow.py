@@ -606,3 +606,24 @@ def test_an_interrupt_ends_every_q_point_running_at_once(tmp_path, monkeypatch):
     pids = [int(p.read_text()) for p in run.glob("pid.*")]
     assert len(pids) == 2
     assert wait_gone(pids, timeout=10) == []
+
+
+def test_a_running_q_point_reports_its_representations(tmp_path, monkeypatch):
+    """A q-point can take an hour: each irreducible representation ph.x finishes is a line."""
+    fake_qe(
+        tmp_path,
+        monkeypatch,
+        "echo '     There are    3 irreducible representations'\n"
+        "for i in 1 2 3; do /bin/sleep 0.4; echo '     Convergence has been achieved '; done\n"
+        "/bin/sleep 0.4\necho '   JOB DONE.'\n",
+    )
+    lines: list[str] = []
+    runner = StepRunner(tmp_path / "qe", report=lines.append, poll_s=0.1)
+    runner.run("ph_q2", "ph.x", "&inputph\n/\n")
+    progress = [line for line in lines if "representations done" in line]
+    counts = [int(line.split()[1]) for line in progress]
+    assert counts == sorted(set(counts)) and counts[-1] == 3 and len(counts) >= 2
+    assert all(line.startswith("ph_q2: ") and "of 3 representations" in line for line in progress)
+    lines.clear()
+    StepRunner(tmp_path / "qe2", report=lines.append, poll_s=0.1).run("scf", "pw.x", "x")
+    assert not [line for line in lines if "representations" in line]  # ph.x q-points only

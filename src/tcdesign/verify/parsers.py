@@ -198,3 +198,16 @@ def read_lambda_x(text: str) -> list[dict[str, float]]:
         values = _floats_or_nan(line)
         row["tc_K"] = values[2] if len(values) > 2 else float("nan")
     return rows
+
+
+def ph_representations(log: Path) -> tuple[int, int] | None:
+    """(irreducible representations converged, representations of the q-point) from a running
+    ph.x log of one q-point, or None before ph.x has listed them."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return None
+    found = re.findall(r"There are\s+(\d+)\s+irreducible representations", text)
+    if not found:
+        return None
+    return text.count("Convergence has been achieved"), int(found[-1])

@@ -75,6 +75,7 @@ from tcdesign.verify.settings import VerifySettings
 
 REQUIRED_PROGRAMS = ("pw.x", "ph.x", "q2r.x", "matdyn.x")
 CM1_PER_THZ = 33.35641
+POLL_SECONDS = 30.0  # how often a running ph.x log is read for progress
 
 
 class QEError(RuntimeError):
@@ -150,11 +151,14 @@ class StepRunner:
         np_ranks: int = 1,
         timeout_s: float = 3600.0,
         report: Callable[[str], None] | None = None,
+        poll_s: float = POLL_SECONDS,
     ) -> None:
-        """``report``: called with one line of progress (a step starts, ends or is reused), or
-        None for silence; ``timeout_s``: the limit of each step (each q-point for ph.x)."""
+        """``report``: called with one line of progress (a step starts, ends or is reused; ph.x
+        finishes a representation of a q-point), or None for silence; ``timeout_s``: the limit
+        of each step (each q-point for ph.x); ``poll_s``: how often a running ph.x log is read."""
         self.workdir = workdir
         self.report = report or (lambda message: None)
+        self.poll_s = poll_s
         self.markers = workdir / "markers"
         self.np_ranks = np_ranks
         self.timeout_s = timeout_s
@@ -342,11 +346,25 @@ class StepRunner:
         return seconds, output
 
     def _wait(self, process: subprocess.Popen[bytes], step: str, start: float) -> None:
-        """Wait for ``process`` at most the timeout (then TimeoutExpired)."""
-        remaining = start + self.timeout_s - time.perf_counter()
-        if remaining <= 0:
-            raise subprocess.TimeoutExpired(process.args, self.timeout_s)
-        process.wait(timeout=remaining)
+        """Wait for ``process`` at most the timeout (then TimeoutExpired); for a ph.x q-point,
+        report each irreducible representation it finishes (a q-point can take an hour)."""
+        deadline = start + self.timeout_s
+        poll = self.poll_s if step.startswith("ph_q") else math.inf
+        reported = None
+        while True:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                raise subprocess.TimeoutExpired(process.args, self.timeout_s)
+            try:
+                process.wait(timeout=min(poll, remaining))
+                return
+            except subprocess.TimeoutExpired:
+                pass
+            counts = parsers.ph_representations(self.workdir / f"{step}.out")
+            if counts is not None and counts != reported:
+                reported = counts
+                elapsed = duration(time.perf_counter() - start)
+                self.report(f"{step}: {counts[0]} of {counts[1]} representations done ({elapsed})")
 
 
 def duration(seconds: float) -> str:
