@@ -83,3 +83,38 @@ def test_cli_refuses_a_missing_device_before_any_work(verb, tmp_path, capsys) ->
     assert main([*verb, "--out", str(out), "--device", "cuda"]) == 2
     assert "sees no CUDA GPU" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+@pytest.mark.parametrize("verb", ["predict", "screen", "run"])
+def test_predict_screen_and_run_refuse_a_missing_device_before_any_work(
+    verb, tmp_path, capsys
+) -> None:
+    from pymatgen.core import Lattice, Structure
+
+    from tcdesign.cli import main
+
+    cif = tmp_path / "NbN.cif"
+    Structure(Lattice.cubic(4.4), ["Nb", "N"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(cif))
+    out = tmp_path / ("tc.csv" if verb == "predict" else "out")
+    argv = [verb] + ([] if verb == "run" else [str(cif)]) + ["--out", str(out)]
+    assert main([*argv, "--device", "cuda", "--quiet"]) == 2
+    assert "sees no CUDA GPU" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_an_ensemble_on_the_cpu_device_predicts_as_before() -> None:
+    from pymatgen.core import Lattice, Structure
+
+    from tcdesign.predict.ensemble import Ensemble
+
+    crystals = [
+        Structure(Lattice.cubic(4.4), ["Nb", "N"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+        Structure(Lattice.cubic(3.3), ["Nb"], [[0, 0, 0]]),
+    ]
+    plain = Ensemble.load()
+    mean, std = plain.predict(crystals)
+    moved = Ensemble.load().to(resolve_device("auto"))
+    assert moved.device == resolve_device("auto")
+    mean2, std2 = moved.predict(crystals)
+    assert mean2 == pytest.approx(mean, rel=1e-4) and std2 == pytest.approx(std, rel=1e-4)

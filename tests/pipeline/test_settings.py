@@ -168,3 +168,8 @@ def test_generate_settings_do_not_bind_a_folder_without_cdvae_output() -> None:
     # the seed still binds: the substitution baseline draws with it
     seeded = make_run_settings(run={**substitution, "seed": 3}).as_dict()
     assert settings_conflicts(old, seeded) == ["run.seed: 0 -> 3"]
+
+
+def test_the_device_can_change_on_a_resume() -> None:
+    old = make_run_settings().as_dict()
+    assert settings_conflicts(old, make_run_settings(run={"device": "cuda"}).as_dict()) == []

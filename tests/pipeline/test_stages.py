@@ -263,3 +263,33 @@ def test_a_failed_report_leaves_the_run_unfinished(
     with pytest.raises(KeyboardInterrupt):
         run_pipeline(tmp_path, settings, progress=False, echo=lambda line: None)
     assert json.loads((tmp_path / "run.json").read_text())["finished"] is None
+
+
+def test_the_run_device_reaches_generation_and_screening(tmp_path: Path, monkeypatch) -> None:
+    """[run] device goes to the generator and, unless [screen] sets its own, to screening."""
+    import tcdesign.generate.api as generate_api
+    import tcdesign.pipeline.run as run_module
+
+    seen: dict[str, object] = {}
+
+    class StopError(Exception):
+        pass
+
+    def fake_generate(*args, **kwargs):
+        seen["generate"] = kwargs["device"]
+
+    def fake_screen(folder, n, method, screen_settings, progress):
+        seen["screen"] = screen_settings.device
+        raise StopError
+
+    monkeypatch.setattr(generate_api, "generate", fake_generate)
+    monkeypatch.setattr(run_module, "screen_stage", fake_screen)
+    monkeypatch.setattr(run_module, "funnel_counts", lambda folder: {"generated": 0, "valid": 0})
+    settings = make_run_settings(run={"device": "cpu"})
+    with pytest.raises(StopError):
+        run_pipeline(tmp_path / "a", settings, progress=False, echo=lambda line: None)
+    assert seen == {"generate": "cpu", "screen": "cpu"}
+    settings = make_run_settings(run={"device": "auto"}, screen={"device": "cpu"})
+    with pytest.raises(StopError):
+        run_pipeline(tmp_path / "b", settings, progress=False, echo=lambda line: None)
+    assert seen == {"generate": "auto", "screen": "cpu"}

@@ -474,3 +474,26 @@ def test_a_kill_while_writing_screened_csv_leaves_the_previous_table(tmp_path, m
     with pytest.raises(KilledError):
         screen_records(records, tmp_path, ScreenSettings(relax=False), progress=False)
     assert (tmp_path / "screened.csv").read_text() == before
+
+
+def test_the_device_reaches_chgnet_in_the_relaxation_and_the_energies(tmp_path, monkeypatch):
+    """settings.device goes to every CHGNet call of a candidate (relax and static energies)."""
+    from tcdesign.screen.candidate import CandidateJob
+    from tcdesign.screen.relax import relax_structure as real_relax
+    from tcdesign.screen.relax import static_energy_and_moment as real_static
+
+    seen: list[str] = []
+
+    def relax(structure, **kwargs):
+        seen.append(kwargs["device"])
+        return real_relax(structure, **kwargs)
+
+    def static(structure, device="missing"):
+        seen.append(device)
+        return real_static(structure, device)
+
+    monkeypatch.setattr(candidate_module, "relax_structure", relax)
+    monkeypatch.setattr(candidate_module, "static_energy_and_moment", static)
+    settings = ScreenSettings(device="cpu", max_steps=5)
+    row = screen_candidate(CandidateJob("al", fcc_al(4.05), "al", str(tmp_path), settings))
+    assert row["status"] == "ok" and seen and set(seen) == {"cpu"}

@@ -76,3 +76,11 @@ def test_rules():
     # switched-off rules
     relaxed = ScreenSettings(eform_max=None, gap_max=None)
     assert rule_failures(row(e_form=1.0, gap=3.0), relaxed) == []
+
+
+def test_device_must_be_a_name() -> None:
+    from tcdesign.screen.settings import ScreenSettings
+
+    assert ScreenSettings(device="cuda:1").device == "cuda:1"  # resolved where it is used
+    with pytest.raises(ValueError, match="device"):
+        ScreenSettings(device="")

@@ -29,6 +29,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "verify": args.verify,
             "report": False if args.no_report else None,
+            "device": args.device,
         },
         "generate": {
             "model": args.model,
@@ -94,6 +95,13 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "side in the report",
     )
     parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="where the networks run: cpu (default), cuda, cuda:N, mps, or auto (a GPU when "
+        "there is one): CDVAE's score network, CHGNet in the relaxations and the Tc ensemble; "
+        "graphs, optimisers and random draws stay on the CPU. Can change on a resume",
+    )
     parser.add_argument(
         "--verify",
         type=int,

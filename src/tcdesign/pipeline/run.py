@@ -52,6 +52,7 @@ CANDIDATE_COLUMNS = [
 # n may only grow and methods may only be added (fewer would leave the extra crystals and method
 # folders of the earlier run in the funnel and the report)
 RESUMABLE_CHANGES = {("run", "n"), ("run", "verify"), ("run", "report"), ("run", "methods")}
+RESUMABLE_CHANGES |= {("run", "device")}  # the same models on another device
 # generate settings that matter only with --optimize-tc
 OPTIMIZATION_KEYS = {"target_tc", "opt_steps", "opt_lr", "opt_start"}
 
@@ -204,6 +205,7 @@ def generate_stage(folder: RunFolder, settings: RunSettings, method: str, progre
         ),
         batch_size=stage.batch_size,
         progress=progress,
+        device=settings.run.device,
     )
 
 
@@ -368,8 +370,12 @@ def run_pipeline(
         def echo(line: str) -> None:
             print(line, flush=True)  # stage lines show at once, also when piped to a log
 
+    from tcdesign.devices import resolve_device
+
     out = Path(out)
-    screen_settings = ScreenSettings.from_dict(settings.screen)  # unknown keys fail before any work
+    resolve_device(settings.run.device)  # a missing GPU is an InputError before any work
+    # unknown keys fail before any work
+    screen_settings = ScreenSettings.from_dict({"device": settings.run.device, **settings.screen})
     folder = RunFolder(out, {**settings.as_dict(), "screen": asdict(screen_settings)})
     methods = settings.run.methods
     n_stages = 3 + (settings.run.verify > 0) + settings.run.report

@@ -62,6 +62,9 @@ class RunStage:
     seed: int = 0
     verify: int = 0  # verify the top K passed candidates with Quantum ESPRESSO (0: none)
     report: bool = True  # write DIR/report.html at the end
+    # where the networks run (CDVAE's score network, CHGNet, the Tc ensemble): cpu, cuda,
+    # cuda:N, mps or auto; [screen] device, when given, overrides it for screening
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)

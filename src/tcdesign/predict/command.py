@@ -53,7 +53,14 @@ def _print_table(table, target: str, limit: int = 25) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from tcdesign.predict.api import predict_file
 
-    table = predict_file(args.input, args.out, args.model, args.batch_size, progress=not args.quiet)
+    table = predict_file(
+        args.input,
+        args.out,
+        args.model,
+        args.batch_size,
+        progress=not args.quiet,
+        device=args.device,
+    )
     target = next(c for c in table.columns if c not in ("id", "formula")).removesuffix("_std")
     if not args.quiet:
         _print_table(table, target)
@@ -143,6 +150,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=32,
         help="structures per forward pass (default 32)",
+    )
+    predict.add_argument(
+        "--device",
+        default="cpu",
+        help="where the networks run: cpu (default), cuda, cuda:N, mps, or auto (a GPU when "
+        "there is one); graphs are built on the CPU either way",
     )
     predict.add_argument("--quiet", action="store_true", help="no progress bar or table")
     predict.set_defaults(func=cmd_predict)

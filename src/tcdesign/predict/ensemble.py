@@ -54,6 +54,14 @@ class Ensemble:
         self.members = [m.eval() for m in members]
         self.std_scale = std_scale
         self.metrics = metrics or {}
+        self.device = torch.device("cpu")
+
+    def to(self, device: torch.device | str) -> Ensemble:
+        """Run the members on ``device`` (graphs are still built on the CPU; each batch moves
+        there and its predictions come back); returns self."""
+        self.device = torch.device(device)
+        self.members = [m.to(self.device) for m in self.members]
+        return self
 
     @property
     def config(self) -> ALIGNNConfig:
@@ -83,7 +91,9 @@ class Ensemble:
             total=len(data), desc="predict", unit="structure", disable=not progress, leave=False
         )
         for batch in data.loader(batch_size):
-            outputs.append(torch.stack([m.inverse_transform(m(batch)) for m in self.members]))
+            batch = batch.to(self.device)
+            values = torch.stack([m.inverse_transform(m(batch)) for m in self.members])
+            outputs.append(values.cpu())
             bar.update(batch.num_crystals)
         bar.close()
         return torch.cat(outputs, dim=1).numpy() if outputs else np.zeros((len(self.members), 0))

@@ -324,12 +324,16 @@ class _Models:
     the references (:func:`check_references`)."""
 
     def __init__(self, settings: ScreenSettings) -> None:
+        from tcdesign.devices import resolve_device
         from tcdesign.predict.ensemble import Ensemble
 
         check_references(settings)
-        self.tc = Ensemble.load(settings.tc_model)
+        device = resolve_device(settings.device)
+        self.tc = Ensemble.load(settings.tc_model).to(device)
         self.gap = load_gap_model(settings.gap_model, settings.gap_max or 0.05)
-        self.eform = Ensemble.load(settings.eform_model) if settings.eform_model else None
+        self.eform = (
+            Ensemble.load(settings.eform_model).to(device) if settings.eform_model else None
+        )
         self.eform_source = (
             f"model:{Path(settings.eform_model).name}" if settings.eform_model else "chgnet"
         )

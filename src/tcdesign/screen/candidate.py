@@ -127,6 +127,7 @@ def _stage(job: CandidateJob) -> dict[str, Any]:
             fmax=settings.fmax,
             max_steps=settings.max_steps,
             optimizer=settings.optimizer,
+            device=settings.device,
         )
         row.update(
             relax_steps=result.steps,
@@ -141,7 +142,7 @@ def _stage(job: CandidateJob) -> dict[str, Any]:
     else:
         relaxed = structure
         try:
-            energy, magmom = static_energy_and_moment(structure)
+            energy, magmom = static_energy_and_moment(structure, settings.device)
         except (RuntimeError, ValueError, IndexError) as exc:
             row.update(status="failed", error=f"CHGNet: {type(exc).__name__}: {exc}")
             return row
@@ -152,7 +153,7 @@ def _stage(job: CandidateJob) -> dict[str, Any]:
     if settings.symmetrize:
         refined = symmetrized(relaxed, settings.symprec)
         if refined is not None:
-            refined_energy, refined_magmom = static_energy_and_moment(refined)
+            refined_energy, refined_magmom = static_energy_and_moment(refined, settings.device)
             if math.isfinite(refined_energy) and refined_energy <= energy + SYMMETRIZE_TOLERANCE:
                 relaxed, energy, is_symmetrized = refined, refined_energy, True
                 magmom = refined_magmom

@@ -36,6 +36,7 @@ SETTING_FLAGS = {  # flag dest -> ScreenSettings field
     "eform_scale": "eform_scale",
     "hull_reference": "hull_reference",
     "hull_prototypes": "hull_prototypes",
+    "device": "device",
 }
 SHOWN = ["id", "formula", "tc", "tc_std", "e_form", "e_hull", "gap", "spacegroup", "novel"]
 
@@ -205,6 +206,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         help="torch threads per worker process (default: CPU cores / workers)",
+    )
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="where CHGNet and the Tc ensemble run: cpu (default), cuda, cuda:N, mps, or auto "
+        "(a GPU when there is one); the optimiser and the CGCNN gap model stay on the CPU",
     )
     parser.add_argument(
         "--fmax", type=float, default=None, help="force convergence of the relaxation (eV/A; 0.05)"

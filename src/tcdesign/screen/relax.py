@@ -55,24 +55,31 @@ class RelaxResult:
     error: str = ""
 
 
-@lru_cache(maxsize=1)
-def chgnet_model() -> CHGNet:
-    """The pretrained CHGNet, loaded once per process (weights from the installed wheel)."""
+@lru_cache(maxsize=2)
+def chgnet_model(device: str = "cpu") -> CHGNet:
+    """The pretrained CHGNet on ``device`` (cpu, cuda, cuda:N, mps, auto), loaded once per
+    process and device (weights from the installed wheel)."""
     from chgnet.model import CHGNet
 
-    return CHGNet.load(verbose=False, use_device="cpu")
+    from tcdesign.devices import resolve_device
+
+    return CHGNet.load(verbose=False, use_device=str(resolve_device(device)))
 
 
-@lru_cache(maxsize=1)
-def _calculator():
-    """One ASE calculator per process around :func:`chgnet_model` (it resets per atoms object)."""
+@lru_cache(maxsize=2)
+def _calculator(device: str = "cpu"):
+    """One ASE calculator per process and device around :func:`chgnet_model` (it resets per
+    atoms object)."""
     import contextlib
     import io
 
     from chgnet.model.dynamics import CHGNetCalculator
 
+    from tcdesign.devices import resolve_device
+
+    model, where = chgnet_model(device), str(resolve_device(device))
     with contextlib.redirect_stdout(io.StringIO()):  # it prints the device it runs on
-        return CHGNetCalculator(model=chgnet_model(), use_device="cpu", on_isolated_atoms="ignore")
+        return CHGNetCalculator(model=model, use_device=where, on_isolated_atoms="ignore")
 
 
 def unsupported_element(structure: Structure) -> str | None:
@@ -124,12 +131,13 @@ def relax_structure(
     max_steps: int = 300,
     optimizer: Optimizer = "FIRE",
     relax_cell: bool = True,
+    device: str = "cpu",
 ) -> RelaxResult:
     """Relax positions (and the cell, with ``relax_cell``) with CHGNet; never raises on bad
     physics, returns ``status='failed'`` with the reason instead.
 
     ``fmax`` in eV/A; ``max_steps`` caps the optimiser steps (not converged is still ``ok``, with
-    ``converged=False``).
+    ``converged=False``); ``device``: where CHGNet runs (the optimiser stays on the CPU).
     """
     from ase.filters import FrechetCellFilter
     from ase.optimize import BFGS, FIRE
@@ -139,7 +147,7 @@ def relax_structure(
     if missing is not None:
         return RelaxResult("failed", error=f"element {missing} not covered by CHGNet (Z > {MAX_Z})")
     atoms = AseAtomsAdaptor.get_atoms(structure)
-    atoms.calc = _calculator()
+    atoms.calc = _calculator(device)
     initial_volume = float(atoms.get_volume())
     # The cell filter's 3x3 matrix exponentials gain nothing from BLAS threads, and OpenBLAS
     # threads spinning on a loaded machine made each step 30x slower here (2.3 s -> 0.08 s per
@@ -184,13 +192,13 @@ def _mean_moment(atoms) -> float:
     return float(np.mean(np.abs(np.asarray(moments, dtype=float))))
 
 
-def static_energy_and_moment(structure: Structure) -> tuple[float, float]:
+def static_energy_and_moment(structure: Structure, device: str = "cpu") -> tuple[float, float]:
     """CHGNet energy (eV/atom) and mean |site magnetic moment| (Bohr magnetons per atom) of
     ``structure`` as it is, without relaxation."""
     from pymatgen.io.ase import AseAtomsAdaptor
 
     atoms = AseAtomsAdaptor.get_atoms(structure)
-    atoms.calc = _calculator()
+    atoms.calc = _calculator(device)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=CHGNET_WARNING)
         energy = float(atoms.get_potential_energy()) / len(atoms)

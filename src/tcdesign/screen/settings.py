@@ -50,6 +50,9 @@ class ScreenSettings:
     scheduler: str | None = None  # dask.distributed scheduler address, e.g. tcp://host:8786
     threads: int = 0  # torch threads per worker process; 0: cores / workers
     batch_size: int = 32  # structures per Tc forward pass
+    # where CHGNet and the Tc (and formation-energy) ensembles run: cpu, cuda, cuda:N, mps or
+    # auto; the CGCNN gap model and the optimiser stay on the CPU
+    device: str = "cpu"
     # models and references (None: the bundled / default ones)
     tc_model: str | None = None  # ensemble.pt for Tc
     eform_model: str | None = None  # ensemble.pt predicting formation energy (eV/atom)
@@ -99,6 +102,8 @@ class ScreenSettings:
             raise ValueError(f"hull_reference must be chgnet or mp, got {self.hull_reference!r}")
         if self.optimizer not in ("FIRE", "BFGS"):
             raise ValueError(f"optimizer must be FIRE or BFGS, got {self.optimizer!r}")
+        if not isinstance(self.device, str) or not self.device.strip():
+            raise ValueError(f"device must be a name such as cpu or cuda, got {self.device!r}")
         for name in ("relax", "symmetrize"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
