@@ -110,7 +110,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "OUT/result.json (lambda, omega_log_K, tc_K, min_freq_cm1, dynamically_stable, "
         "status, ...), OUT/alpha2F.csv and OUT/phonon_dos.csv; for a CSV or folder, OUT/<id>/ "
         "per structure and "
-        "OUT/verify.csv. Rerunning skips completed steps.",
+        "OUT/verify.csv. Rerunning skips completed steps and finished phonon q-points (ph.x "
+        "runs one q-point per step), also in a copy of OUT without its scratch folder qe/tmp.",
     )
     parser.add_argument("input", help="a CIF or POSCAR file, a folder of them, or a CSV with 'cif'")
     parser.add_argument("--out", required=True, help="output folder (reused on a rerun)")
