@@ -457,8 +457,9 @@ def _phonons(
     data["n_q_points"] = total
     runner.report(f"ph: 1 of {total} q-points done")
     rest = list(range(2, total + 1))
-    if any(pending(index) for index in rest):
-        ensure_scratch(rest[0])
+    first_pending = next((index for index in rest if pending(index)), None)
+    if first_pending is not None:
+        ensure_scratch(first_pending)
     if settings.q_workers <= 1 or len(rest) <= 1:
         for index in rest:
             logs[index] = run_q(index)
