@@ -163,7 +163,7 @@ def test_ph_q2r_matdyn_inputs_parse_back():
     assert (ph["nq1"], ph["nq2"], ph["nq3"]) == (4, 4, 3)
     assert ph["el_ph_nsigma"] == 10 and ph["el_ph_sigma"] == pytest.approx(0.005)
     assert ph["tr2_ph"] == pytest.approx(1e-12)
-    assert "recover" in inputs.ph_input(settings, (2, 2, 2), recover=True)
+    assert "recover" not in inputs.ph_input(settings, (2, 2, 2), q_index=3)
     q2r, _ = read_fortran_namelist(io.StringIO(inputs.q2r_input()))
     assert q2r["input"]["la2f"] is True and q2r["input"]["fildyn"] == inputs.FILDYN
     matdyn, _ = read_fortran_namelist(io.StringIO(inputs.matdyn_input((10, 11, 12), 2.0)))

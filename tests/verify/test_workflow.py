@@ -35,7 +35,7 @@ def fake_pseudo_dir(tmp_path: Path) -> Path:
 def fake_qe(tmp_path: Path, monkeypatch, script: str) -> None:
     """Put pw.x, ph.x, q2r.x and matdyn.x stand-ins (shell scripts) first on PATH."""
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
+    bin_dir.mkdir(exist_ok=True)
     for name in ("pw.x", "ph.x", "q2r.x", "matdyn.x"):
         path = bin_dir / name
         path.write_text("#!/bin/sh\n" + script)
@@ -251,23 +251,24 @@ def test_relaxation_at_its_step_limit_is_finished_not_failed(tmp_path, monkeypat
         StepRunner(tmp_path / "qe2").run("scf", "pw.x", "&control\n/\n")
 
 
-def test_failed_recover_runs_the_step_again_from_the_start(tmp_path, monkeypatch):
-    """ph.x restarted with recover=.true. after an interruption can fail on damaged restart
-    files (exit status 1); the step then runs once more without recover, and succeeds."""
+def test_an_interrupted_step_runs_again_from_its_start(tmp_path, monkeypatch):
+    """A step whose earlier attempt was killed (its ``.started`` marker holds the same hash) runs
+    again with the same input, never ph.x's recover (unreliable for one q-point in QE 6.7), and
+    the files it writes as it goes are removed first."""
     from tcdesign.verify.workflow import StepRunner, _hash
 
-    fake_qe(
-        tmp_path,
-        monkeypatch,
-        'if /bin/grep -q recover "$2"; then echo " Error in routine phq_readin (1):"; '
-        'echo "  recover file damaged"; exit 1; fi\necho "   JOB DONE."\n',
-    )
-    runner = StepRunner(tmp_path / "qe")
-    fresh, restart = "&inputph\n/\n", "&inputph\n recover=.true.\n/\n"
-    (runner.markers / "ph.started").write_text(_hash(runner.chain, fresh))  # a killed attempt
-    output = runner.run("ph", "ph.x", fresh, restartable_input=restart)
-    assert "JOB DONE" in output and "recover" not in (runner.workdir / "ph.in").read_text()
-    assert (runner.markers / "ph.done").exists() and not (runner.markers / "ph.started").exists()
+    fake_qe(tmp_path, monkeypatch, 'echo "   JOB DONE."\n')
+    messages: list[str] = []
+    runner = StepRunner(tmp_path / "qe", report=messages.append)
+    fresh = "&inputph\n/\n"
+    (runner.markers / "ph_q2.started").write_text(_hash(runner.chain, fresh))  # a killed attempt
+    (runner.workdir / "dyn2").write_text("partial")
+    output = runner.run("ph_q2", "ph.x", fresh, outputs=("dyn2",))
+    assert "JOB DONE" in output and (runner.workdir / "ph_q2.in").read_text() == fresh
+    assert not (runner.workdir / "dyn2").exists()
+    assert any("interrupted earlier, started again" in m for m in messages)
+    assert (runner.markers / "ph_q2.done").exists()
+    assert not (runner.markers / "ph_q2.started").exists()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
@@ -597,15 +598,24 @@ def test_an_interrupt_ends_every_q_point_running_at_once(tmp_path, monkeypatch):
     watcher = threading.Thread(target=interrupt_once_both_run, daemon=True)
     watcher.start()
     settings = make_settings("coarse", relax=False, q_workers=2)
+    pseudo = fake_pseudo_dir(tmp_path)
     try:
         with pytest.raises(KeyboardInterrupt):
-            verify(fcc_al_conventional(), run, settings, fake_pseudo_dir(tmp_path))
+            verify(fcc_al_conventional(), run, settings, pseudo)
     finally:
         watcher.join()
         signal.signal(signal.SIGINT, previous)
     pids = [int(p.read_text()) for p in run.glob("pid.*")]
     assert len(pids) == 2
     assert wait_gone(pids, timeout=10) == []
+    # resumed one at a time: the killed q-points start again, and their scratch copies go
+    fake_qe(tmp_path, monkeypatch, FAKE_QE)
+    lines: list[str] = []
+    settings = make_settings("coarse", relax=False)
+    verify(fcc_al_conventional(), run, settings, pseudo, report=lines.append)
+    assert "ph: 3 of 3 q-points done" in lines  # (the stand-ins stop the run after q2r)
+    assert "ph_q2 (ph.x) interrupted earlier, started again" in lines
+    assert sorted(p.name for p in (run / "qe").glob("tmp*")) == ["tmp"]
 
 
 def test_a_running_q_point_reports_its_representations(tmp_path, monkeypatch):

@@ -204,7 +204,6 @@ def _namelist(name: str, values: dict[str, object], title: str | None = None) ->
 def ph_input(
     settings: VerifySettings,
     qgrid: Grid,
-    recover: bool = False,
     q_index: int | None = None,
     outdir: str = OUTDIR,
 ) -> str:
@@ -230,8 +229,6 @@ def ph_input(
     if q_index is not None:
         values["start_q"] = q_index
         values["last_q"] = q_index
-    if recover:
-        values["recover"] = True
     return _namelist("inputph", values, title="electron-phonon coupling")
 
 

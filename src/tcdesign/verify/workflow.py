@@ -8,8 +8,11 @@ Layout of ``out`` (the run folder):
   folder ``qe/tmp``, ph.x's ``dyn*`` and ``elph_dir``, matdyn's ``a2F.dos*``;
 - ``qe/markers/<step>.done``: JSON written when a step completes. Each holds a hash of the step's
   input chained with the hashes of the steps before it, so a rerun skips a step only when neither
-  it nor anything upstream changed; a run killed mid-step redoes that step (ph.x continues with
-  ``recover=.true.`` from its own restart files when its input is unchanged).
+  it nor anything upstream changed; a run killed mid-step redoes that step from its start. ph.x's
+  own restart (``recover=.true.``) is not used: in QE 6.7 it cannot resume a q-point of an
+  electron-phonon run (it fails on its own elph files, and a q-point killed before its first
+  representation was done resumed with wrong dynamical matrices when we tried it on fcc Al), so
+  a q-point is the unit of resumption.
 
 Steps: ``relax`` (pw.x vc-relax, optional), ``magnetism`` (a spin-polarised pw.x scf from a
 ferromagnetic start, for crystals with d- or f-block elements; a crystal that keeps a moment
@@ -205,7 +208,6 @@ class StepRunner:
         parallel: bool = False,
         stdin: bool = False,
         check_job_done: bool = True,
-        restartable_input: str | None = None,
         step_limit_ok: bool = False,
         branch: bool = False,
         outputs: Sequence[str] = (),
@@ -214,19 +216,18 @@ class StepRunner:
     ) -> str:
         """Run ``program`` on ``input_text`` unless its marker says it is done; return its log.
 
-        ``restartable_input`` is the input to use instead when a previous attempt of this very
-        step (same hash) was interrupted (ph.x with recover=.true.); when that restart fails, the
-        step runs again from the start. ``step_limit_ok``: pw.x reaching ``nstep`` (exit status
-        3 after JOB DONE) is a finished step, not a failure (a relaxation that keeps its last
-        geometry). ``branch``: a side step (the magnetism check) whose hash depends on what is
-        upstream but which leaves the chain of the steps after it unchanged, so that adding or
-        dropping it never makes a finished run compute its phonons again. ``outputs``: glob
-        patterns of files the step writes as it goes (ph.x's dynamical matrices), removed before
-        it runs from the start so that files of an earlier run with other inputs neither count
-        as progress nor linger beside the new ones. ``force``: run even when the marker says the
-        step is done (to rebuild scratch files a later step needs). ``key_input``: the input the
-        step is known by (hashed for its marker) when the one run differs only in where its
-        scratch goes (a q-point computed beside others in a folder of its own).
+        A step whose earlier attempt was interrupted runs again from its start.
+        ``step_limit_ok``: pw.x reaching ``nstep`` (exit status 3 after JOB DONE) is a finished
+        step, not a failure (a relaxation that keeps its last geometry). ``branch``: a side step
+        (the magnetism check) whose hash depends on what is upstream but which leaves the chain
+        of the steps after it unchanged, so that adding or dropping it never makes a finished
+        run compute its phonons again. ``outputs``: glob patterns of files the step writes as it
+        goes (ph.x's dynamical matrices), removed before it runs so that files of an earlier or
+        interrupted run neither count as progress nor linger beside the new ones. ``force``: run
+        even when the marker says the step is done (to rebuild scratch files a later step
+        needs). ``key_input``: the input the step is known by (hashed for its marker) when the
+        one run differs only in where its scratch goes (a q-point computed beside others in a
+        folder of its own).
         """
         key_input = input_text if key_input is None else key_input
         key = self.key(key_input)
@@ -243,27 +244,15 @@ class StepRunner:
         if step in self.skipped:  # reused earlier in this call, now run again (force)
             self.skipped.remove(step)
         started = self.markers / f"{step}.started"
-        resume = started.exists() and started.read_text().strip() == key
-        text = restartable_input if (resume and restartable_input) else input_text
+        interrupted = started.exists() and started.read_text().strip() == key
         started.write_text(key)
-        restarting = resume and restartable_input is not None
-        if not restarting:
-            self._remove(outputs)
-        self.report(f"{step} ({program}) {'resumed' if restarting else 'started'}")
-        try:
-            seconds, output = self._execute(step, program, text, parallel, stdin, step_limit_ok)
-            problem = parsers.qe_failure(output) if check_job_done else None
-        except QEError as exc:
-            if not restarting or exc.kind != "qe_failed":
-                raise
-            problem = str(exc)
-        if problem is not None and restarting:  # the restart failed: once more from the start
-            self._remove(outputs)
-            self.report(f"{step}: the restart failed; running it again from the start")
-            seconds, output = self._execute(
-                step, program, input_text, parallel, stdin, step_limit_ok
-            )
-            problem = parsers.qe_failure(output) if check_job_done else None
+        self._remove(outputs)
+        self.report(
+            f"{step} ({program}) "
+            + ("interrupted earlier, started again" if interrupted else "started")
+        )
+        seconds, output = self._execute(step, program, input_text, parallel, stdin, step_limit_ok)
+        problem = parsers.qe_failure(output) if check_job_done else None
         if problem is not None:
             raise QEError(step, f"{problem} (log: {log})")
         marker.write_text(json.dumps({"hash": key, "seconds": round(seconds, 3)}))
@@ -442,9 +431,6 @@ def _phonons(
             "ph.x",
             inputs.ph_input(settings, qgrid, q_index=index, outdir=outdir),
             parallel=True,
-            restartable_input=inputs.ph_input(
-                settings, qgrid, recover=True, q_index=index, outdir=outdir
-            ),
             branch=True,
             outputs=(f"{inputs.FILDYN}{index}", f"elph_dir/*.{index}"),
             key_input=inputs.ph_input(settings, qgrid, q_index=index),
@@ -466,6 +452,8 @@ def _phonons(
             runner.report(f"ph: {index} of {total} q-points done")
     else:
         logs.update(_phonons_at_once(runner, rest, total, settings.q_workers, run_q, pending))
+    for leftover in runner.workdir.glob(f"{inputs.OUTDIR}_q*"):  # of interrupted parallel runs
+        shutil.rmtree(leftover, ignore_errors=True)
     runner.chain = _hash(upstream, whole)
     return "".join(logs[index] for index in sorted(logs))
 
@@ -488,7 +476,9 @@ def _phonons_at_once(
     def one(index: int) -> str:
         folder = f"{inputs.OUTDIR}_q{index}"
         target = runner.workdir / folder
-        if pending(index) and not target.is_dir():  # else: reused, or a restart in place
+        # an existing folder is a complete copy (renamed only then): reused by an interrupted
+        # q-point, which starts again from the beginning in it
+        if pending(index) and not target.is_dir():
             partial_copy = runner.workdir / f"{folder}.partial"  # renamed once complete
             shutil.rmtree(partial_copy, ignore_errors=True)
             partial_copy.mkdir()
