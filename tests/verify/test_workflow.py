@@ -637,3 +637,19 @@ def test_a_running_q_point_reports_its_representations(tmp_path, monkeypatch):
     lines.clear()
     StepRunner(tmp_path / "qe2", report=lines.append, poll_s=0.1).run("scf", "pw.x", "x")
     assert not [line for line in lines if "representations" in line]  # ph.x q-points only
+
+
+def test_q_point_progress_estimates_the_time_to_go(tmp_path):
+    """Once q-points take minutes, each progress line says roughly how long the rest will take,
+    from the mean time of the q-points finished so far and the q-points run at once."""
+    from tcdesign.verify.workflow import _q_progress
+
+    runner = StepRunner(tmp_path / "qe")
+    runner.timings.update({"scf": 500.0, "ph_q1": 600.0, "ph_q2": 1200.0})
+    assert _q_progress(runner, 2, 10, 1) == (
+        "ph: 2 of 10 q-points done (about 2.0 h to go at 15.0 min per q-point)"
+    )
+    assert "about 60.0 min to go" in _q_progress(runner, 2, 10, 2)
+    assert _q_progress(runner, 10, 10, 1) == "ph: 10 of 10 q-points done"
+    runner.timings.update({"ph_q1": 2.0, "ph_q2": 3.0})  # seconds: no estimate worth a line
+    assert _q_progress(runner, 2, 10, 1) == "ph: 2 of 10 q-points done"

@@ -441,7 +441,7 @@ def _phonons(
     logs = {1: run_q(1)}
     total = len(parsers.read_dyn0(runner.workdir / f"{inputs.FILDYN}0")[1])
     data["n_q_points"] = total
-    runner.report(f"ph: 1 of {total} q-points done")
+    runner.report(_q_progress(runner, 1, total, settings.q_workers))
     rest = list(range(2, total + 1))
     first_pending = next((index for index in rest if pending(index)), None)
     if first_pending is not None:
@@ -449,13 +449,25 @@ def _phonons(
     if settings.q_workers <= 1 or len(rest) <= 1:
         for index in rest:
             logs[index] = run_q(index)
-            runner.report(f"ph: {index} of {total} q-points done")
+            runner.report(_q_progress(runner, index, total, 1))
     else:
         logs.update(_phonons_at_once(runner, rest, total, settings.q_workers, run_q, pending))
     for leftover in runner.workdir.glob(f"{inputs.OUTDIR}_q*"):  # of interrupted parallel runs
         shutil.rmtree(leftover, ignore_errors=True)
     runner.chain = _hash(upstream, whole)
     return "".join(logs[index] for index in sorted(logs))
+
+
+def _q_progress(runner: StepRunner, done: int, total: int, workers: int) -> str:
+    """``ph: 3 of 10 q-points done``, with a rough time to go once q-points take minutes (the
+    mean time of the q-points finished so far, ``workers`` at a time; q-points differ in their
+    number of representations, so it is an estimate)."""
+    text = f"ph: {done} of {total} q-points done"
+    seconds = [s for step, s in runner.timings.items() if step.startswith("ph_q") and s > 0]
+    if done < total and seconds and (mean := sum(seconds) / len(seconds)) >= 60:
+        left = math.ceil((total - done) / max(workers, 1)) * mean
+        text += f" (about {duration(left)} to go at {duration(mean)} per q-point)"
+    return text
 
 
 def _phonons_at_once(
@@ -493,7 +505,7 @@ def _phonons_at_once(
         shutil.rmtree(target, ignore_errors=True)
         with runner.lock:
             done[0] += 1
-            runner.report(f"ph: {done[0]} of {total} q-points done")
+            runner.report(_q_progress(runner, done[0], total, workers))
         return log
 
     logs: dict[int, str] = {}
