@@ -7,6 +7,7 @@ Writes benchmarks/results/predictor.json and prints a table. Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import time
@@ -22,6 +23,24 @@ from tcdesign.predict.ensemble import Ensemble, regression_metrics
 
 RESULTS = Path(__file__).parent / "results" / "predictor.json"
 THRESHOLD = 5.0  # K, the paper's screening rule
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _python_loop_seconds() -> float:
+    """Seconds for a 10-million-step Python loop: a yardstick for comparing machines, since
+    the same benchmark differs by 2x or more between the cloud machines this was run on."""
+    started = time.perf_counter()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    return round(time.perf_counter() - started, 2)
 
 
 def main() -> None:
@@ -55,6 +74,8 @@ def main() -> None:
         "throughput_structures_per_s": len(structures) / min(timings),
         "machine": {
             "cpus": torch.get_num_threads(),
+            "cpu_model": _cpu_model(),
+            "python_loop_10M_s": _python_loop_seconds(),
             "python": platform.python_version(),
             "torch": torch.__version__,
         },
