@@ -653,3 +653,88 @@ def test_q_point_progress_estimates_the_time_to_go(tmp_path):
     assert _q_progress(runner, 10, 10, 1) == "ph: 10 of 10 q-points done"
     runner.timings.update({"ph_q1": 2.0, "ph_q2": 3.0})  # seconds: no estimate worth a line
     assert _q_progress(runner, 2, 10, 1) == "ph: 2 of 10 q-points done"
+
+
+UNSTABLE_AT_Q2 = (
+    'case "$0" in *ph.x) f=100.0; /bin/grep -q \'start_q = 2\' "$2" && f=-85.0\n'
+    "  printf '     Diagonalizing the dynamical matrix\\n\\n     q = (    0.5 0.0 0.0 ) \\n\\n"
+    '     freq (    1) =       1.0 [THz] =     %s [cm-1]\\n\' "$f";; esac\n'
+)
+
+
+@pytest.mark.parametrize("q_workers", [1, 2])
+def test_stop_if_unstable_skips_the_rest_and_a_rerun_without_it_continues(
+    tmp_path, monkeypatch, q_workers
+):
+    """With stop_if_unstable, a q-point with a mode below -10 cm^-1 ends the phonons: status
+    'unstable' with the lowest frequency, the q-points not yet started are not computed, and a
+    rerun without the setting continues from the finished ones."""
+    fake_qe(
+        tmp_path,
+        monkeypatch,
+        FAKE_QE.replace("echo '   JOB DONE.'", UNSTABLE_AT_Q2, 1) + "echo '   JOB DONE.'\n",
+    )
+    pseudo = fake_pseudo_dir(tmp_path)
+    settings = make_settings("coarse", relax=False, stop_if_unstable=True, q_workers=q_workers)
+    result = verify(fcc_al_conventional(), tmp_path / "run", settings, pseudo)
+    assert result.status == "unstable", result.error
+    assert "q-point 2 of 3" in result.error and "-85.0 cm^-1" in result.error
+    saved = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert saved["dynamically_stable"] is False and saved["min_freq_cm1"] == -85.0
+    assert saved["unstable_q_point"] == 2 and saved["tc_K"] is None
+    ran = calls(tmp_path)
+    assert not [c for c in ran if c.startswith(("q2r.x", "matdyn.x"))]
+    if q_workers == 1:
+        assert "ph.x ph_q3.in" not in ran and saved["q_points_computed"] == 2
+    settings = make_settings("coarse", relax=False, q_workers=q_workers)
+    verify(fcc_al_conventional(), tmp_path / "run", settings, pseudo)
+    ph = [c for c in calls(tmp_path) if c.startswith("ph.x")]
+    assert "ph.x ph_q1.in" not in ph and "ph.x ph_q2.in" not in ph
+    assert (tmp_path / "run" / "qe" / "markers" / "ph_q3.done").exists()
+
+
+def test_q_point_min_frequency_leaves_out_the_acoustic_modes_at_gamma():
+    from tcdesign.verify.workflow import q_point_min_frequency
+
+    def block(q: str, freqs: list[float]) -> str:
+        lines = [
+            f"     freq ({i:5d}) =   0.0 [THz] = {f:12.4f} [cm-1]" for i, f in enumerate(freqs)
+        ]
+        return (
+            "     Diagonalizing the dynamical matrix\n\n     q = ( "
+            + q
+            + " ) \n\n"
+            + "\n".join(lines)
+        )
+
+    gamma = block("0.0 0.0 0.0", [-30.0, -2.0, 1.0, 150.0])
+    assert q_point_min_frequency(gamma) == 150.0
+    assert q_point_min_frequency(gamma + block("0.5 0.0 0.0", [-40.0, 90.0])) == -40.0
+    assert q_point_min_frequency("no frequencies") == float("inf")
+
+
+def test_verify_cli_stop_if_unstable(tmp_path, monkeypatch, capsys):
+    """--stop-if-unstable reaches the settings; the per-structure tally and the summary count
+    the unstable crystal on its own."""
+    fake_qe(
+        tmp_path,
+        monkeypatch,
+        FAKE_QE.replace("echo '   JOB DONE.'", UNSTABLE_AT_Q2, 1) + "echo '   JOB DONE.'\n",
+    )
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    for name in ("x", "y"):
+        fcc_al_conventional().to(filename=str(folder / f"{name}.cif"))
+    pseudo = str(fake_pseudo_dir(tmp_path))
+    out = tmp_path / "out"
+    args = ["verify", str(folder), "--out", str(out), "--pseudo-dir", pseudo, "--no-relax"]
+    run_cli([*args, "--stop-if-unstable"])
+    captured = capsys.readouterr()
+    assert "verify: y unstable; 2 of 2 done (0 ok, 0 magnetic, 2 unstable, 0 failed)" in (
+        captured.err
+    )
+    assert "0 verified, 0 magnetic (no phonons), 2 unstable (phonons stopped), 0 failed" in (
+        captured.out
+    )
+    saved = json.loads((out / "x" / "result.json").read_text())
+    assert saved["settings"]["stop_if_unstable"] is True

@@ -420,8 +420,13 @@ def run_pipeline(
         for item in skipped:
             echo(f"  skipped {item['id']} ({item['formula']}): {item['reason']}")
         done = int((verify_table.status == "ok").sum()) if len(verify_table) else 0
-        magnetic = int((verify_table.status == "magnetic").sum()) if len(verify_table) else 0
-        note = f" ({magnetic} magnetic: no phonons)" if magnetic else ""
+        statuses = list(verify_table.status) if len(verify_table) else []
+        notes = [
+            f"{statuses.count(status)} {status}: {why}"
+            for status, why in (("magnetic", "no phonons"), ("unstable", "phonons stopped"))
+            if statuses.count(status)
+        ]
+        note = f" ({'; '.join(notes)})" if notes else ""
         echo(f"  {done} of {len(verify_table)} verified{note} -> {out / 'verify' / 'verify.csv'}")
         folder.record("verify", time.perf_counter() - started, skipped_verify=skipped)
     else:  # no DFT attempted now: an earlier invocation's skip list no longer describes the run

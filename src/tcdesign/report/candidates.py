@@ -143,8 +143,11 @@ def _candidate_table(ctx: ReportContext, shown: pd.DataFrame) -> Markup:
             dft = verified.get((row["method"], str(row["id"])))
             if dft is None:
                 cells += ["not run", "–", "–"]
+            elif dft.status == "unstable":  # phonons stopped at an imaginary mode
+                cells += [element("span", "unstable", title=str(dft.error)), "–", fmt(False)]
             elif dft.status != "ok":
-                cells += [element("span", "failed", title=str(dft.error)), "–", "–"]
+                label = "magnetic" if dft.status == "magnetic" else "failed"
+                cells += [element("span", label, title=str(dft.error)), "–", "–"]
             else:
                 cells += [fmt(dft.tc_K), fmt(dft["lambda"]), fmt(bool(dft.dynamically_stable))]
         cells.append(ctx.cif_link(_structure_file(ctx, row)))

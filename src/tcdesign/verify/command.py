@@ -45,6 +45,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             overrides["relax"] = False
         if args.no_magnetism_check:
             overrides["magnetism_check"] = False
+        if args.stop_if_unstable:
+            overrides["stop_if_unstable"] = True
         preset = args.preset or overrides.pop("preset", "coarse")
         overrides.pop("preset", None)
         settings = make_settings(preset, **overrides)
@@ -89,9 +91,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         shown = ok[["id", "formula", "lambda", "omega_log_K", "tc_K", "dynamically_stable"]]
         print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     magnetic = int((table.status == "magnetic").sum())
-    failed = len(table) - len(ok) - magnetic
+    unstable = int((table.status == "unstable").sum())
+    failed = len(table) - len(ok) - magnetic - unstable
+    stopped = f", {unstable} unstable (phonons stopped)" if unstable else ""
     print(
-        f"{len(ok)} verified, {magnetic} magnetic (no phonons), {failed} failed; "
+        f"{len(ok)} verified, {magnetic} magnetic (no phonons){stopped}, {failed} failed; "
         f"wrote {out / 'verify.csv'}"
     )
     return 0
@@ -153,6 +157,13 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "crystals with d- or f-block elements; by default a crystal that keeps more than "
         "magnetic_moment_tol (0.05 Bohr magnetons per atom) gets status 'magnetic' and no "
         "phonons",
+    )
+    parser.add_argument(
+        "--stop-if-unstable",
+        action="store_true",
+        help="stop the phonons at the first q-point with an imaginary mode below "
+        "-imaginary_tolerance_cm1 (10 cm^-1): status 'unstable', the lowest frequency and no "
+        "Tc, saving the hours the other q-points take; rerun without it to compute Tc anyway",
     )
     parser.add_argument("--ecutwfc", type=float, default=None, help="wavefunction cutoff (Ry)")
     parser.add_argument("--ecutrho", type=float, default=None, help="density cutoff (Ry)")

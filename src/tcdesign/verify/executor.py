@@ -66,10 +66,12 @@ def _print_tally(row: dict[str, object], rows: dict[int, dict[str, object]], tot
     tc = row.get("tc_K")
     outcome = f"Tc {tc:.2f} K" if row.get("status") == "ok" and isinstance(tc, float) else ""
     outcome = outcome or str(row.get("status"))
+    counts = {status: statuses.count(status) for status in ("ok", "magnetic", "unstable")}
+    unstable = f"{counts['unstable']} unstable, " if counts["unstable"] else ""
     print(
         f"verify: {row.get('id')} {outcome}; {len(rows)} of {total} done "
-        f"({statuses.count('ok')} ok, {statuses.count('magnetic')} magnetic, "
-        f"{len(statuses) - statuses.count('ok') - statuses.count('magnetic')} failed)",
+        f"({counts['ok']} ok, {counts['magnetic']} magnetic, {unstable}"
+        f"{len(statuses) - sum(counts.values())} failed)",
         file=sys.stderr,
         flush=True,
     )

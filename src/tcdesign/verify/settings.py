@@ -49,6 +49,9 @@ class VerifySettings:
     relax_max_steps: int = 100  # vc-relax ionic steps; the last geometry is used if reached
     spread_tolerance: float = 0.1  # converged when lambda spread over middle broadenings <= this
     imaginary_tolerance_cm1: float = 10.0  # stable unless a mode is below -tolerance
+    # stop the phonons at the first q-point with a mode below -imaginary_tolerance_cm1: status
+    # 'unstable', no Tc, and the hours the remaining q-points would take are saved
+    stop_if_unstable: bool = False
     # a spin-polarised scf (ferromagnetic start) of crystals with d- or f-block elements before
     # the phonons: a crystal that keeps a moment above the tolerance (Bohr magnetons per atom,
     # absolute magnetisation) gets status 'magnetic' and no phonons, since a non-spin-polarised

@@ -34,6 +34,8 @@ Minimum frequency: over matdyn's mesh (acoustic sum rule imposed) and ph.x's q-g
 three acoustic modes at Gamma (raw DFPT there has no sum rule). ``dynamically_stable`` is false
 when it is below ``-imaginary_tolerance_cm1`` (default 10 cm^-1, QE's convention of negative
 numbers for imaginary frequencies): smaller negatives are interpolation noise near Gamma.
+With ``stop_if_unstable`` each q-point is checked as it finishes (the same rule without matdyn),
+and the first one below the tolerance ends the run with status 'unstable'.
 """
 
 from __future__ import annotations
@@ -90,6 +92,23 @@ class QEError(RuntimeError):
         self.kind = kind
 
 
+class DynamicallyUnstableError(RuntimeError):
+    """A q-point has an imaginary mode and ``stop_if_unstable`` is set: no Tc is computed."""
+
+    def __init__(self, q_index: int, min_freq_cm1: float, computed: int, total: int) -> None:
+        self.q_index = q_index
+        self.min_freq_cm1 = min_freq_cm1
+        self.computed = computed
+        left = total - computed
+        super().__init__(
+            f"dynamically unstable: q-point {q_index} of {total} has a mode at "
+            f"{min_freq_cm1:.1f} cm^-1 (imaginary; QE writes them negative); the {left} "
+            f"q-point{'s' if left != 1 else ''} still to compute, the force constants and Tc "
+            "were skipped (stop_if_unstable; a rerun without it continues from the q-points "
+            "done)"
+        )
+
+
 class MagneticCrystalError(RuntimeError):
     """The spin-polarised check found a moment: no non-spin-polarised phonons for this crystal."""
 
@@ -97,7 +116,8 @@ class MagneticCrystalError(RuntimeError):
 @dataclass
 class EPCResult:
     """What ``result.json`` holds; ``status`` is 'ok', 'magnetic' (the crystal keeps a magnetic
-    moment, so no electron-phonon run) or 'error'; ``error`` says why when it is not 'ok'."""
+    moment, so no electron-phonon run), 'unstable' (an imaginary mode stopped the phonons, with
+    ``stop_if_unstable``) or 'error'; ``error`` says why when it is not 'ok'."""
 
     status: str
     error: str | None = None
@@ -436,12 +456,20 @@ def _phonons(
             key_input=inputs.ph_input(settings, qgrid, q_index=index),
         )
 
+    def check(index: int, log: str) -> None:
+        """With ``stop_if_unstable``: raise when q-point ``index`` has an imaginary mode."""
+        lowest = q_point_min_frequency(log)
+        if settings.stop_if_unstable and lowest < -settings.imaginary_tolerance_cm1:
+            computed = sum(not pending(i) for i in range(1, total + 1))
+            raise DynamicallyUnstableError(index, lowest, computed, total)
+
     if pending(1):
         ensure_scratch(1)
     logs = {1: run_q(1)}
     total = len(parsers.read_dyn0(runner.workdir / f"{inputs.FILDYN}0")[1])
     data["n_q_points"] = total
     runner.report(_q_progress(runner, 1, total, settings.q_workers))
+    check(1, logs[1])
     rest = list(range(2, total + 1))
     first_pending = next((index for index in rest if pending(index)), None)
     if first_pending is not None:
@@ -450,8 +478,11 @@ def _phonons(
         for index in rest:
             logs[index] = run_q(index)
             runner.report(_q_progress(runner, index, total, 1))
+            check(index, logs[index])
     else:
-        logs.update(_phonons_at_once(runner, rest, total, settings.q_workers, run_q, pending))
+        logs.update(
+            _phonons_at_once(runner, rest, total, settings.q_workers, run_q, pending, check)
+        )
     for leftover in runner.workdir.glob(f"{inputs.OUTDIR}_q*"):  # of interrupted parallel runs
         shutil.rmtree(leftover, ignore_errors=True)
     runner.chain = _hash(upstream, whole)
@@ -477,11 +508,15 @@ def _phonons_at_once(
     workers: int,
     run_q: Callable[[int, str], str],
     pending: Callable[[int], bool],
+    check: Callable[[int, str], None],
 ) -> dict[int, str]:
     """q-points ``indices`` with ``workers`` ph.x runs at a time, each in a scratch folder of
     its own (``tmp_q<i>``, a copy of the scf's, removed when the q-point is done; ph.x writes
     ``dyn<i>`` and ``elph_dir/*.<i>`` in the run folder as usual). A failed q-point does not stop
-    the others; the first failure is raised when they are done. An interrupt ends them all."""
+    the others; the first failure is raised when they are done. ``check`` is called with each
+    finished q-point's log: when it raises (an unstable crystal with ``stop_if_unstable``), the
+    q-points not yet started are dropped and the running ones finish. An interrupt ends them
+    all."""
     source = runner.workdir / inputs.OUTDIR
     done = [1]
 
@@ -506,6 +541,7 @@ def _phonons_at_once(
         with runner.lock:
             done[0] += 1
             runner.report(_q_progress(runner, done[0], total, workers))
+        check(index, log)
         return log
 
     logs: dict[int, str] = {}
@@ -518,6 +554,9 @@ def _phonons_at_once(
                 logs[futures[future]] = future.result()
             except QEError as exc:
                 errors.append(exc)
+            except DynamicallyUnstableError:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     except BaseException:  # Ctrl-C or SIGTERM while waiting: end every running q-point
         pool.shutdown(wait=False, cancel_futures=True)
         runner.stop_all()
@@ -532,16 +571,23 @@ def _star_weights(workdir: Path, n_q: int) -> list[int]:
     return [parsers.star_size(workdir / f"{inputs.FILDYN}{i}") for i in range(1, n_q + 1)]
 
 
+def q_point_min_frequency(ph_text: str) -> float:
+    """Lowest frequency (cm^-1) in a ph.x log, without the three acoustic modes at Gamma (raw
+    DFPT has no acoustic sum rule there); inf when the log lists none."""
+    lowest = math.inf
+    for q, freqs in parsers.read_ph_frequencies(ph_text):
+        values = np.sort(freqs)[3:] if np.allclose(q, 0.0) else freqs
+        if values.size:
+            lowest = min(lowest, float(values.min()))
+    return lowest
+
+
 def _min_frequency(ph_text: str, matdyn_freq: np.ndarray) -> float:
     """Lowest frequency (cm^-1, negative = imaginary) by the rule in the module doc."""
-    lowest = [float(matdyn_freq.min())] if matdyn_freq.size else []
-    for q, freqs in parsers.read_ph_frequencies(ph_text):
-        values = np.sort(freqs)
-        if np.allclose(q, 0.0):
-            values = values[3:]
-        if values.size:
-            lowest.append(float(values.min()))
-    return min(lowest) if lowest else math.nan
+    lowest = min(
+        float(matdyn_freq.min()) if matdyn_freq.size else math.inf, q_point_min_frequency(ph_text)
+    )
+    return lowest if math.isfinite(lowest) else math.nan
 
 
 def _write_csvs(out: Path, a2f_by_sigma: dict[float, parsers.A2F], dos: tuple) -> None:
@@ -851,6 +897,13 @@ def verify(
     except MagneticCrystalError as exc:
         result = EPCResult("magnetic", str(exc), data)
         data["error_kind"] = "magnetic"
+    except DynamicallyUnstableError as exc:
+        result = EPCResult("unstable", str(exc), data)
+        data["error_kind"] = "unstable"
+        data["dynamically_stable"] = False
+        data["min_freq_cm1"] = exc.min_freq_cm1
+        data["unstable_q_point"] = exc.q_index
+        data["q_points_computed"] = exc.computed
     except PseudopotentialError as exc:
         result = EPCResult("error", str(exc), data)
         data["error_kind"] = "pseudopotential"
