@@ -645,14 +645,16 @@ def test_q_point_progress_estimates_the_time_to_go(tmp_path):
     from tcdesign.verify.workflow import _q_progress
 
     runner = StepRunner(tmp_path / "qe")
-    runner.timings.update({"scf": 500.0, "ph_q1": 600.0, "ph_q2": 1200.0})
-    assert _q_progress(runner, 2, 10, 1) == (
-        "ph: 2 of 10 q-points done (about 2.0 h to go at 15.0 min per q-point)"
+    runner.timings.update({"scf": 500.0, "ph_q1": 300.0})
+    assert _q_progress(runner, 1, 10, 1) == "ph: 1 of 10 q-points done"  # Gamma alone: no guess
+    runner.timings.update({"ph_q2": 600.0, "ph_q3": 1200.0})
+    assert _q_progress(runner, 3, 10, 1) == (
+        "ph: 3 of 10 q-points done (about 1.8 h to go at 15.0 min per q-point)"
     )
-    assert "about 60.0 min to go" in _q_progress(runner, 2, 10, 2)
+    assert "about 60.0 min to go" in _q_progress(runner, 3, 10, 2)
     assert _q_progress(runner, 10, 10, 1) == "ph: 10 of 10 q-points done"
-    runner.timings.update({"ph_q1": 2.0, "ph_q2": 3.0})  # seconds: no estimate worth a line
-    assert _q_progress(runner, 2, 10, 1) == "ph: 2 of 10 q-points done"
+    runner.timings.update({"ph_q2": 2.0, "ph_q3": 3.0})  # seconds: no estimate worth a line
+    assert _q_progress(runner, 3, 10, 1) == "ph: 3 of 10 q-points done"
 
 
 UNSTABLE_AT_Q2 = (

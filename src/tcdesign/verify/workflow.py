@@ -491,10 +491,14 @@ def _phonons(
 
 def _q_progress(runner: StepRunner, done: int, total: int, workers: int) -> str:
     """``ph: 3 of 10 q-points done``, with a rough time to go once q-points take minutes (the
-    mean time of the q-points finished so far, ``workers`` at a time; q-points differ in their
-    number of representations, so it is an estimate)."""
+    mean time of the q-points after Gamma finished so far, ``workers`` at a time; Gamma needs
+    no non-scf run and is often the cheapest, and q-points differ in their number of
+    representations, so it is an estimate)."""
     text = f"ph: {done} of {total} q-points done"
-    seconds = [s for step, s in runner.timings.items() if step.startswith("ph_q") and s > 0]
+    seconds = [
+        s for step, s in runner.timings.items() if step.startswith("ph_q") and step != "ph_q1"
+    ]
+    seconds = [s for s in seconds if s > 0]
     if done < total and seconds and (mean := sum(seconds) / len(seconds)) >= 60:
         left = math.ceil((total - done) / max(workers, 1)) * mean
         text += f" (about {duration(left)} to go at {duration(mean)} per q-point)"
