@@ -58,6 +58,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return 2
     records = read_structures(args.input)  # InputError -> one line, exit 2 (cli.main)
     out = Path(args.out)
+    if args.plan:
+        return _print_plan(records, out, settings, args.pseudo_dir)
     if len(records) == 1 and Path(args.input).suffix.lower() != ".csv":
         record = records[0]
         report = None if args.quiet else stderr_reporter(record.id)
@@ -99,6 +101,38 @@ def cmd_verify(args: argparse.Namespace) -> int:
         f"wrote {out / 'verify.csv'}"
     )
     return 0
+
+
+def _print_plan(records: list, out: Path, settings, pseudo_dir: str | None) -> int:
+    """``--plan``: grids, irreducible q-points and cutoffs of every structure, no QE run;
+    OUT/plan.csv. Exit status 2 when no structure could start."""
+    import pandas as pd
+
+    from tcdesign.verify.plan import PLAN_COLUMNS, plan_row
+
+    rows = [plan_row(r.structure, settings, pseudo_dir, r.id) for r in records if r.ok]
+    for record in records:
+        if not record.ok:
+            print(f"tcdesign: {record.id}: {record.error}", file=sys.stderr)
+    table = pd.DataFrame(rows, columns=PLAN_COLUMNS)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "plan.csv", index=False)
+    shown = table.drop(columns=["problem", "k_fit_grid"]).rename(
+        columns={"irreducible_q_points": "q_points", "phonon_modes": "modes"}
+    )
+    if len(shown):
+        print(shown.to_string(index=False, float_format=lambda v: f"{v:g}"))
+    for row in table.itertuples():
+        if row.problem:
+            print(f"tcdesign: verify {row.id} cannot start: {row.problem}", file=sys.stderr)
+    runs = int((table.problem == "").sum())
+    total_q = int(table.irreducible_q_points[table.problem == ""].sum())
+    print(
+        f"{runs} of {len(records)} structures can run: {total_q} ph.x q-point runs in all (each "
+        "a DFPT calculation of up to 'modes' linear responses; grids of the unrelaxed cells); "
+        f"wrote {out / 'plan.csv'}"
+    )
+    return 0 if runs else 2
 
 
 def register(verbs: argparse._SubParsersAction) -> None:
@@ -157,6 +191,13 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "crystals with d- or f-block elements; by default a crystal that keeps more than "
         "magnetic_moment_tol (0.05 Bohr magnetons per atom) gets status 'magnetic' and no "
         "phonons",
+    )
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="run nothing: print each structure's primitive cell, k- and q-grids, number of "
+        "irreducible q-points (one ph.x run each, the bulk of the cost), phonon modes, cutoffs "
+        "and whether the magnetism check runs, and write OUT/plan.csv; a second per structure",
     )
     parser.add_argument(
         "--stop-if-unstable",
