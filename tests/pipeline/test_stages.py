@@ -293,3 +293,43 @@ def test_the_run_device_reaches_generation_and_screening(tmp_path: Path, monkeyp
     with pytest.raises(StopError):
         run_pipeline(tmp_path / "b", settings, progress=False, echo=lambda line: None)
     assert seen == {"generate": "auto", "screen": "cpu"}
+
+
+def test_verification_skips_candidates_with_too_many_q_points(
+    run_dir: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """max_q_points: a candidate whose q-grid has more irreducible points is skipped with the
+    count in the reason, and the next one runs in its place."""
+    from tcdesign.verify.plan import plan_row
+    from tcdesign.verify.settings import make_settings
+
+    monkeypatch.setattr("tcdesign.verify.workflow.missing_programs", lambda np_ranks=1: [])
+    pseudo = tmp_path_factory.mktemp("pseudo")
+    for element in ("Al", "C", "Nb"):
+        write_upf(pseudo, f"{element}.pbe.UPF", element)
+    folder = RunFolder(run_dir, make_run_settings().as_dict())
+    ranked = rank_candidates(folder, ("cdvae", "substitution"))
+    settings = make_settings("coarse")
+    counts = {
+        f"{row.method}-{row.id}": plan_row(
+            Structure.from_file(run_dir / row.cif), settings, pseudo
+        )["irreducible_q_points"]
+        for row in ranked.itertuples()
+    }
+    limit = min(counts.values())
+    assert max(counts.values()) > limit  # the fixture has crystals of different cost
+    chosen, skipped = choose_for_verification(
+        ranked, run_dir, len(ranked), str(pseudo), {}, max_q_points=limit, qe_settings=settings
+    )
+    assert chosen and all(counts[r.id] <= limit for r in chosen)
+    assert skipped and all(counts[s["id"]] > limit for s in skipped)
+    assert len(chosen) + len(skipped) == len(ranked)
+    assert f"above max_q_points {limit}" in skipped[0]["reason"]
+    unlimited, none_skipped = choose_for_verification(ranked, run_dir, 1, str(pseudo), {})
+    assert unlimited[0].id == ranked.method[0] + "-" + ranked.id[0] and not none_skipped
+
+
+def test_run_settings_take_max_q_points() -> None:
+    assert make_run_settings({"verify": {"max_q_points": 8}}).verify.max_q_points == 8
+    with pytest.raises(ValueError, match="max_q_points"):
+        make_run_settings({"verify": {"max_q_points": -1}})

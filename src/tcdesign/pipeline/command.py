@@ -48,7 +48,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             "workers": args.workers,
             "scheduler": args.scheduler,
         },
-        "verify": {"preset": args.preset, "pseudo_dir": args.pseudo_dir, "np": args.np},
+        "verify": {
+            "preset": args.preset,
+            "pseudo_dir": args.pseudo_dir,
+            "np": args.np,
+            "max_q_points": args.max_q_points,
+        },
     }
     try:
         config = read_run_toml(args.config) if args.config else {}
@@ -187,6 +192,14 @@ def register(verbs: argparse._SubParsersAction) -> None:
         help="UPF pseudopotentials (default /usr/share/espresso/pseudo)",
     )
     parser.add_argument("--np", type=int, default=None, help="MPI ranks for QE (default 1)")
+    parser.add_argument(
+        "--max-q-points",
+        type=int,
+        default=None,
+        help="with --verify, skip candidates whose phonons need more irreducible q-points than "
+        "this (one ph.x run each; 'tcdesign verify --plan' counts them) and verify the next "
+        "ones instead (default 0: no limit)",
+    )
     parser.add_argument("--no-report", action="store_true", help="skip report.html")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=cmd_run)

@@ -33,6 +33,7 @@ from tcdesign.screen.settings import STAGE_FIELDS
 
 if TYPE_CHECKING:
     from tcdesign.screen import ScreenSettings
+    from tcdesign.verify.settings import VerifySettings
 
 CANDIDATE_COLUMNS = [
     "rank",
@@ -254,16 +255,26 @@ def rank_candidates(folder: RunFolder, methods: tuple[str, ...]) -> pd.DataFrame
 
 
 def choose_for_verification(
-    ranked: pd.DataFrame, out: Path, k: int, pseudo_dir: str | None, explicit: dict[str, str]
+    ranked: pd.DataFrame,
+    out: Path,
+    k: int,
+    pseudo_dir: str | None,
+    explicit: dict[str, str],
+    max_q_points: int = 0,
+    qe_settings: VerifySettings | None = None,
 ) -> tuple[list[StructureRecord], list[dict[str, str]]]:
-    """The best ``k`` candidates QE can run, and the better-ranked ones skipped with the reason."""
+    """The best ``k`` candidates QE can run, and the better-ranked ones skipped with the reason:
+    an element without a pseudopotential, or (``max_q_points`` > 0) more irreducible q-points
+    than that on the grid ``qe_settings`` gives (counted as ``tcdesign verify --plan`` does)."""
     from pymatgen.core import Structure
 
+    from tcdesign.verify.plan import plan_row
     from tcdesign.verify.pseudo import (
         PseudopotentialError,
         choose_pseudopotentials,
         default_pseudo_dir,
     )
+    from tcdesign.verify.settings import VerifySettings
     from tcdesign.verify.workflow import missing_programs
 
     chosen: list[StructureRecord] = []
@@ -293,6 +304,15 @@ def choose_for_verification(
         except PseudopotentialError as exc:
             skipped.append({"id": rid, "formula": row.formula, "reason": str(exc)})
             continue
+        if max_q_points > 0:
+            plan = plan_row(structure, qe_settings or VerifySettings(), directory, rid)
+            if plan["irreducible_q_points"] > max_q_points:
+                reason = (
+                    f"{plan['irreducible_q_points']} irreducible q-points on its "
+                    f"{plan['q_grid']} grid, above max_q_points {max_q_points}"
+                )
+                skipped.append({"id": rid, "formula": row.formula, "reason": reason})
+                continue
         chosen.append(StructureRecord(rid, structure))
     return chosen, skipped
 
@@ -322,7 +342,13 @@ def verify_stage(
     stage = settings.verify
     qe_settings = make_settings(stage.preset, **stage.overrides)
     chosen, skipped = choose_for_verification(
-        ranked, folder.out, settings.run.verify, stage.pseudo_dir, qe_settings.pseudopotentials
+        ranked,
+        folder.out,
+        settings.run.verify,
+        stage.pseudo_dir,
+        qe_settings.pseudopotentials,
+        stage.max_q_points,
+        qe_settings,
     )
     verify_dir = folder.out / "verify"
     if not chosen:  # what an earlier invocation verified stays, for the candidates still ranked

@@ -3,8 +3,8 @@
 The TOML file has a table per stage, each key named like a field below (``[run]``,
 ``[generate]``) or like the fields of the stage's own settings (``[screen]``:
 :class:`tcdesign.screen.ScreenSettings`; ``[verify]``:
-:class:`tcdesign.verify.settings.VerifySettings`, plus ``preset``, ``pseudo_dir`` and
-``workers``)::
+:class:`tcdesign.verify.settings.VerifySettings`, plus ``preset``, ``pseudo_dir``, ``workers``
+and ``max_q_points``)::
 
     [run]
     n = 100
@@ -92,6 +92,9 @@ class VerifyStage:
     preset: Literal["coarse", "standard"] = "coarse"
     pseudo_dir: str | None = None  # None: /usr/share/espresso/pseudo
     workers: int = 1
+    # skip candidates whose phonons need more irreducible q-points than this (0: no limit); a
+    # q-point is one ph.x run, and counts range from 1 to 20 and more for two-atom cells
+    max_q_points: int = 0
     overrides: dict[str, Any] = field(default_factory=dict)  # VerifySettings fields
 
 
@@ -212,7 +215,7 @@ def _run_stage(values: dict[str, Any], where: str) -> RunStage:
 def _verify_stage(values: dict[str, Any], where: str) -> VerifyStage:
     from tcdesign.verify.settings import PRESETS, VerifySettings, settings_fields
 
-    own = {"preset", "pseudo_dir", "workers"}
+    own = {"preset", "pseudo_dir", "workers", "max_q_points"}
     values = dict(values)
     overrides = {k: values.pop(k) for k in list(values) if k not in own}
     unknown = set(overrides) - settings_fields()
@@ -222,6 +225,8 @@ def _verify_stage(values: dict[str, Any], where: str) -> VerifyStage:
         raise ValueError(f"{where}: unknown preset {values['preset']!r} (coarse or standard)")
     check_types(VerifyStage, values, where)
     check_types(VerifySettings, overrides, where)
+    if values.get("max_q_points", 0) < 0:
+        raise ValueError(f"{where}: max_q_points must be 0 (no limit) or more")
     return VerifyStage(**values, overrides=overrides)
 
 
