@@ -46,12 +46,15 @@ def _python_loop_seconds() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="ensemble file (default: bundled)")
+    parser.add_argument(
+        "--members", type=int, default=None, help="use the first N members (default all)"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats (best is kept)")
     parser.add_argument("--out", default=str(RESULTS), help="result JSON path")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
 
-    ensemble = Ensemble.load(args.model)
+    ensemble = Ensemble.load(args.model, args.members)
     train = [r for r in read_structures(bundled_csv("train"), ["tc"], True) if r.ok]
     val = [r for r in read_structures(bundled_csv("val"), ["tc"], True) if r.ok]
     structures = [r.structure for r in val]

@@ -252,3 +252,19 @@ def test_sigterm_stops_a_command_like_ctrl_c(monkeypatch, capsys):
     assert cli.main([]) == 143
     assert "tcdesign: terminated" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_predict_members_uses_the_first_ones(tmp_path, csv_input, capsys) -> None:
+    """--members N predicts with the first N members of the bundled ensemble; more members
+    than it has is one clear error line and exit status 2."""
+    out = tmp_path / "pred.csv"
+    argv = ["predict", csv_input, "--out", str(out), "--quiet"]
+    assert run([*argv, "--members", "3"], capsys)[0] == 0
+    table = pd.read_csv(out)
+    three = Ensemble.load(members=3)
+    structures = [Structure.from_str(c, fmt="cif") for c in pd.read_csv(csv_input).cif]
+    mean, std = three.predict(structures)
+    assert table.tc.to_numpy() == pytest.approx(mean, abs=1e-3)
+    assert table.tc_std.to_numpy() == pytest.approx(std, abs=1e-3)
+    code, _, err = run([*argv, "--members", "11"], capsys)
+    assert code == 2 and "--members 11" in err and "has 10 members" in err

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tcdesign.cli import main
+from tcdesign.data.io import InputError
 from tcdesign.predict.alignn import ALIGNNConfig
 from tcdesign.predict.api import bundled_csv, load_training_data
 from tcdesign.predict.ensemble import Ensemble, calibrate_std_scale, train_ensemble
@@ -131,6 +132,39 @@ def test_ensemble_calibration_and_metrics(data, tmp_path) -> None:
     assert {"precision", "recall", "mae"} <= set(metrics["val"])
     reloaded = Ensemble.load(tmp_path / "ensemble.pt")
     assert len(reloaded.members) == 2 and reloaded.std_scale == ensemble.std_scale
+    assert reloaded.std_scales == {2: pytest.approx(ensemble.std_scale)}
+
+
+def test_fewer_members_keep_a_calibrated_std(data, tmp_path) -> None:
+    """load(members=n): the first n members with the std scale calibrated for n on val, so
+    the smaller ensemble still covers about 95 % of val errors within 2 std."""
+    train_ensemble(data, TINY, FAST, tmp_path, n_members=3)
+    path = tmp_path / "ensemble.pt"
+    full = Ensemble.load(path)
+    assert set(full.std_scales) == {2, 3} and full.std_scales[3] == full.std_scale
+    two = Ensemble.load(path, members=2)
+    assert len(two.members) == 2 and two.std_scale == full.std_scales[2]
+    mean, std = two.predict_dataset(data.val)
+    assert np.mean(np.abs(mean - data.val.targets) <= 2 * std) >= 0.95
+    first_two = full.member_predictions(data.val)[:2].mean(axis=0)
+    assert mean == pytest.approx(first_two)
+    _, one_std = Ensemble.load(path, members=1).predict_dataset(data.val)
+    assert np.isnan(one_std).all()  # one model has no spread
+    with pytest.raises(InputError, match="has 3 members"):
+        Ensemble.load(path, members=4)
+    checkpoint = torch.load(path, weights_only=False)
+    del checkpoint["std_scales"]  # an ensemble saved before per-size scales existed
+    torch.save(checkpoint, tmp_path / "old.pt")
+    with pytest.raises(InputError, match="no std scale calibrated for 2"):
+        Ensemble.load(tmp_path / "old.pt", members=2)
+    assert len(Ensemble.load(tmp_path / "old.pt").members) == 3
+
+
+def test_the_bundled_model_has_a_scale_for_every_size() -> None:
+    bundled = Ensemble.load()
+    assert set(bundled.std_scales) == set(range(2, len(bundled.members) + 1))
+    assert bundled.std_scales[len(bundled.members)] == pytest.approx(bundled.std_scale)
+    assert len(Ensemble.load(members=5).members) == 5
 
 
 def test_calibrate_std_scale_hits_the_coverage() -> None:

@@ -113,16 +113,18 @@ def predict_file(
     batch_size: int = 32,
     progress: bool = True,
     device: str | None = None,
+    members: int | None = None,
 ) -> pd.DataFrame:
     """Read an input (CSV, CIF/POSCAR or folder), predict, write ``out_csv``; return the table.
-    ``device``: where the networks run (cpu, cuda, cuda:N, mps, auto; default cpu)."""
+    ``device``: where the networks run (cpu, cuda, cuda:N, mps, auto; default cpu);
+    ``members``: use the first n ensemble members (default all)."""
     from tcdesign.devices import resolve_device
 
     out_csv = Path(out_csv)
     if out_csv.is_dir():  # found before any work, not when writing the table at the end
         raise InputError(f"{out_csv}: --out is a folder; give the path of a CSV file")
     target_device = resolve_device(device)  # a missing GPU is an error before any work
-    ensemble = Ensemble.load(model).to(target_device)
+    ensemble = Ensemble.load(model, members).to(target_device)
     records = read_structures(input_path, [ensemble.target])
     report_bad_rows(records)
     table = predict_records(records, ensemble, batch_size, progress)

@@ -60,6 +60,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.batch_size,
         progress=not args.quiet,
         device=args.device,
+        members=args.members,
     )
     target = next(c for c in table.columns if c not in ("id", "formula")).removesuffix("_std")
     if not args.quiet:
@@ -156,6 +157,14 @@ def register(verbs: argparse._SubParsersAction) -> None:
         default="cpu",
         help="where the networks run: cpu (default), cuda, cuda:N, mps, or auto (a GPU when "
         "there is one); graphs are built on the CPU either way",
+    )
+    predict.add_argument(
+        "--members",
+        type=positive_int,
+        default=None,
+        help="use only the first N ensemble members, with the std calibrated for N: faster in "
+        "proportion (the bundled model: 10 members; 5 give about twice the throughput at a val "
+        "MAE within 0.02 K on average); default all",
     )
     predict.add_argument("--quiet", action="store_true", help="no progress bar or table")
     predict.set_defaults(func=cmd_predict)

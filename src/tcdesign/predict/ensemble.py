@@ -37,11 +37,29 @@ def calibrate_std_scale(errors: np.ndarray, stds: np.ndarray, coverage: float = 
     return float(np.quantile(ratios, coverage, method="higher")) * 1.001
 
 
+def calibrate_member_scales(values: np.ndarray, truth: np.ndarray) -> dict[int, float]:
+    """The std scale of the first n members, n = 2 .. all, from (n_members, n_structures)
+    validation predictions: a smaller ensemble (``Ensemble.load(members=n)``) is as well
+    calibrated as the whole one."""
+    scales = {}
+    for n in range(2, len(values) + 1):
+        subset = values[:n]
+        scales[n] = calibrate_std_scale(subset.mean(axis=0) - truth, subset.std(axis=0))
+    return scales
+
+
 class Ensemble:
-    """Members of one target; ``predict`` gives mean and calibrated std in target units."""
+    """Members of one target; ``predict`` gives mean and calibrated std in target units.
+
+    ``std_scales`` maps n to the calibrated scale of the first n members (2 .. all), so that
+    :meth:`load` can give a faster ensemble of fewer members with an honest std."""
 
     def __init__(
-        self, members: Sequence[ALIGNN], std_scale: float = 1.0, metrics: dict | None = None
+        self,
+        members: Sequence[ALIGNN],
+        std_scale: float = 1.0,
+        metrics: dict | None = None,
+        std_scales: dict[int, float] | None = None,
     ) -> None:
         if not members:
             raise ValueError("an ensemble needs at least one member")
@@ -53,6 +71,7 @@ class Ensemble:
             raise ValueError("ensemble members disagree on graph settings, target or features")
         self.members = [m.eval() for m in members]
         self.std_scale = std_scale
+        self.std_scales = dict(std_scales or {})
         self.metrics = metrics or {}
         self.device = torch.device("cpu")
 
@@ -133,6 +152,7 @@ class Ensemble:
             "model": "ensemble",
             "members": [m.to_checkpoint() for m in self.members],
             "std_scale": self.std_scale,
+            "std_scales": {str(n): s for n, s in self.std_scales.items()},
             "metrics": self.metrics,
             "version": 1,
         }
@@ -141,8 +161,31 @@ class Ensemble:
         torch.save(self.to_checkpoint(), path)
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> Ensemble:
-        """Load an ensemble file, a single member's ``model.pt``, or the bundled Tc model."""
+    def load(cls, path: str | Path | None = None, members: int | None = None) -> Ensemble:
+        """Load an ensemble file, a single member's ``model.pt``, or the bundled Tc model.
+
+        ``members``: keep only the first n members (faster in proportion), with the std scale
+        calibrated for those n; InputError when the file has fewer members or no scale for n
+        (ensembles trained before the per-size scales were stored)."""
+        ensemble = cls._load(path)
+        if members is None or members == len(ensemble.members):
+            return ensemble
+        where = path or "the bundled model"
+        if not 1 <= members <= len(ensemble.members):
+            raise InputError(f"--members {members}: {where} has {len(ensemble.members)} members")
+        if members == 1:
+            scale = float("nan")  # one model has no spread
+        elif members in ensemble.std_scales:
+            scale = ensemble.std_scales[members]
+        else:
+            raise InputError(
+                f"--members {members}: {where} holds no std scale calibrated for {members} "
+                "members (retrain it with this version of tcdesign)"
+            )
+        return cls(ensemble.members[:members], scale, ensemble.metrics, ensemble.std_scales)
+
+    @classmethod
+    def _load(cls, path: str | Path | None = None) -> Ensemble:
         if path is None:
             with resources.as_file(resources.files("tcdesign").joinpath(BUNDLED_MODEL)) as p:
                 if not p.exists():
@@ -162,7 +205,8 @@ class Ensemble:
             raise InputError(f"{path}: not a tcdesign model file")
         if checkpoint.get("model") == "ensemble":
             members = [ALIGNN.from_checkpoint(c) for c in checkpoint["members"]]
-            return cls(members, checkpoint["std_scale"], checkpoint.get("metrics"))
+            scales = {int(n): float(s) for n, s in checkpoint.get("std_scales", {}).items()}
+            return cls(members, checkpoint["std_scale"], checkpoint.get("metrics"), scales)
         if checkpoint.get("model") == "alignn":
             return cls([ALIGNN.from_checkpoint(checkpoint)])
         raise InputError(f"{path}: not a tcdesign model file")
@@ -231,6 +275,7 @@ def train_ensemble(
     ensemble.std_scale = (
         calibrate_std_scale(mean - truth, spread) if n_members > 1 else float("nan")
     )
+    ensemble.std_scales = calibrate_member_scales(values, truth)
     std = spread * ensemble.std_scale
     member_maes = [float(np.mean(np.abs(v - truth))) for v in values]
     ensemble.metrics = {
