@@ -496,7 +496,9 @@ def _q_progress(runner: StepRunner, done: int, total: int, workers: int) -> str:
     representations, so it is an estimate)."""
     text = f"ph: {done} of {total} q-points done"
     seconds = [
-        s for step, s in runner.timings.items() if step.startswith("ph_q") and step != "ph_q1"
+        s
+        for step, s in dict(runner.timings).items()  # a copy: other q-point threads add to it
+        if step.startswith("ph_q") and step != "ph_q1"
     ]
     seconds = [s for s in seconds if s > 0]
     if done < total and seconds and (mean := sum(seconds) / len(seconds)) >= 60:
