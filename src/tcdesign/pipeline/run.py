@@ -268,7 +268,7 @@ def choose_for_verification(
     than that on the grid ``qe_settings`` gives (counted as ``tcdesign verify --plan`` does)."""
     from pymatgen.core import Structure
 
-    from tcdesign.verify.plan import plan_row
+    from tcdesign.verify.plan import phonon_q_points
     from tcdesign.verify.pseudo import (
         PseudopotentialError,
         choose_pseudopotentials,
@@ -305,11 +305,11 @@ def choose_for_verification(
             skipped.append({"id": rid, "formula": row.formula, "reason": str(exc)})
             continue
         if max_q_points > 0:
-            plan = plan_row(structure, qe_settings or VerifySettings(), directory, rid)
-            if plan["irreducible_q_points"] > max_q_points:
+            grid, n_q = phonon_q_points(structure, qe_settings or VerifySettings())
+            if n_q > max_q_points:
                 reason = (
-                    f"{plan['irreducible_q_points']} irreducible q-points on its "
-                    f"{plan['q_grid']} grid, above max_q_points {max_q_points}"
+                    f"{n_q} irreducible q-points on its {grid} grid, "
+                    f"above max_q_points {max_q_points}"
                 )
                 skipped.append({"id": rid, "formula": row.formula, "reason": reason})
                 continue

@@ -61,6 +61,14 @@ def _grid_text(grid: tuple[int, int, int]) -> str:
     return "x".join(str(n) for n in grid)
 
 
+def phonon_q_points(structure: Structure, settings: VerifySettings) -> tuple[str, int]:
+    """The q-grid verify would use on ``structure`` (e.g. ``"4x4x4"``) and its number of
+    irreducible q-points, from the standard primitive cell as verify builds it."""
+    cell = primitive_cell(structure)
+    grid = inputs.epc_grids(cell, settings)["q"]
+    return _grid_text(grid), irreducible_q_points(cell, grid)
+
+
 def plan_row(
     structure: Structure,
     settings: VerifySettings,
