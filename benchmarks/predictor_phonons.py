@@ -33,12 +33,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from predictor_sevennet import scores
+from predictor_sevennet import boosting, bundled_splits, scores
 from tqdm import tqdm
-
-from tcdesign.data.io import read_structures
-from tcdesign.predict.api import bundled_csv
-from tcdesign.predict.descriptors import descriptors
 
 RESULTS = Path(__file__).parent / "results" / "predictor_phonons.json"
 FEATURES = Path(__file__).parent / "results" / "phonon_features.csv"
@@ -176,25 +172,17 @@ def main() -> None:
         sys.exit("needs phonopy and scikit-learn: pip install phonopy scikit-learn torch==2.13.0")
 
     start = time.perf_counter()
-    splits = {}
-    for split in ("val", "train"):
-        records = [r for r in read_structures(bundled_csv(split), ["tc"], True) if r.ok]
-        splits[split] = {
-            "y": np.array([r.targets["tc"] for r in records]),
-            "phon": phonon_features(records, Path(args.features), f"CHGNet phonons ({split})"),
-            "desc": descriptors("composition", [r.structure for r in records]).astype(float),
-        }
+    splits = bundled_splits(
+        "phon",
+        lambda records, split: phonon_features(
+            records, Path(args.features), f"CHGNet phonons ({split})"
+        ),
+        order=("val", "train"),
+    )
     feature_seconds = time.perf_counter() - start
 
     def model(seed: int) -> HistGradientBoostingRegressor:
-        return HistGradientBoostingRegressor(
-            max_iter=300,
-            learning_rate=0.04,
-            max_leaf_nodes=15,
-            min_samples_leaf=10,
-            l2_regularization=1.0,
-            random_state=seed,
-        )
+        return boosting(seed, max_iter=300, learning_rate=0.04)
 
     train, val = splits["train"], splits["val"]
     results = {}

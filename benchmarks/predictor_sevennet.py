@@ -21,6 +21,7 @@ import platform
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from tcdesign.predict.api import bundled_csv
 from tcdesign.predict.descriptors import descriptors
 
 RESULTS = Path(__file__).parent / "results" / "predictor_sevennet.json"
+SPLITS = ("train", "val")
 THRESHOLD = 5.0  # K, the paper's screening rule
 BLOCKS = 5  # SevenNet-0's interaction blocks
 SCALARS = 128  # scalar (0e) channels, first in each block's irreps
@@ -95,6 +97,36 @@ def scores(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     }
 
 
+def bundled_splits(
+    name: str, featurize: Callable[[list, str], np.ndarray], order: tuple[str, ...] = SPLITS
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per bundled split: Tc (``y``), ``featurize(records, split)`` under ``name`` and the
+    composition descriptors of the bundled ensemble (``desc``); splits featurized in ``order``."""
+    splits = {}
+    for split in order:
+        records = [r for r in read_structures(bundled_csv(split), ["tc"], True) if r.ok]
+        splits[split] = {
+            "y": np.array([r.targets["tc"] for r in records]),
+            name: featurize(records, split),
+            "desc": descriptors("composition", [r.structure for r in records]).astype(float),
+        }
+    return splits
+
+
+def boosting(seed: int, max_iter: int, learning_rate: float):
+    """The gradient boosting regressor of the predictor benchmarks (sklearn, imported here)."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    return HistGradientBoostingRegressor(
+        max_iter=max_iter,
+        learning_rate=learning_rate,
+        max_leaf_nodes=15,
+        min_samples_leaf=10,
+        l2_regularization=1.0,
+        random_state=seed,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(RESULTS), help="result JSON path")
@@ -107,29 +139,19 @@ def main() -> None:
         sys.exit("needs scikit-learn and sevenn: pip install sevenn scikit-learn torch==2.13.0")
 
     start = time.perf_counter()
-    splits = {}
-    for split in ("train", "val"):
-        records = [r for r in read_structures(bundled_csv(split), ["tc"], True) if r.ok]
-        structures = [r.structure for r in records]
-        splits[split] = {
-            "y": np.array([r.targets["tc"] for r in records]),
-            "seven": sevennet_features(structures, f"SevenNet-0 ({split})"),
-            "desc": descriptors("composition", structures).astype(np.float64),
-        }
+    splits = bundled_splits(
+        "seven",
+        lambda records, split: sevennet_features(
+            [r.structure for r in records], f"SevenNet-0 ({split})"
+        ),
+    )
     feature_seconds = time.perf_counter() - start
     keep = splits["train"]["seven"].std(0) > 1e-8  # drop constant columns
     for split in splits.values():
         split["seven"] = split["seven"][:, keep]
 
     def model(seed: int) -> HistGradientBoostingRegressor:
-        return HistGradientBoostingRegressor(
-            max_iter=400,
-            learning_rate=0.03,
-            max_leaf_nodes=15,
-            min_samples_leaf=10,
-            l2_regularization=1.0,
-            random_state=seed,
-        )
+        return boosting(seed, max_iter=400, learning_rate=0.03)
 
     train, val = splits["train"], splits["val"]
     results = {}
