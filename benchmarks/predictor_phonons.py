@@ -94,8 +94,9 @@ def phonon_row(structure, model) -> dict[str, float]:
     from pymatgen.core import Structure
 
     started = time.perf_counter()
-    # Niggli: a very oblique primitive cell (JVASP-21567's has gamma = 161 deg) made a skewed
-    # 270-atom supercell whose CHGNet graph exhausted 24 GB
+    # Niggli: for a very oblique primitive cell (JVASP-21567, gamma = 161 deg) the diagonal
+    # supercell needed 3x3x3 = 270 atoms instead of 90, and CHGNet's forces on 270 atoms of this
+    # dense boride took more than 10 GB (the run was killed by the kernel, without a message)
     primitive = structure.get_primitive_structure().get_reduced_structure()
     matrix = primitive.lattice.matrix
     unit = PhonopyAtoms(
@@ -111,7 +112,7 @@ def phonon_row(structure, model) -> dict[str, float]:
         Structure(c.cell, c.symbols, c.scaled_positions)
         for c in phonon.supercells_with_displacements
     ]
-    predictions = model.predict_structure(cells, task="ef", batch_size=4)
+    predictions = model.predict_structure(cells, task="ef", batch_size=1)  # memory
     phonon.forces = np.array([p["f"] for p in predictions])
     phonon.produce_force_constants()
     phonon.symmetrize_force_constants()
