@@ -12,6 +12,7 @@ from pymatgen.core import Composition, Lattice, Structure
 from tcdesign.data.io import read_structures
 from tcdesign.generate.metrics import csp_matcher, match_rms, novel_flags
 from tcdesign.generate.substitution import (
+    UNOBSERVED_LAMBDA,
     apply_substitution,
     fit_atomic_volumes,
     parse_cell_formula,
@@ -46,6 +47,29 @@ def test_table_is_shipped_with_pymatgen() -> None:
     assert total == pytest.approx(1.0)
     assert table.cond_prob("Ta", "Nb") > 10 * table.cond_prob("O", "Nb")
     assert table.cond_prob("Ne", "Ne") > table.cond_prob("Nb", "Ne")  # unknown to the table
+
+
+def test_table_equals_pymatgen_substitution_probability() -> None:
+    """The direct reader of lambda.json gives the table that pymatgen's own parser gives."""
+    from pymatgen.analysis.structure_prediction.substitution_probability import (
+        SubstitutionProbability,
+    )
+
+    probability = SubstitutionProbability(alpha=UNOBSERVED_LAMBDA)
+    table = substitution_table()
+    assert set(table.symbols) == {s.symbol for s in probability.species}
+    position = {symbol: i for i, symbol in enumerate(table.symbols)}
+    observed = np.zeros_like(table.weights)
+    species = sorted(probability.species, key=str)
+    for a, first in enumerate(species):
+        for second in species[a:]:  # each unordered ion pair once, an ion with itself too
+            value = probability.get_lambda(first, second)
+            if value > UNOBSERVED_LAMBDA:
+                i, j = position[first.symbol], position[second.symbol]
+                observed[i, j] += np.exp(value)
+                observed[j, i] += np.exp(value) if i != j else 0.0
+    expected = np.where(observed > 0, observed, np.exp(UNOBSERVED_LAMBDA))
+    assert np.allclose(table.weights, expected, rtol=1e-12, atol=0.0)
 
 
 def test_fitted_atomic_volumes(train_structures: list[Structure]) -> None:
