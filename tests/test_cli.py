@@ -183,6 +183,18 @@ def test_unusable_input_is_one_line_and_exit_2(tmp_path, tiny_model, kind, capsy
     assert len(lines) == 1 and str(path) in lines[0] and "Traceback" not in err
 
 
+def test_version_names_the_package_and_torch(capsys) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert len(out.strip().splitlines()) == 1
+    assert out.startswith(f"tcdesign {version('tcdesign')} (")
+    assert f"torch {torch.__version__}" in out
+
+
 def test_bad_arguments_exit_2(capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["predict"])

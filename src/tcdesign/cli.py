@@ -25,6 +25,30 @@ from tcdesign.screen.command import register as register_screen
 from tcdesign.verify.command import register as register_verify
 
 
+def version_line() -> str:
+    """ "tcdesign X (torch Y, pymatgen Z, ...)": the packages whose versions change results."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = []
+    for package in ("tcdesign", "torch", "torch_geometric", "pymatgen", "chgnet", "lightning"):
+        try:
+            parts.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            parts.append(f"{package} not installed")
+    return f"{parts[0]} ({', '.join(parts[1:])}; Python {sys.version.split()[0]})"
+
+
+class _PrintVersion(argparse.Action):
+    """``--version``: argparse's own action would wrap the line at the terminal width."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(version_line())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tcdesign",
@@ -33,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
         "gap, Tc), verify the best with Quantum ESPRESSO electron-phonon calculations and "
         "report; 'tcdesign run' does it all. Structure inputs: a CSV with a 'cif' column "
         "(JARVIS/CDVAE layout), a CIF or POSCAR file, or a folder of them.",
+    )
+    parser.add_argument(
+        "--version",
+        action=_PrintVersion,
+        help="print the versions of tcdesign and of the packages its numbers depend on, and exit",
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
