@@ -12,7 +12,13 @@ from pymatgen.core.operations import SymmOp
 
 from tcdesign.data.batch import collate
 from tcdesign.data.graphs import crystal_graph
-from tcdesign.predict.alignn import ALIGNN, ALIGNNConfig, RBFExpansion, cgcnn_table
+from tcdesign.predict.alignn import (
+    ALIGNN,
+    ALIGNNConfig,
+    EdgeGatedGraphConv,
+    RBFExpansion,
+    cgcnn_table,
+)
 from tcdesign.predict.dataset import GraphDataset
 
 SMALL = ALIGNNConfig(alignn_layers=1, gcn_layers=1, hidden=16, embedding=8, target="tc")
@@ -92,6 +98,37 @@ def test_batched_equals_one_by_one(model: ALIGNN, val_structures: list[Structure
     batched = predict(model, val_structures)
     single = np.concatenate([predict(model, [s]) for s in val_structures])
     assert batched == pytest.approx(single, rel=1e-5, abs=1e-5)
+
+
+def test_skipped_edge_updates_change_nothing(val_structures: list[Structure]) -> None:
+    """The last layers skip the edge updates nothing reads: same outputs as running them all."""
+    torch.manual_seed(2)
+    net = ALIGNN(replace(SMALL, alignn_layers=2, gcn_layers=2)).eval()
+    batch = collate([crystal_graph(s) for s in val_structures[:4]])
+    calls: list[bool] = []
+    for conv in net.modules():
+        if isinstance(conv, EdgeGatedGraphConv):
+            original = conv.forward
+
+            def everything(nodes, edges, index, update_edges=True, _original=original):
+                calls.append(update_edges)
+                return _original(nodes, edges, index, True)
+
+            conv.forward = everything
+    with torch.no_grad():
+        reference = net(batch)
+    assert calls.count(False) == 2  # the last line-graph and the last GCN convolution
+    for conv in net.modules():
+        if isinstance(conv, EdgeGatedGraphConv):
+            del conv.forward  # back to the class's method
+    with torch.no_grad():
+        assert torch.equal(net(batch), reference)
+    conv = net.gcn_layers[-1]
+    nodes, edges = torch.randn(5, 16), torch.randn(8, 16)
+    index = torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2], [1, 2, 3, 4, 0, 2, 3, 4]])
+    kept_nodes, kept_edges = conv(nodes, edges, index, update_edges=False)
+    all_nodes, _ = conv(nodes, edges, index)
+    assert kept_edges is edges and torch.equal(kept_nodes, all_nodes)
 
 
 def test_no_gradient_leaks_between_crystals(val_structures: list[Structure]) -> None:
