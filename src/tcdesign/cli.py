@@ -26,7 +26,8 @@ from tcdesign.verify.command import register as register_verify
 
 
 def version_line() -> str:
-    """ "tcdesign X (torch Y, pymatgen Z, ...)": the packages whose versions change results."""
+    """One line, tcdesign X (torch Y, pymatgen Z, ...): the packages whose versions change
+    results."""
     from importlib.metadata import PackageNotFoundError, version
 
     parts = []
