@@ -372,3 +372,30 @@ def test_a_checkpoint_without_random_state_still_resumes(data, tmp_path) -> None
     probe = FirstEpoch()
     result = train_member(data, TINY, settings, tmp_path, callbacks=[probe])
     assert probe.first == 1 and result.epochs_run == 3
+
+
+@pytest.mark.parametrize("n_members", [2, 3])
+def test_members_side_by_side_on_threads_equal_one_at_a_time(val_structures, n_members) -> None:
+    """On several CPU threads the members run in parallel groups, one thread each; the result
+    is the one-thread result to float32 rounding, and the thread setting comes back."""
+    from tcdesign.predict.alignn import ALIGNN
+
+    torch.manual_seed(3)
+    config = ALIGNNConfig(alignn_layers=1, gcn_layers=1, hidden=16, embedding=8)
+    ensemble = Ensemble([ALIGNN(config) for _ in range(n_members)])
+    data = ensemble.dataset(val_structures[:12])
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert len(ensemble._thread_groups(torch.get_num_threads())) == 1
+        alone = ensemble.member_predictions(data, batch_size=5)
+        torch.set_num_threads(2)
+        groups = ensemble._thread_groups(torch.get_num_threads())
+        assert [len(g) for g in groups] == [1, 1] if n_members == 2 else [2, 1]
+        assert [m for g in groups for m in g] == ensemble.members  # order kept
+        together = ensemble.member_predictions(data, batch_size=5)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert together.shape == (n_members, 12)
+    assert together == pytest.approx(alone, rel=1e-5, abs=1e-6)
