@@ -131,6 +131,43 @@ def test_skipped_edge_updates_change_nothing(val_structures: list[Structure]) ->
     assert kept_edges is edges and torch.equal(kept_nodes, all_nodes)
 
 
+def _plain_edge_gated_conv(
+    conv: EdgeGatedGraphConv, nodes: torch.Tensor, edges: torch.Tensor, index: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The convolution written out of place, term by term as in its docstring."""
+    src, dst = index
+    gate = conv.src_gate(nodes)[src] + conv.dst_gate(nodes)[dst] + conv.edge_gate(edges)
+    sigma = torch.sigmoid(gate)
+    n = nodes.shape[0]
+    summed = torch.zeros(n, nodes.shape[1]).index_add(0, dst, conv.dst_update(nodes)[src] * sigma)
+    norm = torch.zeros(n, nodes.shape[1]).index_add(0, dst, sigma)
+    updated = conv.src_update(nodes) + summed / (norm + 1e-6)
+    new_nodes = nodes + torch.nn.functional.silu(conv.norm_nodes(updated))
+    return new_nodes, edges + torch.nn.functional.silu(conv.norm_edges(gate))
+
+
+def test_in_place_convolution_matches_the_plain_formula_with_gradients() -> None:
+    """The convolution's in-place sums (for speed) give the textbook values and gradients."""
+    torch.manual_seed(3)
+    conv = EdgeGatedGraphConv(16)
+    index = torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2, 4], [1, 2, 3, 4, 0, 2, 3, 4, 4]])
+    results = []
+    for forward in (conv.forward, lambda *a: _plain_edge_gated_conv(conv, *a)):
+        conv.zero_grad()
+        nodes = torch.randn(5, 16, generator=torch.Generator().manual_seed(4)).requires_grad_()
+        edges = torch.randn(9, 16, generator=torch.Generator().manual_seed(5)).requires_grad_()
+        new_nodes, new_edges = forward(nodes, edges, index)
+        (new_nodes.square().sum() + (new_edges * new_edges.flip(0)).sum()).backward()
+        grads = [p.grad.clone() for p in conv.parameters()]
+        results.append((new_nodes.detach(), new_edges.detach(), nodes.grad, edges.grad, grads))
+    fast, plain = results
+    for a, b in zip(fast[:4], plain[:4], strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    for a, b in zip(fast[4], plain[4], strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert all(g.abs().sum() > 0 for g in fast[4])
+
+
 def test_no_gradient_leaks_between_crystals(val_structures: list[Structure]) -> None:
     torch.manual_seed(1)
     net = ALIGNN(SMALL)

@@ -71,3 +71,17 @@ def test_an_ensemble_with_descriptors_predicts_an_empty_list() -> None:
     ensemble = Ensemble([ALIGNN(replace(config, descriptors="composition"))])
     mean, std = ensemble.predict([])
     assert mean.shape == (0,) and std.shape == (0,)
+
+
+def test_density_equals_pymatgens(rocksalt: Structure, ternary: Structure) -> None:
+    """The density column is computed from the element table, not pymatgen's slow unit
+    classes; it must agree with Structure.density, also for oxidation-state labels and
+    partial occupancies."""
+    column = len(ELEMENT_PROPERTIES) * 4 + 1  # after the statistics and the volume per atom
+    charged = rocksalt.copy()
+    charged.add_oxidation_state_by_element({"Nb": 4, "C": -4})
+    disordered = ternary.copy()
+    disordered.replace(0, {disordered[0].specie.symbol: 0.5, "Ti": 0.5})
+    for structure in (rocksalt, ternary, charged, disordered):
+        value = composition_descriptors(structure)[column]
+        assert value == pytest.approx(structure.density, rel=1e-6)

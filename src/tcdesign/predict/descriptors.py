@@ -42,6 +42,8 @@ DESCRIPTOR_SIZES = {
     "composition": len(ELEMENT_PROPERTIES) * len(STATISTICS) + len(STRUCTURE_FEATURES),
 }
 NEIGHBOR_RADIUS = 4.0  # Angstrom, for the distance statistics
+MASS_COLUMN = ELEMENT_PROPERTIES.index("atomic_mass")
+AMU_PER_A3_IN_G_PER_CM3 = 1.66053906660  # 1 amu / A^3 in g / cm^3
 MAX_Z = 100
 
 
@@ -86,9 +88,10 @@ def _fill_table(table: np.ndarray) -> None:
 def composition_descriptors(structure: Structure) -> np.ndarray:
     """(DESCRIPTOR_SIZES['composition'],) descriptors of one structure (float32)."""
     # by element: oxidation-state labels (Fe2+ and Fe3+ from a CIF) are one element, not two
-    composition = structure.composition.element_composition.fractional_composition
-    numbers = np.array([element.Z for element in composition], dtype=np.int64)
-    weights = np.array([composition[element] for element in composition])  # (n_elements,)
+    counts = structure.composition.element_composition
+    numbers = np.array([element.Z for element in counts], dtype=np.int64)
+    amounts = np.array([counts[element] for element in counts])  # (n_elements,) atoms per cell
+    weights = amounts / amounts.sum()  # (n_elements,) fractions
     values = element_table()[numbers]  # (n_elements, n_properties)
     mean = weights @ values
     std = np.sqrt(weights @ (values - mean) ** 2)
@@ -99,7 +102,9 @@ def composition_descriptors(structure: Structure) -> np.ndarray:
     average = float(distances.mean()) if len(distances) else NEIGHBOR_RADIUS
     structural = [
         structure.volume / len(structure),
-        float(structure.density),
+        # g/cm^3 from amu/A^3; pymatgen's Structure.density gives the same through its unit
+        # classes at 3 ms a structure, half the cost of building the graph
+        float(amounts @ values[:, MASS_COLUMN]) * AMU_PER_A3_IN_G_PER_CM3 / structure.volume,
         len(numbers),
         shortest,
         average,
