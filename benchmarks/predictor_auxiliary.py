@@ -66,9 +66,17 @@ def split(name: str) -> tuple[GraphDataset, list[str]]:
 
 
 def train_member(
-    train: GraphDataset, val: GraphDataset, auxiliary: np.ndarray | None, weight: float, seed: int
-) -> tuple[float, list[float]]:
-    """Best val MAE (K) over the epochs and the val predictions of that epoch."""
+    train: GraphDataset,
+    val: GraphDataset,
+    auxiliary: np.ndarray | None,
+    weight: float,
+    seed: int,
+    sample_weights: np.ndarray | None = None,
+    held_out: GraphDataset | None = None,
+) -> tuple[float, list[float], list[float]]:
+    """Best val MAE (K) over the epochs, the val predictions of that epoch and its predictions
+    for ``held_out`` (empty without one). ``sample_weights`` (one per training crystal) weight
+    each crystal's Tc loss within its batch (``benchmarks/predictor_weights.py``)."""
     torch.manual_seed(seed)
     model = ALIGNN(CONFIG)
     model.set_target_statistics(model.transform(torch.as_tensor(train.targets)))
@@ -82,7 +90,8 @@ def train_member(
     order = torch.Generator().manual_seed(seed)
     aux = None if auxiliary is None else torch.as_tensor(auxiliary, dtype=torch.float32)
     truth = torch.as_tensor(val.targets)
-    best, best_predictions = math.inf, []
+    best, best_predictions, held_out_predictions = math.inf, [], []
+    weights = None if sample_weights is None else torch.as_tensor(sample_weights).float()
     for _ in tqdm(range(EPOCHS), desc=f"seed {seed}", leave=False):
         model.train()
         permutation = torch.randperm(len(train), generator=order).tolist()
@@ -93,7 +102,11 @@ def train_member(
             scaled = (batch.descriptors - model.descriptor_mean) / model.descriptor_std
             output = model.head(torch.cat((model.dropout(pooled), scaled), 1)).squeeze(-1)
             target = (model.transform(batch.targets) - model.target_mean) / model.target_std
-            loss = ((output - target) ** 2).mean()
+            if weights is None:
+                loss = ((output - target) ** 2).mean()
+            else:
+                chosen = weights[indices]  # (n,)
+                loss = (chosen * (output - target) ** 2).sum() / chosen.sum()
             if aux is not None:
                 wanted = aux[indices]  # (n, width), NaN where missing
                 known = ~torch.isnan(wanted)
@@ -109,7 +122,18 @@ def train_member(
         mae = float((predictions - truth).abs().mean())
         if mae < best:
             best, best_predictions = mae, predictions.tolist()
-    return best, best_predictions
+            if held_out is not None:
+                with torch.no_grad():
+                    everything = held_out.collate(list(range(len(held_out))))
+                    held_out_predictions = model.inverse_transform(model(everything)).tolist()
+    return best, best_predictions, held_out_predictions
+
+
+def resumable_result(path: str) -> tuple[Path, dict]:
+    """The result file and what it holds so far (members already trained); one torch thread."""
+    torch.set_num_threads(1)
+    out = Path(path)
+    return out, json.loads(out.read_text()) if out.exists() else {"members": {}}
 
 
 def main() -> None:
@@ -118,9 +142,7 @@ def main() -> None:
     parser.add_argument("--weight", type=float, default=0.5, help="auxiliary loss weight")
     parser.add_argument("--out", default=str(RESULTS), help="result JSON path (resumable)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    out = Path(args.out)
-    result = json.loads(out.read_text()) if out.exists() else {"members": {}}
+    out, result = resumable_result(args.out)
     (train, train_ids), (val, _) = split("train"), split("val")
     table = auxiliary_table().reindex(train_ids)
     standardised = ((table - table.mean()) / table.std()).to_numpy(dtype=np.float32)
@@ -131,7 +153,7 @@ def main() -> None:
             if key in result["members"]:
                 continue
             started = time.perf_counter()
-            mae, predictions = train_member(train, val, auxiliary, args.weight, seed)
+            mae, predictions, _ = train_member(train, val, auxiliary, args.weight, seed)
             result["members"][key] = {
                 "val_mae": mae,
                 "seconds": time.perf_counter() - started,
