@@ -43,6 +43,7 @@ from tcdesign.generate.defaults import (
     COMPOSITION_RULE,
     COMPOSITION_TEMPERATURE,
     CSP_POOL,
+    ENERGY_WEIGHT,
     OPT_LR,
     OPT_STARTS,
 )
@@ -61,6 +62,7 @@ from tcdesign.generate.sample import LangevinSchedule
 from tcdesign.generate.substitution import fit_atomic_volumes, parse_cell_formula, template_csp
 from tcdesign.predict.api import bundled_csv
 from tcdesign.predict.ensemble import Ensemble
+from tcdesign.screen.relax import static_energies_per_atom
 
 RESULTS = Path(__file__).parent / "results" / "generator.json"
 CSP_RESULTS = Path(__file__).parent / "results" / "generator_csp.json"
@@ -141,11 +143,15 @@ def csp_benchmark(
     schedule: LangevinSchedule,
     hybrid: HybridSettings,
     methods: tuple[str, ...] = CSP_METHODS,
+    energy_weight: float = ENERGY_WEIGHT,
 ) -> dict:
-    """CSP metrics of each method on the cell formulas of ``truths`` (at most ``max_atoms``)."""
+    """CSP metrics of each method on the cell formulas of ``truths`` (at most ``max_atoms``).
+    Template and hybrid candidates are re-ranked with CHGNet static energies at
+    ``energy_weight`` (0: by probability alone), as ``tcdesign csp`` does."""
     truths = [t for t in truths if len(t) <= model.config.max_atoms]
     volumes = fit_atomic_volumes(train)
-    result: dict = {"formulas": [cell_formula(t) for t in truths]}
+    energy = static_energies_per_atom if energy_weight else None
+    result: dict = {"formulas": [cell_formula(t) for t in truths], "energy_weight": energy_weight}
     for method in methods:
         started = time.perf_counter()
         ranked: dict[str, list] = {}
@@ -163,6 +169,8 @@ def csp_benchmark(
                             k,
                             volumes=volumes,
                             primitive_cell=hybrid.primitive_cell,
+                            energy=energy,
+                            energy_weight=energy_weight,
                         )
                     }
                 except ValueError:  # no template: a miss
@@ -171,7 +179,16 @@ def csp_benchmark(
                 pool = max(k, hybrid.pool or k)
                 try:
                     refined = hybrid_candidates(
-                        model, formula, train, pool, schedule, hybrid, seed, volumes
+                        model,
+                        formula,
+                        train,
+                        pool,
+                        schedule,
+                        hybrid,
+                        seed,
+                        volumes,
+                        energy=energy,
+                        energy_weight=energy_weight,
                     )
                     found = {rank: [s for s, _ in refined.ranked(rank, k)] for rank in RANKINGS}
                 except ValueError:
@@ -293,6 +310,12 @@ def main() -> None:
     )
     parser.add_argument("--csp-pool", type=int, default=CSP_POOL, help="candidates relaxed")
     parser.add_argument(
+        "--csp-energy-weight",
+        type=float,
+        default=ENERGY_WEIGHT,
+        help=f"CHGNet static-energy weight of template/hybrid ranking (default {ENERGY_WEIGHT:g})",
+    )
+    parser.add_argument(
         "--csp-cache",
         default="benchmarks/results/.csp_relax_cache.pkl",
         help="relaxed candidates, kept between runs (resumable)",
@@ -407,7 +430,7 @@ def main() -> None:
             hybrid,
             tuple(args.csp_methods),
         )
-        csp = csp_benchmark(*common)
+        csp = csp_benchmark(*common, energy_weight=args.csp_energy_weight)
         if args.csp_relax:
             csp.update(csp_relax_benchmark(*common, args.csp_pool, Path(args.csp_cache)))
     if args.only == "all":

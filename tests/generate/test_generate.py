@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -270,6 +271,18 @@ def test_csp_template(tmp_path, val_frame) -> None:
     argv = ["csp", "--formula", "Nb1C1", "--n", "3", "--method", "template", "--out"]
     assert main([*argv, str(tmp_path), "--quiet"]) == 2
     assert pd.read_csv(tmp_path / "csp.csv").equals(table)
+    # by default the candidates were re-ranked with their CHGNet static energies
+    assert np.isfinite(table.energy_per_atom).all() and (table.energy_per_atom < 0).all()
+    argv = ["csp", "--formula", "Nb1C1", "--n", "2", "--method", "template", "--quiet"]
+    assert main([*argv, "--energy-weight", "0", "--out", str(tmp_path)]) == 2  # other settings
+    assert main([*argv, "--energy-weight", "0", "--out", str(tmp_path / "off")]) == 0
+    assert main([*argv, "--energy-weight", "-1", "--out", str(tmp_path / "bad")]) == 2
+    with pytest.raises(SystemExit) as usage:  # argparse rejects it
+        main([*argv, "--energy-weight", "nan", "--out", str(tmp_path / "bad")])
+    assert usage.value.code == 2
+    off = pd.read_csv(tmp_path / "off" / "csp.csv")
+    assert off.energy_per_atom.isna().all() and (off.status == "ok").all()
+    assert off.score.is_monotonic_decreasing
 
 
 def test_killed_and_resumed_training_ends_with_the_uninterrupted_weights(

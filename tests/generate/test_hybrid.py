@@ -92,6 +92,7 @@ def test_csp_cli_hybrid(tmp_path) -> None:
     assert list(table.columns[:3]) == ["formula", "rank", "cif"]
     assert table["rank"].tolist() == list(range(1, len(table) + 1))
     assert (table.method == "hybrid").all() and (table.status == "ok").all()
+    assert np.isfinite(table.energy_per_atom).all()  # the templates' CHGNet static energies
     for cif in table.cif:
         assert Structure.from_str(cif, fmt="cif").composition == Composition("Nb6Sn2")
 

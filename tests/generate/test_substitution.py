@@ -248,3 +248,89 @@ def test_template_ranks_supercells_of_smaller_crystals_last() -> None:
     assert scores == sorted(scores, reverse=True)
     assert sorted(scores) == sorted(c.properties["score"] for c in ranked)
     assert next(c for c in ranked if c.properties["template"] == 2).properties["primitive"]
+
+
+def _tan_templates() -> list[Structure]:
+    """Rocksalt NbC and TaC (the likelier prototype for TaN) and a CsCl-type NbC."""
+    cscl = Structure(Lattice.cubic(2.9), ["Nb", "C"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return [rocksalt_of("Nb", "C", 4.47), rocksalt_of("Ta", "C", 4.45), cscl]
+
+
+def _energy_by_prototype(rocksalt: float, cscl: float):
+    """A stand-in potential: ``rocksalt`` eV/atom for cells with 6 nearest neighbours, ``cscl``
+    for those with 8; records every call."""
+    calls: list[int] = []
+
+    def energy(structures):
+        calls.append(len(structures))
+        out = []
+        for s in structures:
+            neighbours = s.get_neighbors(s[0], min(s.lattice.abc) * 0.9)
+            shortest = min(n.nn_distance for n in neighbours)
+            first_shell = sum(n.nn_distance < shortest + 0.1 for n in neighbours)
+            out.append(rocksalt if first_shell == 6 else cscl)
+        return out
+
+    return energy, calls
+
+
+def test_energy_reranks_template_candidates() -> None:
+    """Without energies rocksalt TaN comes first; a potential that puts the CsCl cell
+    0.5 eV/atom lower moves it up at weight 10 (10 x 0.5 nats outweighs the probability gap)
+    but not at weight 0.1; the ranking score is log-probability - weight x (E - E_min)."""
+    templates = _tan_templates()
+    plain = template_csp("Ta1N1", templates, k=5)
+    assert plain[0].properties["template"] in (0, 1)
+    assert "energy_per_atom" not in plain[0].properties
+    gap = plain[0].properties["log_probability"] - plain[1].properties["log_probability"]
+    assert 0 < gap < 5
+
+    energy, calls = _energy_by_prototype(rocksalt=-9.0, cscl=-9.5)
+    strong = template_csp("Ta1N1", templates, k=5, energy=energy, energy_weight=10.0)
+    assert calls == [2]  # one batched call over the pool
+    assert strong[0].properties["template"] == 2
+    assert strong[0].properties["energy_per_atom"] == -9.5
+    assert strong[0].properties["score"] == pytest.approx(strong[0].properties["log_probability"])
+    assert strong[1].properties["score"] == pytest.approx(
+        strong[1].properties["log_probability"] - 10.0 * 0.5
+    )
+    weak = template_csp("Ta1N1", templates, k=5, energy=energy, energy_weight=0.1)
+    assert weak[0].properties["template"] in (0, 1)
+    off = template_csp("Ta1N1", templates, k=5, energy=energy, energy_weight=0.0)
+    assert [c.properties["template"] for c in off] == [c.properties["template"] for c in plain]
+    assert len(calls) == 2  # weight 0 never calls the potential
+
+
+def test_energy_nan_counts_as_highest_and_only_the_pool_is_reranked() -> None:
+    templates = _tan_templates()
+
+    def nan_for_rocksalt(structures):
+        energy, _ = _energy_by_prototype(rocksalt=float("nan"), cscl=-9.0)
+        return energy(structures)
+
+    ranked = template_csp("Ta1N1", templates, k=5, energy=nan_for_rocksalt, energy_weight=10.0)
+    # the NaN candidate counts as the highest energy of the pool: here the only other one,
+    # so neither gets an energy penalty and the probability order stays
+    assert [c.properties["template"] in (0, 1) for c in ranked] == [True, False]
+    assert np.isnan(ranked[0].properties["energy_per_atom"])
+
+    energy, calls = _energy_by_prototype(rocksalt=-9.0, cscl=-9.5)
+    top = template_csp("Ta1N1", templates, k=1, energy=energy, energy_pool=1)
+    assert calls == [1] and top[0].properties["template"] in (0, 1)  # CsCl was outside the pool
+
+
+def test_energy_reranking_keeps_supercells_of_smaller_crystals_last() -> None:
+    """A doubled rocksalt cell stays behind the wurtzite-type one whatever its energy."""
+    wurtzite = Structure.from_spacegroup(
+        "P6_3mc",
+        Lattice.hexagonal(3.19, 5.19),
+        ["Ga", "N"],
+        [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.377]],
+    )
+    templates = [rocksalt_of("Mg", "O", 4.21), wurtzite]
+
+    def rocksalt_much_lower(structures):
+        return [-20.0 if not s.properties["primitive"] else -5.0 for s in structures]
+
+    ranked = template_csp("Zn2O2", templates, k=5, energy=rocksalt_much_lower, energy_weight=100.0)
+    assert [c.properties["primitive"] for c in ranked] == [True, False]

@@ -13,7 +13,9 @@ from tcdesign.screen.relax import (
     RelaxationError,
     _check,
     relax_structure,
+    static_energies_per_atom,
     static_energy_and_moment,
+    static_energy_per_atom,
 )
 from tests.screen.conftest import FCC, americium, fcc_al
 
@@ -73,3 +75,36 @@ def test_chgnet_moments_flag_iron_and_not_aluminium():
     assert moment == pytest.approx(2.2, abs=0.4) and math.isfinite(energy)
     assert relax_structure(fcc_al(4.04), max_steps=20).magmom < 0.05
     assert math.isnan(relax_structure(americium()).magmom)  # failed: no moment
+
+
+def test_static_energies_are_batched_single_energies_with_nan_for_the_unusable():
+    strained = fcc_al(4.2)
+    cells = [fcc_al(4.04), americium(), strained, Structure(Lattice.cubic(3.0), [], [])]
+    energies = static_energies_per_atom(cells, batch_size=2)
+    assert energies[0] == pytest.approx(static_energy_per_atom(fcc_al(4.04)), abs=1e-4)
+    assert energies[2] == pytest.approx(static_energy_per_atom(strained), abs=1e-4)
+    assert energies[2] > energies[0]  # 4.2 A is far from aluminium's 4.04 A
+    assert math.isnan(energies[1]) and math.isnan(energies[3])  # Am: no embedding; empty cell
+
+
+def test_static_energies_retry_a_failing_batch_one_by_one(monkeypatch):
+    """A batch the model rejects is retried singly: only the bad cell loses its energy."""
+    import tcdesign.screen.relax as relax
+
+    good, bad = fcc_al(4.04), fcc_al(4.1)
+
+    class Picky:
+        calls: list[int] = []
+
+        def predict_structure(self, structures, task, batch_size):
+            self.calls.append(len(structures))
+            if any(s is bad for s in structures):
+                raise RuntimeError("cannot build graph")
+            return [{"e": np.float32(-3.5)} for _ in structures]
+
+    picky = Picky()
+    monkeypatch.setattr(relax, "chgnet_model", lambda device="cpu": picky)
+    energies = static_energies_per_atom([good, bad, good], batch_size=3)
+    assert energies[0] == energies[2] == pytest.approx(-3.5)
+    assert math.isnan(energies[1])
+    assert picky.calls == [3, 1, 1, 1]

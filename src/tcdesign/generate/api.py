@@ -7,6 +7,7 @@ import json
 import pickle
 import sys
 from dataclasses import asdict, replace
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -22,7 +23,7 @@ from tcdesign.devices import bridge_decoder, resolve_device
 from tcdesign.folder_settings import check_folder_settings
 from tcdesign.generate.cdvae import CDVAE, CDVAEConfig
 from tcdesign.generate.data import CrystalDataset
-from tcdesign.generate.defaults import CSP_POOL, OPT_LR, OPT_STARTS, OptStart
+from tcdesign.generate.defaults import CSP_POOL, ENERGY_WEIGHT, OPT_LR, OPT_STARTS, OptStart
 from tcdesign.generate.energy_rank import rank_by_energy
 from tcdesign.generate.hybrid import HybridSettings, encode_structures, hybrid_csp
 from tcdesign.generate.sample import (
@@ -41,6 +42,7 @@ from tcdesign.generate.substitution import (
 )
 from tcdesign.generate.train import GeneratorSettings, train_generator
 from tcdesign.predict.api import bundled_csv, report_bad_rows
+from tcdesign.screen.relax import static_energies_per_atom
 from tcdesign.training import is_main_process
 
 
@@ -373,6 +375,12 @@ def format_counts(counts: dict[str, int]) -> str:
     return "".join(f"{el}{n}" for el, n in counts.items())
 
 
+def _static_energy(structure: Structure | None) -> float:
+    """The CHGNet static energy a template or hybrid candidate was ranked with, else NaN."""
+    properties = getattr(structure, "properties", None) or {}
+    return float(properties.get("energy_per_atom", float("nan")))
+
+
 def csp(
     formulas: list[str],
     out_dir: str | Path,
@@ -386,6 +394,7 @@ def csp(
     relax: bool = False,
     pool: int = CSP_POOL,
     primitive_cell: bool = True,
+    energy_weight: float = ENERGY_WEIGHT,
     progress: bool = True,
     device: str | None = None,
 ) -> pd.DataFrame:
@@ -398,6 +407,9 @@ def csp(
     the method's own, ``source_rank`` is the candidate's place in the method's order).
     ``primitive_cell``: the formulas count the atoms of primitive cells, so template and hybrid
     candidates that are supercells of smaller crystals rank last (:func:`template_csp`).
+    ``energy_weight``: template and hybrid candidates are re-ranked with their CHGNet static
+    energies (:func:`template_csp`'s ``energy``; 0 turns it off); ``energy_per_atom`` is then
+    the static energy of the template candidate (the relaxed energy with ``relax``).
 
     A formula that cannot be used (unknown element, too many atoms, no template) gets one row
     with status ``error`` and the reason; the others are still predicted. A rerun must use the
@@ -415,6 +427,7 @@ def csp(
         key.update(model=model_identity(model), schedule=asdict(schedule or LangevinSchedule()))
     if method in ("template", "hybrid"):
         key["primitive_cell"] = primitive_cell
+        key["energy_weight"] = energy_weight
     if method == "hybrid":
         key["hybrid"] = asdict(hybrid or HybridSettings())
     table_path = out_dir / "csp.csv"
@@ -437,6 +450,7 @@ def csp(
         raise ValueError(f"pool must be >= 1, got {pool}")
     wanted = max(k, pool) if relax else k
     hybrid_settings = replace(hybrid or HybridSettings(), primitive_cell=primitive_cell)
+    energy_fn = partial(static_energies_per_atom, device=device or "cpu") if energy_weight else None
     desc = f"csp ({method}{', relaxed' if relax else ''})"
     for formula in tqdm(todo, desc=desc, unit="formula", disable=not progress):
         rows = []
@@ -446,15 +460,30 @@ def csp(
                 results = csp_cdvae(generator, counts, wanted, seed, schedule)
             elif method == "hybrid":
                 results = hybrid_csp(
-                    generator, formula, train, wanted, seed, schedule, hybrid_settings, volumes
+                    generator,
+                    formula,
+                    train,
+                    wanted,
+                    seed,
+                    schedule,
+                    hybrid_settings,
+                    volumes,
+                    energy=energy_fn,
+                    energy_weight=energy_weight,
                 )
             else:
                 templates = template_csp(
-                    formula, train, wanted, volumes=volumes, primitive_cell=primitive_cell
+                    formula,
+                    train,
+                    wanted,
+                    volumes=volumes,
+                    primitive_cell=primitive_cell,
+                    energy=energy_fn,
+                    energy_weight=energy_weight,
                 )
                 results = [(s, float(s.properties.get("score", float("nan")))) for s in templates]
             ranked = [
-                (structure, score, float("nan"), rank, "")
+                (structure, score, _static_energy(structure), rank, "")
                 for rank, (structure, score) in enumerate(results, start=1)
             ]
             if relax:

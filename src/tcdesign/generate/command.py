@@ -28,6 +28,7 @@ from tcdesign.generate.defaults import (
     COMPOSITION_RULE,
     COMPOSITION_TEMPERATURE,
     CSP_POOL,
+    ENERGY_WEIGHT,
     OPT_LR,
     OPT_STARTS,
 )
@@ -194,6 +195,9 @@ def cmd_csp(args: argparse.Namespace) -> int:
     if args.pool < 1:
         print(f"tcdesign: --pool must be >= 1, got {args.pool}", file=sys.stderr)
         return 2
+    if args.energy_weight < 0:
+        print(f"tcdesign: --energy-weight must be >= 0, got {args.energy_weight}", file=sys.stderr)
+        return 2
     table = csp(
         formulas,
         args.out,
@@ -205,6 +209,7 @@ def cmd_csp(args: argparse.Namespace) -> int:
         relax=args.relax,
         pool=args.pool,
         primitive_cell=not args.any_cell,
+        energy_weight=args.energy_weight,
         progress=not args.quiet,
         device=args.device,
     )
@@ -294,11 +299,12 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "(atom counts per cell, e.g. Nb6Sn2). cdvae: latents that the model finds most "
         "compatible with the composition are decoded with atom count and types fixed, ranked by "
         "that log-likelihood; template: training structures with the same stoichiometry "
-        "pattern, elements mapped by substitution probability, volume rescaled; hybrid: "
+        "pattern, elements mapped by substitution probability, volume rescaled, the best "
+        "re-ranked with their CHGNet static energies (--energy-weight); hybrid: "
         "template candidates encoded by CDVAE, their coordinates refined by the score network "
-        "from a small noise level, reranked by template and composition log-likelihood. Writes "
-        "DIR/csp.csv (formula, rank, cif, method, score, status, error); a rerun skips "
-        "formulas already done.",
+        "from a small noise level, reranked by template score and composition log-likelihood. "
+        "Writes DIR/csp.csv (formula, rank, cif, method, score, status, error, "
+        "energy_per_atom, source_rank); a rerun skips formulas already done.",
     )
     source = csp_verb.add_mutually_exclusive_group(required=True)
     source.add_argument("--formula", nargs="+", help="one or more cell formulas, e.g. Nb6Sn2")
@@ -322,6 +328,15 @@ def register(verbs: argparse._SubParsersAction) -> None:
         type=int,
         default=CSP_POOL,
         help=f"candidates relaxed per formula with --relax (default {CSP_POOL})",
+    )
+    csp_verb.add_argument(
+        "--energy-weight",
+        type=finite_float,
+        default=ENERGY_WEIGHT,
+        help="template and hybrid: re-rank the best candidates by substitution log-probability "
+        "minus this weight times their CHGNet static energy (eV/atom) above the lowest of them "
+        f"(default {ENERGY_WEIGHT:g}; 0 ranks by probability alone). The energy is written to "
+        "the energy_per_atom column",
     )
     csp_verb.add_argument(
         "--any-cell",

@@ -39,10 +39,15 @@ from torch.nn import functional as F
 from tcdesign.data.io import InputError
 from tcdesign.generate.cdvae import CDVAE
 from tcdesign.generate.data import CrystalDataset, canonical_cell
+from tcdesign.generate.defaults import ENERGY_WEIGHT
 from tcdesign.generate.lattice import lattice_from_parameters
 from tcdesign.generate.sample import LangevinSchedule, composition_log_likelihood, decode
 from tcdesign.generate.scorenet import NUM_ELEMENTS
-from tcdesign.generate.substitution import parse_cell_formula, template_csp
+from tcdesign.generate.substitution import (
+    EnergyFunction,
+    parse_cell_formula,
+    template_csp,
+)
 
 LatticeSource = Literal["template", "head"]
 RankBy = Literal["template", "likelihood", "combined", "residual"]
@@ -176,11 +181,15 @@ def hybrid_candidates(
     settings: HybridSettings | None = None,
     seed: int = 0,
     volumes: dict[str, float] | None = None,
+    *,
+    energy: EnergyFunction | None = None,
+    energy_weight: float = ENERGY_WEIGHT,
 ) -> RefinedCandidates:
     """Up to ``pool`` template candidates for a cell formula, refined and scored (unranked).
 
     Raises ValueError for a bad formula or one without a template, InputError for more atoms
-    than the generator supports. ``volumes`` as in :func:`template_csp`.
+    than the generator supports. ``volumes``, ``energy`` and ``energy_weight`` as in
+    :func:`template_csp` (with ``energy``, the ``template`` score includes the energy term).
     """
     settings = settings or HybridSettings()
     counts = parse_cell_formula(formula)
@@ -190,11 +199,20 @@ def hybrid_candidates(
             f"{model.config.max_atoms} this generator supports"
         )
     templates = template_csp(
-        formula, train_structures, pool, volumes=volumes, primitive_cell=settings.primitive_cell
+        formula,
+        train_structures,
+        pool,
+        volumes=volumes,
+        primitive_cell=settings.primitive_cell,
+        energy=energy,
+        energy_weight=energy_weight,
     )
     scores = [float(s.properties["score"]) for s in templates]
     generator = torch.Generator().manual_seed(seed)
     refined = refine(model, templates, scores, schedule or LangevinSchedule(), settings, generator)
+    for template, structure in zip(templates, refined.structures, strict=True):
+        if structure is not None and "energy_per_atom" in template.properties:
+            structure.properties["energy_per_atom"] = template.properties["energy_per_atom"]
     if settings.primitive_cell:
         refined.demoted = np.array([not s.properties["primitive"] for s in templates])
     return refined
@@ -209,12 +227,26 @@ def hybrid_csp(
     schedule: LangevinSchedule | None = None,
     settings: HybridSettings | None = None,
     volumes: dict[str, float] | None = None,
+    *,
+    energy: EnergyFunction | None = None,
+    energy_weight: float = ENERGY_WEIGHT,
 ) -> list[tuple[Structure | None, float]]:
     """``k`` structures for a cell formula: template candidates refined by the score network,
-    (structure, score) best first by ``settings.rank_by`` (:func:`hybrid_candidates`)."""
+    (structure, score) best first by ``settings.rank_by`` (:func:`hybrid_candidates`). Each
+    refined structure carries its template's CHGNet static energy as
+    ``properties["energy_per_atom"]`` when ``energy`` is given."""
     settings = settings or HybridSettings()
     pool = max(k, settings.pool or k)
     candidates = hybrid_candidates(
-        model, formula, train_structures, pool, schedule, settings, seed, volumes
+        model,
+        formula,
+        train_structures,
+        pool,
+        schedule,
+        settings,
+        seed,
+        volumes,
+        energy=energy,
+        energy_weight=energy_weight,
     )
     return candidates.ranked(settings.rank_by, k)

@@ -13,8 +13,11 @@ closer than :data:`MIN_DISTANCE`.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
@@ -63,16 +66,14 @@ def chgnet_model(device: str = "cpu") -> CHGNet:
 
     from tcdesign.devices import resolve_device
 
-    return CHGNet.load(verbose=False, use_device=str(resolve_device(device)))
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its parameter count
+        return CHGNet.load(verbose=False, use_device=str(resolve_device(device)))
 
 
 @lru_cache(maxsize=2)
 def _calculator(device: str = "cpu"):
     """One ASE calculator per process and device around :func:`chgnet_model` (it resets per
     atoms object)."""
-    import contextlib
-    import io
-
     from chgnet.model.dynamics import CHGNetCalculator
 
     from tcdesign.devices import resolve_device
@@ -208,3 +209,48 @@ def static_energy_and_moment(structure: Structure, device: str = "cpu") -> tuple
 def static_energy_per_atom(structure: Structure) -> float:
     """CHGNet energy (eV/atom) of ``structure`` as it is, without relaxation."""
     return static_energy_and_moment(structure)[0]
+
+
+STATIC_BATCH = 16  # structures per CHGNet call in static_energies_per_atom
+
+
+def static_energies_per_atom(
+    structures: Sequence[Structure], device: str = "cpu", batch_size: int = STATIC_BATCH
+) -> list[float]:
+    """CHGNet energy (eV/atom) of each structure as it is, without relaxation; NaN for a
+    structure CHGNet cannot evaluate (an element it lacks, a broken cell, an error).
+
+    Batched: ``batch_size`` structures per model call; a batch that fails is retried one
+    structure at a time, so one bad cell costs only its own energy.
+    """
+    from tcdesign.generate.metrics import is_usable
+
+    energies = [math.nan] * len(structures)
+    todo = [
+        i
+        for i, s in enumerate(structures)
+        if is_usable(s) and unsupported_element(s) is None and s.volume / len(s) > 0.1
+    ]
+    model = chgnet_model(device)
+
+    def predict(items: list[int]) -> None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=CHGNET_WARNING)
+            out = model.predict_structure(
+                [structures[i] for i in items], task="e", batch_size=len(items)
+            )
+        out = out if isinstance(out, list) else [out]
+        for i, prediction in zip(items, out, strict=True):
+            energies[i] = float(np.asarray(prediction["e"]).reshape(-1)[0])
+
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start : start + batch_size]
+        try:
+            predict(batch)
+        except Exception:  # noqa: BLE001 - CHGNet raises many kinds on odd cells; retry singly
+            for i in batch:
+                try:
+                    predict([i])
+                except Exception:  # noqa: BLE001
+                    energies[i] = math.nan
+    return energies
