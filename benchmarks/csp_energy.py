@@ -24,6 +24,7 @@ import argparse
 import json
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -40,14 +41,11 @@ CACHE = Path(__file__).parent / "results" / "csp_energy_candidates.jsonl"
 WEIGHTS = (0.0, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 50.0, 100.0, 1000.0)
 MAX_ATOMS = 20  # the val benchmark's limit (the generator's largest cell)
 
-_TRAIN: list | None = None
 
-
-def _train() -> list:
-    global _TRAIN
-    if _TRAIN is None:
-        _TRAIN = [r.structure for r in read_structures(bundled_csv("train")) if r.ok]
-    return _TRAIN
+@lru_cache(maxsize=2)
+def _split(name: str) -> list:
+    """The usable structures of a bundled split, read once per process."""
+    return [r.structure for r in read_structures(bundled_csv(name)) if r.ok]
 
 
 def cell_formula(structure) -> str:
@@ -60,8 +58,8 @@ def candidates(split: str, index: int, pool: int) -> dict:
     whether each matches the true crystal."""
     from tcdesign.screen.relax import static_energies_per_atom
 
-    train = _train()
-    truth = train[index] if split == "train" else _val()[index]
+    train = _split("train")
+    truth = train[index] if split == "train" else _split("val")[index]
     templates = [s for i, s in enumerate(train) if not (split == "train" and i == index)]
     formula = cell_formula(truth)
     record: dict = {"split": split, "index": index, "formula": formula, "candidates": []}
@@ -87,16 +85,6 @@ def candidates(split: str, index: int, pool: int) -> dict:
         for s, e, m in zip(found, energies, matches, strict=True)
     ]
     return record
-
-
-_VAL: list | None = None
-
-
-def _val() -> list:
-    global _VAL
-    if _VAL is None:
-        _VAL = [r.structure for r in read_structures(bundled_csv("val")) if r.ok]
-    return _VAL
 
 
 def _init_worker() -> None:
@@ -148,8 +136,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     started = time.perf_counter()
-    train_n = len(_train())
-    val_n = len(_val())
+    train_n = len(_split("train"))
+    val_n = len(_split("val"))
     jobs = [("train", i) for i in range(train_n)][: args.limit] + [
         ("val", i) for i in range(val_n)
     ][: args.limit]
