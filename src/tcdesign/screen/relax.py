@@ -218,7 +218,8 @@ def static_energies_per_atom(
     structures: Sequence[Structure], device: str = "cpu", batch_size: int = STATIC_BATCH
 ) -> list[float]:
     """CHGNet energy (eV/atom) of each structure as it is, without relaxation; NaN for a
-    structure CHGNet cannot evaluate (an element it lacks, a broken cell, an error).
+    structure CHGNet cannot evaluate (an element it lacks, a broken cell, one denser than
+    :data:`MIN_VOLUME_PER_ATOM`, an error).
 
     Batched: ``batch_size`` structures per model call; a batch that fails is retried one
     structure at a time, so one bad cell costs only its own energy.
@@ -229,7 +230,9 @@ def static_energies_per_atom(
     todo = [
         i
         for i, s in enumerate(structures)
-        if is_usable(s) and unsupported_element(s) is None and s.volume / len(s) > 0.1
+        if is_usable(s)
+        and unsupported_element(s) is None
+        and s.volume / len(s) >= MIN_VOLUME_PER_ATOM
     ]
     model = chgnet_model(device)
 
