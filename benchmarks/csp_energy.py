@@ -23,8 +23,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +94,33 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
+def run_cached(
+    jobs: list[tuple[str, int]],
+    cache_path: Path,
+    work: Callable[[str, int], dict],
+    workers: int,
+) -> dict[tuple[str, int], dict]:
+    """Every (split, index) job's record: read from the JSON-lines ``cache_path`` where it is
+    there, else computed by ``work`` in ``workers`` processes and appended as it finishes (a
+    killed run resumes)."""
+    done: dict[tuple[str, int], dict] = {}
+    if cache_path.exists():
+        for line in cache_path.read_text().splitlines():
+            record = json.loads(line)
+            done[(record["split"], record["index"])] = record
+    todo = [job for job in jobs if job not in done]
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
+        futures = [pool.submit(work, split, i) for split, i in todo]
+        with cache_path.open("a") as cache:
+            for future in tqdm(as_completed(futures), total=len(futures), desc="queries"):
+                record = future.result()
+                done[(record["split"], record["index"])] = record
+                cache.write(json.dumps(record) + "\n")
+                cache.flush()
+    return done
+
+
 def rank(record: dict, weight: float) -> list[bool]:
     """Match flags of the record's candidates in the order the CLI gives them for ``weight``."""
     cands = record["candidates"]
@@ -141,21 +169,7 @@ def main() -> None:
     jobs = [("train", i) for i in range(train_n)][: args.limit] + [
         ("val", i) for i in range(val_n)
     ][: args.limit]
-    done: dict[tuple[str, int], dict] = {}
-    if args.cache.exists():
-        for line in args.cache.read_text().splitlines():
-            record = json.loads(line)
-            done[(record["split"], record["index"])] = record
-    todo = [job for job in jobs if job not in done]
-    args.cache.parent.mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(args.workers, initializer=_init_worker) as pool:
-        futures = [pool.submit(candidates, split, i, args.pool) for split, i in todo]
-        with args.cache.open("a") as cache:
-            for future in tqdm(as_completed(futures), total=len(futures), desc="queries"):
-                record = future.result()
-                done[(record["split"], record["index"])] = record
-                cache.write(json.dumps(record) + "\n")
-                cache.flush()
+    done = run_cached(jobs, args.cache, partial(candidates, pool=args.pool), args.workers)
     result: dict = {
         "pool": args.pool,
         "k": args.k,

@@ -26,12 +26,11 @@ import argparse
 import json
 import math
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-from csp_energy import _init_worker, _split, cell_formula
-from tqdm import tqdm
+from csp_energy import _split, cell_formula, run_cached
 
 from tcdesign.generate.substitution import _energy_above_lowest
 
@@ -134,21 +133,8 @@ def main() -> None:
     args = parser.parse_args()
     jobs = [("val", i) for i in range(len(_split("val")))]
     jobs += [("train", i) for i in range(0, len(_split("train")), args.train_every)]
-    done: dict[tuple[str, int], dict] = {}
-    if args.cache.exists():
-        for line in args.cache.read_text().splitlines():
-            record = json.loads(line)
-            done[(record["split"], record["index"])] = record
-    todo = [job for job in jobs if job not in done]
-    args.cache.parent.mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(args.workers, initializer=_init_worker) as pool:
-        futures = [pool.submit(query, split, i, args.relax_steps) for split, i in todo]
-        with args.cache.open("a") as cache:
-            for future in tqdm(as_completed(futures), total=len(futures), desc="queries"):
-                record = future.result()
-                done[(record["split"], record["index"])] = record
-                cache.write(json.dumps(record) + "\n")
-                cache.flush()
+    work = partial(query, relax_steps=args.relax_steps)
+    done = run_cached(jobs, args.cache, work, args.workers)
     rankings = {
         "static": ("static", False),
         "volume": ("volume", False),
