@@ -8,8 +8,10 @@ positions are, so two cheap refinements of the energy are measured here on the s
 - ``volume``: the lowest static energy over isotropic volume scalings of the cell
   (``SCALES``, seven static calls per candidate);
 - ``relaxed``: the energy after a short CHGNet relaxation of positions and cell (FIRE,
-  ``--relax-steps`` steps, fmax 0.1 eV/A; a few seconds per candidate), scored both by whether
-  the unrelaxed candidate matches the true crystal and whether the relaxed one does.
+  ``--relax-steps`` steps (30), ``--fmax`` (0.1 eV/A); a few seconds per candidate), scored
+  both by whether the unrelaxed candidate matches the true crystal and whether the relaxed one
+  does. ``--relax-steps 200 --fmax 0.05`` are the settings of ``tcdesign csp --relax``; use
+  another ``--cache`` and ``--out`` for them.
 
 Each ranks by log-probability minus weight x (energy above the pool's lowest), primitive cells
 first, as the CLI does. Queries: the 105 val formulas (all training crystals as templates) and
@@ -42,7 +44,7 @@ POOL = 10
 RELAX_FMAX = 0.1  # eV/A
 
 
-def query(split: str, index: int, relax_steps: int) -> dict:
+def query(split: str, index: int, relax_steps: int, fmax: float = RELAX_FMAX) -> dict:
     """One formula's pool: log-probability, primitive flag, static energies at ``SCALES``, the
     short-relaxation energy, and whether the candidate (unrelaxed / relaxed) matches the truth."""
     from tcdesign.generate.metrics import match_rms
@@ -69,7 +71,7 @@ def query(split: str, index: int, relax_steps: int) -> dict:
             scaled.append(copy)
     energies = np.array(static_energies_per_atom(scaled)).reshape(len(found), len(SCALES))
     started = time.perf_counter()
-    relaxed = [relax_structure(s, fmax=RELAX_FMAX, max_steps=relax_steps) for s in found]
+    relaxed = [relax_structure(s, fmax=fmax, max_steps=relax_steps) for s in found]
     record["relax_seconds"] = time.perf_counter() - started
     matches = match_rms(truth, found)
     relaxed_cells = [
@@ -127,13 +129,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     parser.add_argument("--relax-steps", type=int, default=30, help="FIRE steps per candidate")
+    parser.add_argument("--fmax", type=float, default=RELAX_FMAX, help="force threshold, eV/A")
     parser.add_argument("--train-every", type=int, default=4, help="every Nth training formula")
     parser.add_argument("--cache", type=Path, default=CACHE, help="candidate cache (JSON lines)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     jobs = [("val", i) for i in range(len(_split("val")))]
     jobs += [("train", i) for i in range(0, len(_split("train")), args.train_every)]
-    work = partial(query, relax_steps=args.relax_steps)
+    work = partial(query, relax_steps=args.relax_steps, fmax=args.fmax)
     done = run_cached(jobs, args.cache, work, args.workers)
     rankings = {
         "static": ("static", False),
@@ -143,7 +146,7 @@ def main() -> None:
     }
     result: dict = {
         "pool": POOL,
-        "relax": {"steps": args.relax_steps, "fmax": RELAX_FMAX, "optimizer": "FIRE"},
+        "relax": {"steps": args.relax_steps, "fmax": args.fmax, "optimizer": "FIRE"},
         "volume_scales": list(SCALES),
         "matcher": "stol 0.5, ltol 0.3, angle_tol 10",
     }
