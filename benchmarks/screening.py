@@ -9,6 +9,11 @@
 3. Metallicity on labelled non-metals: the non-metals of dft_labels.csv (gap > 0.05 eV) plus
    textbook semiconductors and insulators built here with their experimental lattice constants
    (all non-metals; experimental gaps from standard tables), and textbook elemental metals.
+4. The CHGNet phonon check (:mod:`tcdesign.screen.phonons`): on every relaxed val crystal (how
+   often the DFT Tc exceeds 5 K among the stable and the unstable ones; the full rule with
+   ``require_stable``), and against the dynamical stability Quantum ESPRESSO found for the
+   crystals of ``verify_jarvis.json`` (relaxed with CHGNet as the screen does) and the
+   candidates of ``verify_candidates.json`` (their relaxed cells from the frozen run).
 
 Writes benchmarks/results/screen.json and prints a table. Usage:
     python benchmarks/screening.py [--workers 1] [--limit N] [--out PATH]
@@ -34,8 +39,8 @@ from pymatgen.io.ase import AseAtomsAdaptor
 
 from tcdesign.data.io import read_structures
 from tcdesign.predict.api import bundled_csv
-from tcdesign.screen import ScreenSettings, screen_records
-from tcdesign.screen.api import rule_failures
+from tcdesign.screen import ScreenSettings, phonons, screen_records
+from tcdesign.screen.api import rule_failures, structure_fingerprint
 from tcdesign.screen.gap import load_gap_model
 from tcdesign.screen.hull import ReferenceSet
 from tcdesign.screen.references import (
@@ -174,6 +179,87 @@ def rule_stats(table: pd.DataFrame, truth: pd.Series, settings: ScreenSettings, 
     }
 
 
+def val_phonons(table: pd.DataFrame, val: list, folder: str, truth: pd.Series) -> dict:
+    """The phonon check of every relaxed val crystal (cached in the screening folder) and how
+    the DFT Tc splits between the stable and the unstable ones."""
+    from pymatgen.core import Structure
+
+    records = {r.id: r for r in val}
+    ok = table[table.status == "ok"]
+    candidates = [
+        (rid, structure_fingerprint(records[rid].structure), Structure.from_file(Path(folder) / c))
+        for rid, c in zip(ok.id, ok.relaxed_cif, strict=True)
+    ]
+    checks = phonons.check_candidates(candidates, folder, progress=True)
+    seconds = [check.get("phonon_seconds", np.nan) for check in checks.values()]
+    stable = pd.Series({k: v["phonon_stable"] for k, v in checks.items()})
+    checked = stable[stable.notna()].astype(bool)
+    above = truth.reindex(checked.index) >= TC_RULE
+    return {
+        "checked": len(checked),
+        "not_checked": int(stable.isna().sum()),
+        "stable": int(checked.sum()),
+        "dft_above_5K_among_stable": float(above[checked].mean()),
+        "dft_above_5K_among_unstable": float(above[~checked].mean()),
+        "seconds_median": float(np.nanmedian(seconds)),
+    }
+
+
+def phonons_vs_dft(train_records: dict, val_records: dict) -> list[dict]:
+    """CHGNet's stability call beside Quantum ESPRESSO's for every finished DFT crystal."""
+    from pymatgen.core import Structure
+
+    from tcdesign.screen.relax import relax_structure
+
+    results = Path(__file__).parent / "results"
+    rows = []
+    jarvis = json.loads((results / "verify_jarvis.json").read_text())["crystals"]
+    for crystal in jarvis:
+        if crystal.get("status") != "ok":
+            continue
+        record = train_records.get(crystal["id"]) or val_records.get(crystal["id"])
+        relaxed = relax_structure(record.structure).structure
+        rows.append((crystal, relaxed))
+    candidates = json.loads((results / "verify_candidates.json").read_text())["candidates"]
+    run = Path(__file__).parent / "dft" / "candidates" / "source_run"
+    ranked = pd.read_csv(run / "candidates.csv", dtype={"id": str})
+    for crystal in candidates:
+        if crystal.get("status") != "ok":
+            continue
+        source = crystal["id"].rsplit("-", 1)[0]  # gen-00062-VRu -> gen-00062
+        cif = ranked.set_index("id").loc[source, "cif"]
+        rows.append((crystal, Structure.from_file(run / cif)))
+    compared = []
+    for crystal, structure in rows:
+        check = phonons.phonon_check(structure)
+        compared.append(
+            {
+                "id": crystal["id"],
+                "formula": crystal["formula"],
+                "dft_stable": bool(crystal["dynamically_stable"]),
+                "dft_min_freq_cm1": crystal["min_freq_cm1"],
+                "chgnet_stable": check["phonon_stable"],
+                "chgnet_min_freq_cm1": check["phonon_min_freq_cm1"],
+            }
+        )
+    return compared
+
+
+def phonon_share(stats: dict) -> str:
+    return f"{stats['stable']} of {stats['checked']} ({stats['seconds_median']:.1f} s median)"
+
+
+def phonon_tc(stats: dict) -> str:
+    stable, unstable = stats["dft_above_5K_among_stable"], stats["dft_above_5K_among_unstable"]
+    return f"{stable:.1%} / {unstable:.1%}"
+
+
+def phonon_agreement(rows: list[dict]) -> str:
+    agree = [r["formula"] for r in rows if r["dft_stable"] == r["chgnet_stable"]]
+    differ = [r["formula"] for r in rows if r["dft_stable"] != r["chgnet_stable"]]
+    return f"{len(agree)} of {len(rows)} (differ: {', '.join(differ) or 'none'})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=1, help="screening processes")
@@ -235,6 +321,9 @@ def main() -> None:
         "full_rule_by_k": {
             k: rule_stats(table, truth, ScreenSettings(tc_sigma_k=k), False) for k in (0.1, 0.25)
         },
+        "full_rule_require_stable": rule_stats(
+            table, truth, ScreenSettings(require_stable=True), False
+        ),
         "novel_fraction": float(ok.novel.astype(bool).mean()),
         "non_p1_fraction": float((ok.spacegroup_number != 1).mean()),
         "relax_steps_median": float(steps.median()),
@@ -300,8 +389,15 @@ def main() -> None:
         "textbook_metals_n": len(METALS),
     }
 
+    # 4. the CHGNet phonon check on every relaxed val crystal and against DFT
+    phonon_result = {
+        "val": val_phonons(table, val, folder, truth),
+        "vs_dft": phonons_vs_dft(train_records, val_records),
+    }
+
     result = {
         "val_screen": val_result,
+        "phonons": phonon_result,
         "train_eform_from_reference_table": train_result,
         "metallicity": metallicity,
         "settings": {"fmax": settings.fmax, "max_steps": settings.max_steps},
@@ -344,6 +440,10 @@ def main() -> None:
         ("full rule precision / recall", rate(v["full_rule"])),
         ("  with Tc - 1 std", rate(v["full_rule_sigma1"])),
         *[(f"  with Tc - {k} std", rate(stats)) for k, stats in v["full_rule_by_k"].items()],
+        ("  with require_stable (CHGNet phonons)", rate(v["full_rule_require_stable"])),
+        ("val crystals CHGNet calls stable", phonon_share(phonon_result["val"])),
+        ("  DFT Tc > 5 K among stable / unstable", phonon_tc(phonon_result["val"])),
+        ("CHGNet phonons agree with QE stability", phonon_agreement(phonon_result["vs_dft"])),
         ("relaxed ok / failed", f"{v['relaxed_ok']} / {v['failed']}"),
         ("relax + symmetry + energies, s/structure", f"{v['stage_seconds_mean']:.2f} (mean)"),
         ("wall time of this run, s", f"{v['wall_seconds_this_run']:.0f} (models loaded once)"),

@@ -51,3 +51,31 @@ def test_write_json_replaces_the_file_whole(tmp_path: Path, monkeypatch) -> None
     # the previous file is whole and no partial file is left behind
     assert json.loads(path.read_text()) == {"a": None, "b": [1, 2]}
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+class KilledError(Exception):
+    """A kill of the process, simulated."""
+
+
+def test_cutting_a_partial_line_never_rewrites_the_finished_rows(tmp_path, monkeypatch):
+    def killed(*args, **kwargs):  # a kill while the file would be rewritten
+        raise KilledError
+
+    monkeypatch.setattr(Path, "write_bytes", killed)
+    monkeypatch.setattr(Path, "write_text", killed)
+    rows = '{"id": "a", "status": "ok"}\n{"id": "b", "status": "failed"}\n'
+    path = tmp_path / "progress.jsonl"
+    with path.open("w") as handle:
+        handle.write(rows + '{"id": "c", "status": "o')
+    jsonio.drop_partial_line(path)
+    assert path.read_text() == rows
+    jsonio.drop_partial_line(path)  # a complete file stays as it is
+    assert path.read_text() == rows
+    with path.open("a") as handle:  # the last newline is found also several chunks back
+        handle.write('{"id": "c", "status": "o')
+    jsonio.drop_partial_line(path, chunk=3)
+    assert path.read_text() == rows
+    with path.open("w") as handle:
+        handle.write('{"id": "c"')
+    jsonio.drop_partial_line(path)
+    assert path.read_text() == ""

@@ -50,3 +50,30 @@ def write_json(path: Path, value: Any, indent: int | None = 2) -> None:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+def drop_partial_line(path: Path, chunk: int = 1 << 16) -> None:
+    """Cut a last line that a killed run left unfinished, so appended rows start on a new line.
+
+    The file is truncated in place (``os.truncate``): the finished rows before it are never
+    rewritten, so a kill at any moment loses at most the unfinished line.
+    """
+    if not path.is_file():
+        return
+    with path.open("rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return
+        keep, end = 0, size
+        while end > 0:  # the last newline, read backwards in chunks
+            start = max(0, end - chunk)
+            handle.seek(start)
+            newline = handle.read(end - start).rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            end = start
+    os.truncate(path, keep)

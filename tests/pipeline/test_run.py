@@ -172,6 +172,9 @@ def test_rule_flags_reach_the_screen_settings(tmp_path: Path, monkeypatch) -> No
 
     monkeypatch.setattr("tcdesign.pipeline.run.run_pipeline", stop)
     argv = ["run", "--out", str(tmp_path / "out"), "--magmom-max", "0.5", "--ehull-max", "0.1"]
-    assert main(argv + ["--hull-prototypes", "2", "--quiet"]) == 130
+    assert main(argv + ["--hull-prototypes", "2", "--require-stable", "--quiet"]) == 130
     assert seen["magmom_max"] == 0.5 and seen["ehull_max"] == 0.1
-    assert seen["hull_prototypes"] == 2
+    assert seen["hull_prototypes"] == 2 and seen["require_stable"] is True
+    assert "phonons" not in seen  # the screen default (on)
+    assert main(["run", "--out", str(tmp_path / "o2"), "--no-phonons", "--quiet"]) == 130
+    assert seen["phonons"] is False

@@ -295,6 +295,19 @@ def test_the_run_device_reaches_generation_and_screening(tmp_path: Path, monkeyp
     assert seen == {"generate": "auto", "screen": "cpu"}
 
 
+def _ranked_with_qe(
+    run_dir: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, pd.DataFrame]:
+    """A pseudopotential folder for every element of the run's candidates, QE taken as
+    installed, and the ranked candidates."""
+    monkeypatch.setattr("tcdesign.verify.workflow.missing_programs", lambda np_ranks=1: [])
+    pseudo = tmp_path_factory.mktemp("pseudo")
+    for element in ("Al", "C", "Nb"):
+        write_upf(pseudo, f"{element}.pbe.UPF", element)
+    folder = RunFolder(run_dir, make_run_settings().as_dict())
+    return pseudo, rank_candidates(folder, ("cdvae", "substitution"))
+
+
 def test_verification_skips_candidates_with_too_many_q_points(
     run_dir: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -303,12 +316,7 @@ def test_verification_skips_candidates_with_too_many_q_points(
     from tcdesign.verify.plan import plan_row
     from tcdesign.verify.settings import make_settings
 
-    monkeypatch.setattr("tcdesign.verify.workflow.missing_programs", lambda np_ranks=1: [])
-    pseudo = tmp_path_factory.mktemp("pseudo")
-    for element in ("Al", "C", "Nb"):
-        write_upf(pseudo, f"{element}.pbe.UPF", element)
-    folder = RunFolder(run_dir, make_run_settings().as_dict())
-    ranked = rank_candidates(folder, ("cdvae", "substitution"))
+    pseudo, ranked = _ranked_with_qe(run_dir, tmp_path_factory, monkeypatch)
     settings = make_settings("coarse")
     counts = {
         f"{row.method}-{row.id}": plan_row(
@@ -333,3 +341,22 @@ def test_run_settings_take_max_q_points() -> None:
     assert make_run_settings({"verify": {"max_q_points": 8}}).verify.max_q_points == 8
     with pytest.raises(ValueError, match="max_q_points"):
         make_run_settings({"verify": {"max_q_points": -1}})
+
+
+def test_verification_skips_candidates_chgnet_finds_unstable(
+    run_dir: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """phonon_stable False: skipped with the lowest frequency in the reason, the next one runs;
+    unstable=True (--verify-unstable) runs it; unchecked candidates (no value) are not skipped."""
+    pseudo, ranked = _ranked_with_qe(run_dir, tmp_path_factory, monkeypatch)
+    assert {"phonon_stable", "phonon_min_freq_cm1"} <= set(ranked.columns)
+    ranked["phonon_stable"] = [False, True, None]
+    ranked["phonon_min_freq_cm1"] = [-87.4, 0.0, float("nan")]
+    ids = [f"{m}-{i}" for m, i in zip(ranked.method, ranked.id, strict=True)]
+    chosen, skipped = choose_for_verification(ranked, run_dir, 2, str(pseudo), {})
+    assert [r.id for r in chosen] == ids[1:]
+    assert [s["id"] for s in skipped] == ids[:1]
+    assert "imaginary CHGNet phonon modes (lowest -87 cm^-1)" in skipped[0]["reason"]
+    chosen, skipped = choose_for_verification(ranked, run_dir, 2, str(pseudo), {}, unstable=True)
+    assert [r.id for r in chosen] == ids[:2] and not skipped
+    assert make_run_settings({"verify": {"unstable": True}}).verify.unstable

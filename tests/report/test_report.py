@@ -175,6 +175,11 @@ def test_candidates_table(report, run_folder) -> None:
     table = page.rows[page.rows.index(header) + 1 : page.rows.index(header) + 1 + len(passed)]
     assert [row[header.index("id")] for row in table] == list(passed.id)
     assert {row[header.index("novel")] for row in table} <= {"yes", "no"}
+    phonons = [row[header.index("CHGNet phonons")] for row in table]
+    assert len(set(phonons)) == 2  # the fixture has stable and unstable candidates
+    assert phonons == [
+        "stable" if stable else "unstable (-87 cm⁻¹)" for stable in passed.phonon_stable
+    ]
     assert f"{allen_dynes_tc(0.92, 265.0, 0.1):.2f}" in text  # DFT Tc of the top candidate
 
 

@@ -14,7 +14,7 @@ from pymatgen.core import Composition, Structure
 import tcdesign.screen.api as api
 import tcdesign.screen.candidate as candidate_module
 from tcdesign.data.io import StructureRecord
-from tcdesign.screen import COLUMNS, ScreenSettings, prototypes, screen_records
+from tcdesign.screen import COLUMNS, ScreenSettings, phonons, prototypes, screen_records
 from tcdesign.screen.api import PROGRESS_FILE
 from tcdesign.screen.candidate import screen_candidate
 from tests.screen.conftest import fcc_al, mgb2, rocksalt_nacl
@@ -433,32 +433,6 @@ class KilledError(Exception):
     """A kill of the process, simulated."""
 
 
-def test_cutting_a_partial_line_never_rewrites_the_finished_rows(tmp_path, monkeypatch):
-    from tcdesign.screen.api import _drop_partial_line
-
-    def killed(*args, **kwargs):  # a kill while the file would be rewritten
-        raise KilledError
-
-    monkeypatch.setattr(Path, "write_bytes", killed)
-    monkeypatch.setattr(Path, "write_text", killed)
-    rows = '{"id": "a", "status": "ok"}\n{"id": "b", "status": "failed"}\n'
-    path = tmp_path / PROGRESS_FILE
-    with path.open("w") as handle:
-        handle.write(rows + '{"id": "c", "status": "o')
-    _drop_partial_line(path)
-    assert path.read_text() == rows
-    _drop_partial_line(path)  # a complete file stays as it is
-    assert path.read_text() == rows
-    with path.open("a") as handle:  # the last newline is found also several chunks back
-        handle.write('{"id": "c", "status": "o')
-    _drop_partial_line(path, chunk=3)
-    assert path.read_text() == rows
-    with path.open("w") as handle:
-        handle.write('{"id": "c"')
-    _drop_partial_line(path)
-    assert path.read_text() == ""
-
-
 def test_a_kill_while_writing_screened_csv_leaves_the_previous_table(tmp_path, monkeypatch):
     records = [StructureRecord("al", fcc_al(4.04))]
     screen_records(records, tmp_path, ScreenSettings(relax=False), progress=False)
@@ -497,3 +471,42 @@ def test_the_device_reaches_chgnet_in_the_relaxation_and_the_energies(tmp_path, 
     settings = ScreenSettings(device="cpu", max_steps=5)
     row = screen_candidate(CandidateJob("al", fcc_al(4.05), "al", str(tmp_path), settings))
     assert row["status"] == "ok" and seen and set(seen) == {"cpu"}
+
+
+def test_candidates_that_pass_get_a_phonon_check_and_the_stable_rule_uses_it(
+    screened, candidates, tmp_path, monkeypatch
+):
+    table, out = screened
+    rows = by_id(table)
+    # MgB2 passes the paper's rules and is dynamically stable; the others fail them unchecked
+    assert rows["mgb2"].passed and rows["mgb2"].phonon_stable is True
+    assert rows["mgb2"].phonon_min_freq_cm1 > -10.0 and rows["mgb2"].phonon_imaginary_fraction == 0
+    for key in ("al", "nacl", "al-copy"):
+        assert pd.isna(rows[key].phonon_stable) and pd.isna(rows[key].phonon_min_freq_cm1)
+    assert (out / "phonons.jsonl").is_file()
+
+    def unstable(structure, settings=None, device="cpu"):
+        return {
+            "phonon_min_freq_cm1": -150.0,
+            "phonon_imaginary_fraction": 0.2,
+            "phonon_stable": False,
+            "phonon_error": "",
+        }
+
+    monkeypatch.setattr(phonons, "phonon_check", unstable)
+    strict = ScreenSettings(relax=False, require_stable=True)
+    table = screen_records(candidates[:3], tmp_path / "strict", strict, progress=False)
+    mgb2_row = by_id(table)["mgb2"]
+    assert mgb2_row.rules_failed == "stable" and not mgb2_row.passed
+    assert mgb2_row.phonon_min_freq_cm1 == -150.0
+    # the same folder without the rule passes it again, from the cached check
+    monkeypatch.setattr(phonons, "phonon_check", None)  # would fail if called
+    table = screen_records(
+        candidates[:3], tmp_path / "strict", ScreenSettings(relax=False), progress=False
+    )
+    assert by_id(table)["mgb2"].passed and by_id(table)["mgb2"].phonon_stable is False
+    # no check at all with phonons off
+    table = screen_records(
+        candidates[:3], tmp_path / "off", ScreenSettings(relax=False, phonons=False), progress=False
+    )
+    assert table.phonon_stable.isna().all()

@@ -57,8 +57,29 @@ def test_help_names_every_flag(capsys):
         "--tc-min", "--eform-max", "--gap-max", "--ehull-max", "--tc-sigma", "--no-relax",
         "--prescreen-tc", "--workers", "--scheduler", "--config", "--eform-model", "--gap-model",
         "--fmax", "--max-steps", "--quiet", "--hull-prototypes", "--hull-reference",
+        "--no-phonons", "--require-stable", "--phonon-tolerance",
     ):  # fmt: skip
         assert flag in text
+
+
+def test_phonon_flags_reach_the_settings(csv_input, tmp_path, capsys, monkeypatch):
+    import tcdesign.screen.api as api
+
+    seen = []
+    monkeypatch.setattr(
+        api,
+        "screen_records",
+        lambda records, out, settings, progress: seen.append(settings) or pd.DataFrame(),
+    )
+    out = str(tmp_path / "o")
+    code = main(["screen", csv_input, "--out", out, "--no-phonons", "--require-stable"])
+    assert code == 2 and "require_stable needs the phonon check" in capsys.readouterr().err
+    main(["screen", csv_input, "--out", out, "--require-stable", "--phonon-tolerance", "25"])
+    main(["screen", csv_input, "--out", out, "--no-phonons"])
+    assert [(s.require_stable, s.phonons, s.phonon_tolerance) for s in seen] == [
+        (True, True, 25.0),
+        (False, False, 10.0),
+    ]
 
 
 def test_a_bad_hull_prototypes_value_exits_2(csv_input, tmp_path, capsys):

@@ -84,3 +84,21 @@ def test_device_must_be_a_name() -> None:
     assert ScreenSettings(device="cuda:1").device == "cuda:1"  # resolved where it is used
     with pytest.raises(ValueError, match="device"):
         ScreenSettings(device="")
+
+
+def test_the_stability_rule():
+    strict = ScreenSettings(require_stable=True)
+    assert rule_failures(row(phonon_stable=True), strict) == []
+    assert rule_failures(row(phonon_stable=False), strict) == ["stable"]
+    assert rule_failures(row(phonon_stable=False), ScreenSettings()) == []  # off by default
+    # a candidate that passes the rest but could not be checked fails it ...
+    assert rule_failures(row(phonon_stable=None), strict) == ["stable"]
+    # ... one that fails another rule, and so was never checked, does not list it
+    assert rule_failures(row(tc=1.0), strict) == ["tc"]
+    assert rule_failures(row(tc=1.0, phonon_stable=False), strict) == ["tc", "stable"]
+    with pytest.raises(ValueError, match="require_stable needs the phonon check"):
+        ScreenSettings(require_stable=True, phonons=False)
+    with pytest.raises(ValueError, match="phonon_tolerance must be >= 0"):
+        ScreenSettings(phonon_tolerance=-1.0)
+    with pytest.raises(ValueError, match="phonons must be true or false"):
+        ScreenSettings(phonons="yes")

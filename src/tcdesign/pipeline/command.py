@@ -44,6 +44,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             "ehull_max": args.ehull_max,
             "magmom_max": args.magmom_max,
             "hull_prototypes": args.hull_prototypes,
+            "phonons": False if args.no_phonons else None,
+            "require_stable": True if args.require_stable else None,
             "prescreen_tc": args.prescreen_tc,
             "workers": args.workers,
             "scheduler": args.scheduler,
@@ -53,6 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "pseudo_dir": args.pseudo_dir,
             "np": args.np,
             "max_q_points": args.max_q_points,
+            "unstable": True if args.verify_unstable else None,
         },
     }
     try:
@@ -158,6 +161,19 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "for magnetic candidates, not DFT",
     )
     parser.add_argument(
+        "--no-phonons",
+        action="store_true",
+        help="skip the CHGNet phonon check of the candidates that pass the rules (columns "
+        "phonon_stable and phonon_min_freq_cm1; a few seconds per candidate; see 'tcdesign "
+        "screen --help')",
+    )
+    parser.add_argument(
+        "--require-stable",
+        action="store_true",
+        help="a rule: pass only candidates without imaginary CHGNet phonon modes (off, as in "
+        "the paper)",
+    )
+    parser.add_argument(
         "--hull-prototypes",
         type=int,
         default=None,
@@ -199,6 +215,14 @@ def register(verbs: argparse._SubParsersAction) -> None:
         help="with --verify, skip candidates whose phonons need more irreducible q-points than "
         "this (one ph.x run each; 'tcdesign verify --plan' counts them) and verify the next "
         "ones instead (default 0: no limit)",
+    )
+    parser.add_argument(
+        "--verify-unstable",
+        action="store_true",
+        help="with --verify, also verify candidates whose CHGNet phonons have imaginary modes "
+        "(phonon_stable False in candidates.csv); by default they are skipped, with the reason, "
+        "and the next stable ones verified: DFT phonons of a cell that is a saddle point take "
+        "hours and give a coupling inflated by the soft modes",
     )
     parser.add_argument("--no-report", action="store_true", help="skip report.html")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -16,6 +16,7 @@ screened, verification the QE steps already finished; a rerun of a finished run 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -47,6 +48,8 @@ CANDIDATE_COLUMNS = [
     "gap",
     "spacegroup",
     "novel",
+    "phonon_stable",  # no imaginary CHGNet phonon mode
+    "phonon_min_freq_cm1",
     "cif",
 ]
 # settings that may change between a run and its resumption without invalidating its outputs;
@@ -254,6 +257,16 @@ def rank_candidates(folder: RunFolder, methods: tuple[str, ...]) -> pd.DataFrame
     return ranked
 
 
+def _phonon_note(stable: object, lowest: float) -> str:
+    """'  CHGNet phonons stable' / '... unstable (-49 cm^-1)' for a candidate line, '' when
+    the check was not made."""
+    if str(stable) == "True":
+        return "  CHGNet phonons stable"
+    if str(stable) == "False":
+        return f"  CHGNet phonons unstable ({lowest:.0f} cm^-1)"
+    return ""
+
+
 def choose_for_verification(
     ranked: pd.DataFrame,
     out: Path,
@@ -262,10 +275,12 @@ def choose_for_verification(
     explicit: dict[str, str],
     max_q_points: int = 0,
     qe_settings: VerifySettings | None = None,
+    unstable: bool = False,
 ) -> tuple[list[StructureRecord], list[dict[str, str]]]:
     """The best ``k`` candidates QE can run, and the better-ranked ones skipped with the reason:
-    an element without a pseudopotential, or (``max_q_points`` > 0) more irreducible q-points
-    than that on the grid ``qe_settings`` gives (counted as ``tcdesign verify --plan`` does)."""
+    imaginary CHGNet phonon modes (``phonon_stable`` False; unless ``unstable``), an element
+    without a pseudopotential, or (``max_q_points`` > 0) more irreducible q-points than that on
+    the grid ``qe_settings`` gives (counted as ``tcdesign verify --plan`` does)."""
     from pymatgen.core import Structure
 
     from tcdesign.verify.plan import phonon_q_points
@@ -297,6 +312,14 @@ def choose_for_verification(
         if len(chosen) == k:
             break
         rid = f"{row.method}-{row.id}"
+        if not unstable and str(getattr(row, "phonon_stable", "")) == "False":
+            lowest = getattr(row, "phonon_min_freq_cm1", math.nan)
+            reason = (
+                f"imaginary CHGNet phonon modes (lowest {lowest:.0f} cm^-1); "
+                "--verify-unstable runs it anyway"
+            )
+            skipped.append({"id": rid, "formula": row.formula, "reason": reason})
+            continue
         structure = Structure.from_file(out / row.cif)
         elements = [e.symbol for e in structure.composition.elements]
         try:
@@ -349,6 +372,7 @@ def verify_stage(
         qe_settings.pseudopotentials,
         stage.max_q_points,
         qe_settings,
+        stage.unstable,
     )
     verify_dir = folder.out / "verify"
     if not chosen:  # what an earlier invocation verified stays, for the candidates still ranked
@@ -436,7 +460,10 @@ def run_pipeline(
     ranked = rank_candidates(folder, methods)
     echo(f"  {len(ranked)} candidates -> {out / 'candidates.csv'}")
     for row in ranked.head(5).itertuples():
-        echo(f"  {row.rank:>3}. {row.formula:<14} Tc {row.tc:5.1f} +/- {row.tc_std:4.1f} K")
+        echo(
+            f"  {row.rank:>3}. {row.formula:<14} Tc {row.tc:5.1f} +/- {row.tc_std:4.1f} K"
+            + _phonon_note(row.phonon_stable, row.phonon_min_freq_cm1)
+        )
 
     verify_table, skipped = earlier_verification(folder, ranked), []
     if settings.run.verify > 0:

@@ -95,6 +95,9 @@ class VerifyStage:
     # skip candidates whose phonons need more irreducible q-points than this (0: no limit); a
     # q-point is one ph.x run, and counts range from 1 to 20 and more for two-atom cells
     max_q_points: int = 0
+    # also verify candidates whose CHGNet phonons have imaginary modes (phonon_stable false);
+    # by default they are skipped: DFT finds such saddle-point cells unstable after hours
+    unstable: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)  # VerifySettings fields
 
 
@@ -215,7 +218,7 @@ def _run_stage(values: dict[str, Any], where: str) -> RunStage:
 def _verify_stage(values: dict[str, Any], where: str) -> VerifyStage:
     from tcdesign.verify.settings import PRESETS, VerifySettings, settings_fields
 
-    own = {"preset", "pseudo_dir", "workers", "max_q_points"}
+    own = {"preset", "pseudo_dir", "workers", "max_q_points", "unstable"}
     values = dict(values)
     overrides = {k: values.pop(k) for k in list(values) if k not in own}
     unknown = set(overrides) - settings_fields()

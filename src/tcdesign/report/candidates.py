@@ -121,6 +121,9 @@ def _candidate_table(ctx: ReportContext, shown: pd.DataFrame) -> Markup:
         "E_hull (eV/atom)",
         "novel",
     ]
+    phonons = "phonon_stable" in shown.columns and shown.phonon_stable.notna().any()
+    if phonons:
+        header.append("CHGNet phonons")
     failed_rules = "rules_failed" in shown.columns and not shown.passed.all()
     if failed_rules:
         header.append("rules failed")
@@ -137,6 +140,8 @@ def _candidate_table(ctx: ReportContext, shown: pd.DataFrame) -> Markup:
             fmt(row.get("e_hull"), 3),
             fmt(as_bool(pd.Series([row.get("novel")]))[0]) if "novel" in row else "–",
         ]
+        if phonons:
+            cells.append(_phonon_cell(row))
         if failed_rules:
             cells.append(fmt(row.get("rules_failed")))
         if verify is not None:
@@ -153,6 +158,14 @@ def _candidate_table(ctx: ReportContext, shown: pd.DataFrame) -> Markup:
         cells.append(ctx.cif_link(_structure_file(ctx, row)))
         rows.append(cells)
     return table(header, rows, class_="candidates")
+
+
+def _phonon_cell(row: pd.Series) -> str:
+    """'stable', 'unstable (lowest -87 cm^-1)' or '–' (not checked) for a screened row."""
+    if pd.isna(row.get("phonon_stable")):
+        return "–"
+    stable = as_bool(pd.Series([row.get("phonon_stable")]))[0]
+    return "stable" if stable else f"unstable ({fmt(row.get('phonon_min_freq_cm1'), 0)} cm⁻¹)"
 
 
 def _unscreened_table(ctx: ReportContext) -> Markup:

@@ -81,6 +81,10 @@ COLUMNS = [
     "metallic",
     "p_metal",  # probability of being a metal (CGCNN classifier)
     "magmom",  # Bohr magnetons per atom: mean |site moment| CHGNet predicts (relaxed structure)
+    "phonon_stable",  # no imaginary CHGNet phonon mode (candidates passing the other rules)
+    "phonon_min_freq_cm1",  # lowest CHGNet phonon frequency, cm^-1 (imaginary: negative)
+    "phonon_imaginary_fraction",  # mesh-weighted fraction of modes below -phonon_tolerance
+    "phonon_error",  # why a phonon check could not be made
     "e_form_chgnet",  # eV/atom, always the CHGNet value
     "e_form_source",
     "ehull_reference",  # which reference set the hull used
@@ -237,33 +241,6 @@ def _split_progress(
         else:
             reuse[rid] = row
     return reuse, changed
-
-
-def _drop_partial_line(path: Path, chunk: int = 1 << 16) -> None:
-    """Cut a last line that a killed run left unfinished, so appended rows start on a new line.
-
-    The file is truncated in place (``os.truncate``): the finished rows before it are never
-    rewritten, so a kill at any moment loses at most the unfinished line.
-    """
-    if not path.is_file():
-        return
-    with path.open("rb") as handle:
-        size = handle.seek(0, os.SEEK_END)
-        if size == 0:
-            return
-        handle.seek(size - 1)
-        if handle.read(1) == b"\n":
-            return
-        keep, end = 0, size
-        while end > 0:  # the last newline, read backwards in chunks
-            start = max(0, end - chunk)
-            handle.seek(start)
-            newline = handle.read(end - start).rfind(b"\n")
-            if newline >= 0:
-                keep = start + newline + 1
-                break
-            end = start
-    os.truncate(path, keep)
 
 
 def _write_table(table: pd.DataFrame, path: Path) -> None:
@@ -451,6 +428,41 @@ def _with_prototype_hull(
     }
 
 
+def _with_phonons(
+    finished: dict[str, dict[str, Any]],
+    out_dir: Path,
+    settings: ScreenSettings,
+    progress: bool,
+) -> dict[str, dict[str, Any]]:
+    """``finished`` with the CHGNet phonon check (:mod:`tcdesign.screen.phonons`, cached in
+    ``out_dir/phonons.jsonl``) of every ok candidate that passes the rules other than
+    ``require_stable``."""
+    from tcdesign.screen import phonons
+
+    others = replace(settings, require_stable=False)
+    contenders = [
+        (key, str(row.get(FINGERPRINT, "")), Structure.from_dict(row["relaxed_structure"]))
+        for key, row in finished.items()
+        if row.get("status") == "ok" and not rule_failures(row, others)
+    ]
+    if not contenders:
+        return finished
+    checks = phonons.check_candidates(
+        contenders,
+        out_dir,
+        phonons.PhononSettings(tolerance_cm1=settings.phonon_tolerance),
+        device=settings.device,
+        workers=settings.workers,
+        scheduler=settings.scheduler,
+        threads=settings.threads,
+        progress=progress,
+    )
+    return {
+        key: {**row, **{c: checks[key][c] for c in phonons.COLUMNS}} if key in checks else row
+        for key, row in finished.items()
+    }
+
+
 def tc_lower_bound(row: dict[str, Any], settings: ScreenSettings) -> float:
     """The Tc the rule compares with tc_min: ``tc - tc_sigma_k * tc_std``, and ``tc`` itself
     when the rule ignores the spread (k = 0), also for a model without one (NaN std: a
@@ -461,8 +473,8 @@ def tc_lower_bound(row: dict[str, Any], settings: ScreenSettings) -> float:
 
 
 def rule_failures(row: dict[str, Any], settings: ScreenSettings) -> list[str]:
-    """Names of the rules an ok candidate fails (tc, e_form, gap, e_hull, magmom); NaN fails
-    a rule."""
+    """Names of the rules an ok candidate fails (tc, e_form, gap, e_hull, magmom, stable); NaN
+    fails a rule."""
     failed = []
     tc_lower = tc_lower_bound(row, settings)
     if not tc_lower >= settings.tc_min:
@@ -475,6 +487,10 @@ def rule_failures(row: dict[str, Any], settings: ScreenSettings) -> list[str]:
         failed.append("e_hull")
     if settings.magmom_max is not None and not row.get("magmom", math.nan) <= settings.magmom_max:
         failed.append("magmom")
+    # unchecked candidates fail it only when they pass the rest (a check that could not be made)
+    stable = row.get("phonon_stable")
+    if settings.require_stable and (stable is False or (stable is not True and not failed)):
+        failed.append("stable")
     return failed
 
 
@@ -614,7 +630,7 @@ def screen_records(
     chosen = {r.id for r in selected}
     fingerprints = {r.id: structure_fingerprint(r.structure) for r in selected}
     progress_path = out_dir / PROGRESS_FILE
-    _drop_partial_line(progress_path)
+    jsonio.drop_partial_line(progress_path)
     finished, changed = _split_progress(_read_progress(progress_path), fingerprints)
     _forget_changed(out_dir, changed, finished)
     if changed:
@@ -629,6 +645,7 @@ def screen_records(
     where = str(out_dir.resolve())
     jobs = [CandidateJob(r.id, r.structure, stems[r.id], where, settings) for r in todo]
     counts = {"ok": 0, "failed": 0, "passing": 0}
+    before_phonons = replace(settings, require_stable=False)  # what the bar counts as passing
     bar = tqdm(
         total=len(selected),
         initial=len(selected) - len(todo),
@@ -673,7 +690,7 @@ def screen_records(
                     cost = last_written - started
                     stream_every = max(STREAM_SECONDS, cost * STREAM_COST_FRACTION)
                 counts["ok" if shown["status"] == "ok" else "failed"] += 1
-                if shown["status"] == "ok" and not rule_failures(shown, settings):
+                if shown["status"] == "ok" and not rule_failures(shown, before_phonons):
                     counts["passing"] += 1
                 bar.set_postfix(counts, refresh=False)
                 bar.update(1)
@@ -685,6 +702,8 @@ def screen_records(
     finished = {k: _referenced(v, settings) for k, v in finished.items() if k in chosen}
     if settings.hull_prototypes:
         finished = _with_prototype_hull(finished, out_dir, settings, progress)
+    if settings.phonons:
+        finished = _with_phonons(finished, out_dir, settings, progress)
     table = _finish(records, unrelaxed, finished, chosen, settings)
     _write_table(table, out_dir / TABLE_FILE)
     return table

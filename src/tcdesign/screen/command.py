@@ -37,6 +37,7 @@ SETTING_FLAGS = {  # flag dest -> ScreenSettings field
     "hull_reference": "hull_reference",
     "hull_prototypes": "hull_prototypes",
     "device": "device",
+    "phonon_tolerance": "phonon_tolerance",
 }
 SHOWN = ["id", "formula", "tc", "tc_std", "e_form", "e_hull", "gap", "spacegroup", "novel"]
 
@@ -87,6 +88,10 @@ def cmd_screen(args: argparse.Namespace) -> int:
             table["relax"] = False
         if args.no_symmetrize:
             table["symmetrize"] = False
+        if args.no_phonons:
+            table["phonons"] = False
+        if args.require_stable:
+            table["require_stable"] = True
         settings = ScreenSettings.from_dict(table)
     except (ValueError, TypeError) as exc:
         print(f"tcdesign: {exc}", file=sys.stderr)
@@ -270,6 +275,32 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "that e_hull means something where the training set has no compound of those "
         "elements (default 0: off; 2 costs about 14 relaxations per binary system and 90 per "
         "ternary one)",
+    )
+    parser.add_argument(
+        "--no-phonons",
+        action="store_true",
+        help="skip the CHGNet phonon check. By default each candidate that passes the other rules "
+        "gets finite-displacement phonons with CHGNet (phonopy; supercell at least 7 A wide, "
+        "8x8x8 q-mesh; a few seconds per crystal, cached in OUT/phonons.jsonl): columns "
+        "phonon_min_freq_cm1, phonon_imaginary_fraction and phonon_stable, so that cells that "
+        "are saddle points, not minima, are known before hours of DFT phonons",
+    )
+    parser.add_argument(
+        "--require-stable",
+        action="store_true",
+        help="a rule: pass only candidates whose CHGNet phonons have no imaginary mode "
+        "(phonon_stable). Off by default, as in the paper; on the JARVIS val crystals CHGNet "
+        "finds imaginary modes in more of the high-Tc crystals than of the others, because "
+        "soft modes raise the DFT coupling, so this rule lowers precision measured against "
+        "JARVIS Tc while keeping candidates whose Tc can be verified",
+    )
+    parser.add_argument(
+        "--phonon-tolerance",
+        type=float,
+        default=None,
+        metavar="CM1",
+        help="a phonon frequency below -CM1 (cm^-1) is an imaginary mode (default 10, the "
+        "tolerance of tcdesign verify)",
     )
     parser.add_argument(
         "--config",

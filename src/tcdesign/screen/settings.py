@@ -37,6 +37,10 @@ class ScreenSettings:
     ehull_max: float | None = None  # eV/atom above the hull; None: no hull rule
     tc_sigma_k: float = 0.0  # uncertainty-aware Tc rule: k standard deviations below the mean
     magmom_max: float | None = None  # Bohr magnetons per atom (CHGNet); None: no magnetism rule
+    require_stable: bool = False  # pass only candidates without imaginary CHGNet phonon modes
+    # CHGNet phonons (tcdesign.screen.phonons) of the candidates that pass the other rules
+    phonons: bool = True
+    phonon_tolerance: float = 10.0  # cm^-1; a mode below -this is imaginary
     # relaxation (CHGNet + ASE)
     relax: bool = True  # False: energies of the input structures as they are
     fmax: float = 0.05  # eV/A, force convergence
@@ -67,7 +71,7 @@ class ScreenSettings:
     novelty_reference: str | None = None  # CSV of known crystals (default: bundled train.csv)
 
     def __post_init__(self) -> None:
-        for name in ("tc_min", "tc_sigma_k", "fmax", "symprec"):
+        for name in ("tc_min", "tc_sigma_k", "fmax", "symprec", "phonon_tolerance"):
             _require_number(name, getattr(self, name))
         for name in ("eform_max", "gap_max", "ehull_max", "magmom_max", "prescreen_tc"):
             value = getattr(self, name)
@@ -104,7 +108,11 @@ class ScreenSettings:
             raise ValueError(f"optimizer must be FIRE or BFGS, got {self.optimizer!r}")
         if not isinstance(self.device, str) or not self.device.strip():
             raise ValueError(f"device must be a name such as cpu or cuda, got {self.device!r}")
-        for name in ("relax", "symmetrize"):
+        if self.phonon_tolerance < 0:
+            raise ValueError(f"phonon_tolerance must be >= 0, got {self.phonon_tolerance}")
+        if self.require_stable and not self.phonons:
+            raise ValueError("require_stable needs the phonon check (phonons = true)")
+        for name in ("relax", "symmetrize", "phonons", "require_stable"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
