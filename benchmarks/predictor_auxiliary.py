@@ -73,10 +73,13 @@ def train_member(
     seed: int,
     sample_weights: np.ndarray | None = None,
     held_out: GraphDataset | None = None,
+    tc_head: torch.nn.Module | None = None,
 ) -> tuple[float, list[float], list[float]]:
     """Best val MAE (K) over the epochs, the val predictions of that epoch and its predictions
     for ``held_out`` (empty without one). ``sample_weights`` (one per training crystal) weight
-    each crystal's Tc loss within its batch (``benchmarks/predictor_weights.py``)."""
+    each crystal's Tc loss within its batch (``benchmarks/predictor_weights.py``). ``tc_head``
+    replaces the member's own head: it maps the pooled features and standardised descriptors,
+    concatenated, to Tc in K (``benchmarks/predictor_mcmillan.py``)."""
     torch.manual_seed(seed)
     model = ALIGNN(CONFIG)
     model.set_target_statistics(model.transform(torch.as_tensor(train.targets)))
@@ -84,6 +87,22 @@ def train_member(
     width = 1 if auxiliary is None else auxiliary.shape[1]
     head = torch.nn.Linear(CONFIG.hidden, width)
     parameters = list(model.parameters()) + list(head.parameters())
+    if tc_head is not None:
+        own = {id(p) for p in model.head.parameters()}
+        parameters = [p for p in parameters if id(p) not in own] + list(tc_head.parameters())
+
+    def standardised(batch, pooled: torch.Tensor) -> torch.Tensor:  # (n,) the loss's space
+        scaled = (batch.descriptors - model.descriptor_mean) / model.descriptor_std
+        features = torch.cat((pooled, scaled), 1)
+        if tc_head is None:
+            return model.head(features).squeeze(-1)
+        return (torch.log1p(tc_head(features)) - model.target_mean) / model.target_std
+
+    def kelvin(data: GraphDataset) -> torch.Tensor:  # (n,) predicted Tc, eval mode
+        batch = data.collate(list(range(len(data))))
+        output = standardised(batch, model.crystal_features(batch))
+        return model.inverse_transform(output * model.target_std + model.target_mean)
+
     optimizer = torch.optim.AdamW(parameters, lr=PEAK_LR, weight_decay=WEIGHT_DECAY)
     steps = EPOCHS * math.ceil(len(train) / BATCH)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, PEAK_LR, total_steps=steps)
@@ -99,8 +118,7 @@ def train_member(
             indices = permutation[start : start + BATCH]
             batch = train.collate(indices)
             pooled = model.crystal_features(batch)  # (n, hidden)
-            scaled = (batch.descriptors - model.descriptor_mean) / model.descriptor_std
-            output = model.head(torch.cat((model.dropout(pooled), scaled), 1)).squeeze(-1)
+            output = standardised(batch, model.dropout(pooled))
             target = (model.transform(batch.targets) - model.target_mean) / model.target_std
             if weights is None:
                 loss = ((output - target) ** 2).mean()
@@ -118,15 +136,38 @@ def train_member(
             schedule.step()
         model.eval()
         with torch.no_grad():
-            predictions = model.inverse_transform(model(val.collate(list(range(len(val))))))
+            predictions = kelvin(val)
         mae = float((predictions - truth).abs().mean())
         if mae < best:
             best, best_predictions = mae, predictions.tolist()
             if held_out is not None:
                 with torch.no_grad():
-                    everything = held_out.collate(list(range(len(held_out))))
-                    held_out_predictions = model.inverse_transform(model(everything)).tolist()
+                    held_out_predictions = kelvin(held_out).tolist()
     return best, best_predictions, held_out_predictions
+
+
+def member_summary(rows: list[dict], truth: np.ndarray, threshold: float = 5.0) -> dict:
+    """Val MAE of each member, of their mean, and the mean's precision and recall above
+    ``threshold`` (K), from result rows with ``val_mae`` and ``val_predictions``."""
+    mean_prediction = np.mean([r["val_predictions"] for r in rows], axis=0)
+    above, positives = mean_prediction > threshold, truth > threshold
+    return {
+        "member_val_mae": [round(r["val_mae"], 3) for r in rows],
+        "mean_of_members_val_mae": float(np.abs(mean_prediction - truth).mean()),
+        "precision_above_5K": float(positives[above].mean()) if above.any() else None,
+        "recall_above_5K": float(positives[above].sum() / positives.sum()),
+    }
+
+
+def print_summary(summary: dict[str, dict]) -> None:
+    """One line per variant of :func:`member_summary` results."""
+    width = max(16, *(len(name) + 1 for name in summary))
+    header = f"{'members (K)':<24} {'mean of members (K)':>20} {'P/R > 5 K':>12}"
+    print(f"{'model':<{width}} {header}")
+    for variant, row in summary.items():
+        members = ", ".join(f"{m:.2f}" for m in row["member_val_mae"])
+        pr = f"{row['precision_above_5K'] or 0:.2f}/{row['recall_above_5K']:.2f}"
+        print(f"{variant:<{width}} {members:<24} {row['mean_of_members_val_mae']:>20.3f} {pr:>12}")
 
 
 def resumable_result(path: str) -> tuple[Path, dict]:
@@ -165,14 +206,7 @@ def main() -> None:
         rows = [
             result["members"][f"{variant} | seed {s} | weight {args.weight}"] for s in args.seeds
         ]
-        mean_prediction = np.mean([r["val_predictions"] for r in rows], axis=0)
-        above = mean_prediction > 5.0
-        summary[variant] = {
-            "member_val_mae": [round(r["val_mae"], 3) for r in rows],
-            "mean_of_members_val_mae": float(np.abs(mean_prediction - truth).mean()),
-            "precision_above_5K": float((truth[above] > 5.0).mean()) if above.any() else None,
-            "recall_above_5K": float((truth[above] > 5.0).sum() / (truth > 5.0).sum()),
-        }
+        summary[variant] = member_summary(rows, truth)
     result.update(
         summary=summary,
         auxiliary_columns=list(PHONON_COLUMNS + DFT_COLUMNS),
@@ -180,11 +214,7 @@ def main() -> None:
         machine={"python": platform.python_version(), "torch": torch.__version__},
     )
     out.write_text(json.dumps(result, indent=1))
-    print(f"{'model':<16} {'members (K)':<24} {'mean of members (K)':>20} {'P/R > 5 K':>12}")
-    for variant, row in summary.items():
-        members = ", ".join(f"{m:.2f}" for m in row["member_val_mae"])
-        pr = f"{row['precision_above_5K'] or 0:.2f}/{row['recall_above_5K']:.2f}"
-        print(f"{variant:<16} {members:<24} {row['mean_of_members_val_mae']:>20.3f} {pr:>12}")
+    print_summary(summary)
 
 
 if __name__ == "__main__":
