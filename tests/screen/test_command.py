@@ -7,7 +7,7 @@ import pytest
 from pymatgen.io.cif import CifWriter
 
 from tcdesign.cli import main
-from tests.screen.conftest import fcc_al
+from tests.screen.conftest import fcc_al, mgb2
 
 
 @pytest.fixture()
@@ -35,6 +35,15 @@ def test_screen_csv_with_a_bad_row(csv_input, tmp_path, capsys):
     assert list(table.columns[:12]) == spec.split(", ")
     assert dict(zip(table.id, table.status, strict=True)) == {"al": "ok", "garbage": "error"}
     assert (out / "relaxed" / "al.cif").is_file()
+
+
+def test_the_summary_counts_the_passed_candidates_stable_in_chgnet_phonons(tmp_path, capsys):
+    path = tmp_path / "mgb2.csv"
+    pd.DataFrame({"material_id": ["mgb2"], "cif": [str(CifWriter(mgb2()))]}).to_csv(path)
+    assert main(["screen", str(path), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "-> 1 passed (1 of 1 stable in CHGNet phonons)" in out
+    assert "phonon_stable" in out  # a column of the printed top candidates
 
 
 def test_unusable_input_and_settings_exit_2(tmp_path, csv_input, capsys):

@@ -11,7 +11,9 @@ references may change between runs: formation energies and hull distances are re
 the stored CHGNet energies). At the end: with ``hull_prototypes``, the competing prototypes of
 the chemical systems of the candidates that pass the other rules are relaxed
 (:mod:`tcdesign.screen.prototypes`) and those candidates' hull distances recomputed with them;
-then novelty against the training crystals, duplicates among the candidates, the rules, and
+with ``phonons`` (the default), the candidates that pass the other rules get CHGNet phonons
+(:mod:`tcdesign.screen.phonons`, cached in ``OUT/phonons.jsonl``); then novelty against the
+training crystals, duplicates among the candidates, the rules, and
 ``OUT/screened.csv`` sorted by Tc (highest first).
 """
 

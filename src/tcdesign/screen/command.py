@@ -58,15 +58,18 @@ def print_summary(table: pd.DataFrame, out: Path, limit: int = 10) -> None:
     valid = len(table) - int(status.get("error", 0))
     relaxed = int(status.get("ok", 0))
     passed = int(table.passed.sum())
+    checked = table.phonon_stable[table.passed].dropna()
+    stable = f" ({int(checked.astype(bool).sum())} of {len(checked)} stable in CHGNet phonons)"
     print(
         f"{len(table)} input -> {valid} valid -> {relaxed} relaxed "
         f"({int(status.get('failed', 0))} failed, {int(status.get('skipped', 0))} skipped by "
-        f"the pre-screen) -> {passed} passed"
+        f"the pre-screen) -> {passed} passed" + (stable if len(checked) else "")
     )
     top = table[table.passed] if passed else table[table.status == "ok"]
+    shown = SHOWN + (["phonon_stable"] if top.phonon_stable.notna().any() else [])
     if len(top):
         print("top candidates" if passed else "no candidate passed; highest Tc among the relaxed:")
-        print(top.head(limit)[SHOWN].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        print(top.head(limit)[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if table.relaxed_cif.notna().any():
         print(f"wrote {out / 'screened.csv'} and {out / 'relaxed'}/")
     else:  # --no-relax, or no relaxation succeeded: nothing in OUT/relaxed/
