@@ -13,6 +13,7 @@ from tcdesign.screen.phonons import (
     PHONON_FILE,
     PhononSettings,
     check_candidates,
+    estimated_cost,
     phonon_check,
     supercell_multiples,
 )
@@ -100,3 +101,22 @@ def test_checks_are_cached_and_a_check_that_cannot_be_made_is_a_reason(tmp_path,
     # a changed input structure (fingerprint) is computed again (the stand-in's error is kept)
     changed = check_candidates([("nb", "f3", bcc_nb())], tmp_path, settings, progress=False)
     assert "computed again" in changed["nb"]["phonon_error"]
+
+
+def test_the_costliest_checks_run_first_and_results_keep_their_ids(tmp_path, monkeypatch):
+    cscl = Structure(Lattice.cubic(3.3), ["Nb", "Al"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    settings = PhononSettings()
+    assert estimated_cost(cscl, settings) > estimated_cost(bcc_nb(), settings)
+    assert estimated_cost(cscl, settings) == estimated_cost(cscl.copy().make_supercell(2), settings)
+    calls: list[str] = []
+
+    def stand_in(structure, settings, device):
+        calls.append(structure.composition.reduced_formula)
+        return {"phonon_error": structure.composition.reduced_formula}
+
+    monkeypatch.setattr(phonons, "phonon_check", stand_in)
+    results = check_candidates(
+        [("nb", "f1", bcc_nb()), ("nbal", "f2", cscl)], tmp_path, settings, progress=False
+    )
+    assert calls == ["NbAl", "Nb"]
+    assert results["nb"]["phonon_error"] == "Nb" and results["nbal"]["phonon_error"] == "NbAl"

@@ -111,7 +111,11 @@ def phonon_check(
         cell=primitive.lattice.matrix,
         scaled_positions=primitive.frac_coords,
     )
-    phonon = Phonopy(unit, supercell_matrix=np.diag(multiples), primitive_matrix="P")
+    with warnings.catch_warnings():
+        # a diagonal supercell of a skewed cell can have fewer point-group operations than the
+        # cell; phonopy says so on stderr, the force constants are symmetrised either way
+        warnings.filterwarnings("ignore", message="Warning: Point group symmetries of supercell")
+        phonon = Phonopy(unit, supercell_matrix=np.diag(multiples), primitive_matrix="P")
     phonon.generate_displacements(distance=settings.displacement, is_plusminus=True)
     cells = [
         Structure(c.cell, c.symbols, c.scaled_positions)
@@ -141,6 +145,15 @@ def phonon_check(
         "phonon_supercell_atoms": n_super,
         "phonon_seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def estimated_cost(structure: Structure, settings: PhononSettings) -> int:
+    """A relative cost of :func:`phonon_check`: supercell atoms x primitive atoms (the forces
+    of one supercell per displaced atom, before symmetry). Checks run longest first, so that
+    a 40-second one does not start last while the other workers sit idle."""
+    primitive = structure.get_primitive_structure().get_reduced_structure()
+    multiples = supercell_multiples(primitive.lattice.matrix, settings.min_width)
+    return len(primitive) ** 2 * int(np.prod(multiples))
 
 
 def _check_job(job: PhononJob) -> dict[str, Any]:
@@ -203,6 +216,8 @@ def check_candidates(
         else:
             todo.append((candidate_id, key))
             jobs.append(PhononJob(candidate_id, structure, settings, device))
+    order = sorted(range(len(jobs)), key=lambda i: -estimated_cost(jobs[i].structure, settings))
+    todo, jobs = [todo[i] for i in order], [jobs[i] for i in order]
     bar = tqdm(total=len(jobs), desc="phonons (CHGNet)", unit="crystal", disable=not progress)
     try:
         with path.open("a") as handle:
