@@ -5,7 +5,8 @@ element-substitution baseline, runs ``tcdesign run``'s generate and screen stage
 defaults: 50 x 10 Langevin steps, relaxation of the candidates whose unrelaxed predicted Tc
 reaches ``--prescreen-tc``) and counts how many relax cleanly, pass the rules (Tc > 5 K,
 E_form < 0, gap < 0.05 eV), lie within 0.1 eV/atom of the CHGNet hull, are novel and unique:
-the stable-unique-novel-and-passing (SUN-passing) rate per method.
+the stable-unique-novel-and-passing (SUN-passing) rate per method, and how many of those have
+no imaginary CHGNet phonon mode (the screen's phonon check).
 
 Writes benchmarks/results/funnel.json and prints a table. Each method's run folder is kept
 under ``--work`` and resumes when the script is rerun.
@@ -51,6 +52,8 @@ def measure(name: str, work: Path, n: int, prescreen_tc: float, seed: int) -> di
     passed = relaxed[relaxed.passed.astype(bool)]
     stable = passed[pd.to_numeric(passed.e_hull, errors="coerce") <= EHULL_MAX]
     sun = stable[stable.novel.astype(bool) & stable.duplicate_of.isna()]
+    # CHGNet phonons (tcdesign.screen.phonons): checked for every candidate that passes the rules
+    sun_dynamic = sun[sun.phonon_stable.astype(str).str.lower() == "true"]
     counts = funnel_counts(work / name / method)
     return {
         "method": method,
@@ -64,6 +67,7 @@ def measure(name: str, work: Path, n: int, prescreen_tc: float, seed: int) -> di
         "passed_within_0.1_of_hull": len(stable),
         "sun_passing": len(sun),
         "sun_passing_rate": len(sun) / counts["generated"] if counts["generated"] else 0.0,
+        "sun_passing_phonon_stable": len(sun_dynamic),
         "seconds": seconds,
     }
 
@@ -104,6 +108,7 @@ def main() -> None:
         "passed_within_0.1_of_hull",
         "sun_passing",
         "sun_passing_rate",
+        "sun_passing_phonon_stable",
         "seconds",
     )
     print(f"{'':<28}" + "".join(f"{name:>20}" for name in args.methods))
