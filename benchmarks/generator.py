@@ -10,8 +10,10 @@
    the same refined candidates is reported beside the default one);
 4. speed: structures per second and network evaluations per structure;
 5. with ``--csp-relax``: each CSP method's best ``--csp-pool`` candidates relaxed with CHGNet
-   and ranked by energy (:mod:`tcdesign.generate.energy_rank`, as ``tcdesign csp --relax``),
-   reported as ``METHOD+relax``; the relaxations are cached in ``--csp-cache`` (resumable).
+   and ranked by relaxed energy alone (:mod:`tcdesign.generate.energy_rank`; ``tcdesign csp
+   --relax`` ranks CDVAE candidates so, template and hybrid candidates by their own score minus
+   the weighed relaxed energy, which ``csp_relax_rank.py`` measures), reported as
+   ``METHOD+relax``; the relaxations are cached in ``--csp-cache`` (resumable).
 
 The substitution baseline is measured by ``generator_baselines.py``.
 Writes benchmarks/results/generator.json and prints a table; ``--only csp`` measures step 3

@@ -6,6 +6,7 @@ import hashlib
 import json
 import pickle
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from functools import partial
 from importlib import resources
@@ -375,6 +376,24 @@ def format_counts(counts: dict[str, int]) -> str:
     return "".join(f"{el}{n}" for el, n in counts.items())
 
 
+def _demoted(
+    structures: Sequence[Structure | None], counts: dict[str, int], primitive_cell: bool
+) -> list[bool]:
+    """Which candidates rank after the others with ``primitive_cell``: those whose primitive
+    cell has fewer atoms than the formula (supercells of a smaller crystal; ``template_csp``'s
+    rule, from its ``primitive`` property where the candidate still carries it)."""
+    n_atoms = sum(counts.values())
+    flags = []
+    for structure in structures:
+        if not primitive_cell or structure is None:
+            flags.append(False)
+        elif "primitive" in structure.properties:
+            flags.append(not structure.properties["primitive"])
+        else:
+            flags.append(len(structure.get_primitive_structure()) != n_atoms)
+    return flags
+
+
 def _static_energy(structure: Structure | None) -> float:
     """The CHGNet static energy a template or hybrid candidate was ranked with, else NaN."""
     properties = getattr(structure, "properties", None) or {}
@@ -403,8 +422,10 @@ def csp(
     ``method``: ``cdvae`` (:func:`csp_cdvae`), ``template`` (:func:`template_csp`) or ``hybrid``
     (template candidates refined by the score network, :func:`hybrid_csp` with ``hybrid``).
     With ``relax``, the method's best ``max(k, pool)`` candidates are relaxed with CHGNet and the
-    ``k`` lowest in energy per atom are kept, relaxed (:func:`rank_by_energy`; ``score`` stays
-    the method's own, ``source_rank`` is the candidate's place in the method's order).
+    ``k`` best are kept, relaxed (:func:`rank_by_energy`: cdvae by energy per atom, template and
+    hybrid by their own score minus ``RELAX_ENERGY_WEIGHT`` x relaxed energy above the lowest,
+    supercells last with ``primitive_cell``; ``score`` stays the method's own, ``source_rank``
+    is the candidate's place in the method's order).
     ``primitive_cell``: the formulas count the atoms of primitive cells, so template and hybrid
     candidates that are supercells of smaller crystals rank last (:func:`template_csp`).
     ``energy_weight``: template and hybrid candidates are re-ranked with their CHGNet static
@@ -488,6 +509,8 @@ def csp(
             ]
             if relax:
                 scores = [score for _, score in results]
+                structures = [structure for structure, _ in results]
+                scored = method != "cdvae"  # template and hybrid: keep their own score
                 ranked = [
                     (
                         c.structure,
@@ -497,7 +520,10 @@ def csp(
                         c.error,
                     )
                     for c in rank_by_energy(
-                        [structure for structure, _ in results], progress=progress
+                        structures,
+                        scores=scores if scored else None,
+                        demoted=_demoted(structures, counts, primitive_cell) if scored else None,
+                        progress=progress,
                     )
                 ]
             for rank, (structure, score, energy, source_rank, failure) in enumerate(

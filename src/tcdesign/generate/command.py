@@ -31,6 +31,7 @@ from tcdesign.generate.defaults import (
     ENERGY_WEIGHT,
     OPT_LR,
     OPT_STARTS,
+    RELAX_ENERGY_WEIGHT,
 )
 
 
@@ -320,8 +321,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
     csp_verb.add_argument(
         "--relax",
         action="store_true",
-        help="relax the method's best --pool candidates with CHGNet and keep the --n lowest in "
-        "energy per atom (relaxed cells; candidates relaxing to the same crystal count once)",
+        help="relax the method's best --pool candidates with CHGNet and keep the --n best, "
+        "relaxed: cdvae by energy per atom; template and hybrid by their own score minus "
+        f"{RELAX_ENERGY_WEIGHT:g} x the relaxed energy above the lowest (eV/atom), supercells "
+        "of smaller crystals last (candidates relaxing to the same crystal count once)",
     )
     csp_verb.add_argument(
         "--pool",

@@ -40,6 +40,10 @@ OPT_STARTS: tuple[OptStart, ...] = ("random", "train")
 
 # composition -> structure with --relax: candidates relaxed with CHGNet per formula
 CSP_POOL = 10
+# with --relax, template and hybrid candidates rank by their own score minus RELAX_ENERGY_WEIGHT
+# x relaxed CHGNet energy above the pool's lowest (eV/atom); chosen on the training formulas
+# (benchmarks/csp_relax_rank.py)
+RELAX_ENERGY_WEIGHT = 5.0
 
 # composition -> structure, template and hybrid: the best ENERGY_POOL candidates are re-ranked by
 # substitution log-probability minus ENERGY_WEIGHT x CHGNet static energy (eV/atom) above the

@@ -4,10 +4,13 @@ Every CSP method (CDVAE, template, hybrid) proposes a pool of candidate cells fo
 which of them the DFT ground state resembles is a question of energy, which none of the methods'
 own scores measures. :func:`rank_by_energy` relaxes each candidate with the CHGNet universal
 potential (:func:`tcdesign.screen.relax.relax_structure`: positions and cell, FIRE), merges
-candidates that relax to the same crystal (``StructureMatcher``; the lowest energy stays) and
-orders the rest by relaxed energy per atom, lowest first. Candidates whose relaxation fails or
-that are broken go last, unrelaxed, with their reason. ``benchmarks/generator.py`` measures the
-effect on the val compositions (``--csp-relax``).
+candidates that relax to the same crystal (``StructureMatcher``; the best-ranked stays) and
+orders the rest: CDVAE candidates by relaxed energy per atom, lowest first; template and hybrid
+candidates by their own score minus ``RELAX_ENERGY_WEIGHT`` x relaxed energy above the pool's
+lowest, supercells of smaller crystals last, as the template baseline ranks. The JARVIS
+structure is often not CHGNet's lowest polymorph, so energy alone ranks worse than the
+template's own order (``benchmarks/csp_relax_rank.py``). Candidates whose relaxation fails or
+that are broken go last, unrelaxed, with their reason.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 
 from pymatgen.core import Structure
 
+from tcdesign.generate.defaults import RELAX_ENERGY_WEIGHT
 from tcdesign.generate.metrics import duplicate_groups, is_usable
 
 RELAX_STEPS = 200  # FIRE step cap per candidate (the relaxations of CSP candidates are short)
@@ -62,12 +66,31 @@ def relax_candidates(
     return out
 
 
-def order_by_energy(relaxed: Sequence[RankedCandidate]) -> list[RankedCandidate]:
-    """Lowest energy per atom first, one entry per distinct crystal (``StructureMatcher``; the
-    lowest-energy member stays); failed candidates last, in their original order."""
-    done = sorted(
-        (c for c in relaxed if not c.error), key=lambda c: (c.energy_per_atom, c.source_rank)
-    )
+def order_by_energy(
+    relaxed: Sequence[RankedCandidate],
+    scores: Sequence[float] | None = None,
+    demoted: Sequence[bool] | None = None,
+    weight: float = RELAX_ENERGY_WEIGHT,
+) -> list[RankedCandidate]:
+    """Best first, one entry per distinct crystal (``StructureMatcher``; the best-ranked member
+    stays); failed candidates last, in their original order.
+
+    Without ``scores``: lowest energy per atom first. With ``scores`` (the method's own score of
+    each candidate, in source order; higher is better): by score minus ``weight`` x relaxed
+    energy above the lowest (eV/atom), the ``demoted`` candidates (source order) after the
+    others, as :func:`tcdesign.generate.substitution.template_csp` ranks.
+    """
+
+    def key(c: RankedCandidate) -> tuple:
+        if scores is None:
+            return (c.energy_per_atom, c.source_rank)
+        i = c.source_rank - 1
+        combined = scores[i] - weight * (c.energy_per_atom - lowest)
+        return (bool(demoted[i]) if demoted is not None else False, -combined, c.source_rank)
+
+    finite = [c.energy_per_atom for c in relaxed if not c.error]
+    lowest = min(finite) if finite else 0.0
+    done = sorted((c for c in relaxed if not c.error), key=key)
     groups = duplicate_groups([c.structure for c in done])
     seen: set[int] = set()
     distinct = []
@@ -82,12 +105,16 @@ def order_by_energy(relaxed: Sequence[RankedCandidate]) -> list[RankedCandidate]
 def rank_by_energy(
     candidates: Sequence[Structure | None],
     *,
+    scores: Sequence[float] | None = None,
+    demoted: Sequence[bool] | None = None,
+    weight: float = RELAX_ENERGY_WEIGHT,
     fmax: float = 0.05,
     max_steps: int = RELAX_STEPS,
     progress: bool = False,
 ) -> list[RankedCandidate]:
-    """Relax ``candidates`` (the method's order) and return them lowest energy per atom first,
-    without duplicates (candidates relaxing to one crystal count once, at its lowest energy);
-    failed and broken candidates follow in their original order with the reason."""
+    """Relax ``candidates`` (the method's order) and return them best first (:func:`order_by_
+    energy`: lowest energy per atom, or with ``scores`` the method's score minus ``weight`` x
+    relaxed energy above the lowest), without duplicates (candidates relaxing to one crystal
+    count once); failed and broken candidates follow in their original order with the reason."""
     relaxed = relax_candidates(candidates, fmax=fmax, max_steps=max_steps, progress=progress)
-    return order_by_energy(relaxed)
+    return order_by_energy(relaxed, scores, demoted, weight)

@@ -211,8 +211,11 @@ def hybrid_candidates(
     generator = torch.Generator().manual_seed(seed)
     refined = refine(model, templates, scores, schedule or LangevinSchedule(), settings, generator)
     for template, structure in zip(templates, refined.structures, strict=True):
-        if structure is not None and "energy_per_atom" in template.properties:
-            structure.properties["energy_per_atom"] = template.properties["energy_per_atom"]
+        if structure is None:
+            continue
+        for name in ("energy_per_atom", "primitive"):  # the template's, for csp --relax
+            if name in template.properties:
+                structure.properties[name] = template.properties[name]
     if settings.primitive_cell:
         refined.demoted = np.array([not s.properties["primitive"] for s in templates])
     return refined
