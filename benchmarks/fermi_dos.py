@@ -8,12 +8,20 @@ scf per bundled crystal and measures N(E_F) from the eigenvalues:
 - a k-grid of spacing 0.25 1/A, Marzari-Vanderbilt smearing of 0.02 Ry;
 - Gaussian broadening of 0.05, 0.1 and 0.2 eV, in states/eV per atom, both spins.
 
-It then reports the Spearman correlation of N(E_F) with the JARVIS Tc. A crystal takes 1-3
+It then reports the Spearman correlation of N(E_F) with the JARVIS Tc and, once at least
+``MIN_TRAIN`` training crystals are done, whether N(E_F) adds to the cheap features: gradient
+boosting on log(1 + Tc) (the settings of ``predictor_phonons.py``) with the composition
+descriptors, the CHGNet phonon descriptors (``phonon_features.csv``) and N(E_F), alone and
+together, scored by 5-fold cross-validation on the finished training crystals and, fitted on
+them, on the finished val crystals; and the > 5 K rule of the bundled ensemble on val with such a
+model as a second condition, as a screen could apply it to the few candidates that pass
+(needs scikit-learn). A crystal takes 1-3
 minutes on one core, so all 951 take a day: results stream to ``--cache`` (JSON lines, one per
 crystal, committed), and a rerun continues where the last one stopped. Writes
 ``benchmarks/results/fermi_dos.json`` and prints a table.
 
     python benchmarks/fermi_dos.py --pseudo-dir DIR [--split val] [--limit 20] [--work DIR]
+    python benchmarks/fermi_dos.py --pseudo-dir DIR --shard 1/2 &   # a second core
 """
 
 from __future__ import annotations
@@ -42,6 +50,8 @@ CACHE = Path(__file__).parent / "results" / "fermi_dos.jsonl"
 BROADENINGS = (0.05, 0.1, 0.2)  # eV
 K_SPACING = 0.25  # 1/A
 ECUT = (35.0, 280.0)  # Ry, wavefunctions and density
+MIN_TRAIN = 100  # finished training crystals before the feature study runs
+PHONONS = Path(__file__).parent / "results" / "phonon_features.csv"
 
 
 def fermi_dos(structure, pseudo_dir: Path, work: Path) -> dict:
@@ -93,6 +103,100 @@ def fermi_dos(structure, pseudo_dir: Path, work: Path) -> dict:
     return result
 
 
+def _nef_columns(entries: list[dict]) -> np.ndarray:
+    """log N(E_F) (states/eV/atom) at each broadening, one row per crystal."""
+    return np.log([[max(e[f"nef_{s:g}"], 1e-3) for s in BROADENINGS] for e in entries])
+
+
+def feature_study(done: dict[str, dict]) -> dict:
+    """Does N(E_F) add to the composition and CHGNet phonon descriptors? Gradient boosting on the
+    crystals with N(E_F): 5-fold CV on train (5 shuffles), fitted on train and scored on val, and
+    the ensemble's > 5 K rule on val with each model above 3 K as a second condition."""
+    import csv
+
+    from predictor_phonons import PHONON_COLUMNS
+    from predictor_sevennet import THRESHOLD, boosting, scores
+    from sklearn.model_selection import KFold
+
+    from tcdesign.predict.descriptors import descriptors
+    from tcdesign.predict.ensemble import Ensemble
+
+    with PHONONS.open() as handle:
+        phonons = {row["material_id"]: row for row in csv.DictReader(handle)}
+
+    data: dict[str, dict] = {}
+    for split in ("train", "val"):
+        records = [r for r in read_structures(bundled_csv(split), ["tc"], True) if r.ok]
+        keep = [r for r in records if "error" not in done.get(r.id, {"error": 1})]
+        keep = [r for r in keep if r.id in phonons]
+        entries = [done[r.id] for r in keep]
+        structures = [r.structure for r in keep]
+        data[split] = {
+            "y": np.array([r.targets["tc"] for r in keep]),
+            "desc": descriptors("composition", structures).astype(float),
+            "phon": np.array([[float(phonons[r.id][c]) for c in PHONON_COLUMNS] for r in keep]),
+            "nef": _nef_columns(entries),
+            "structures": structures,
+        }
+    train, val = data["train"], data["val"]
+    ensemble_tc = Ensemble.load(None).predict(val["structures"])[0]
+    positive = val["y"] > THRESHOLD
+
+    def rule(flagged: np.ndarray) -> dict:
+        hits = int((flagged & positive).sum())
+        return {
+            "passed": int(flagged.sum()),
+            "precision": round(hits / max(int(flagged.sum()), 1), 4),
+            "recall": round(hits / max(int(positive.sum()), 1), 4),
+        }
+
+    study: dict = {
+        "train_crystals": len(train["y"]),
+        "val_crystals": len(val["y"]),
+        "val_ensemble_above_5K": rule(ensemble_tc > THRESHOLD),
+        "models": {},
+    }
+    for name, columns in (
+        ("composition", ["desc"]),
+        ("N(E_F)", ["nef"]),
+        ("composition+N(E_F)", ["desc", "nef"]),
+        ("composition+phonons", ["desc", "phon"]),
+        ("composition+phonons+N(E_F)", ["desc", "phon", "nef"]),
+    ):
+        x_train = np.hstack([train[c] for c in columns])
+        x_val = np.hstack([val[c] for c in columns])
+        target = np.log1p(train["y"])
+        cv = []
+        for seed in range(5):
+            cross = np.zeros(len(target))
+            for fit, held in KFold(5, shuffle=True, random_state=seed).split(x_train):
+                model = boosting(seed, max_iter=300, learning_rate=0.04)
+                cross[held] = model.fit(x_train[fit], target[fit]).predict(x_train[held])
+            cv.append(scores(np.expm1(cross).clip(0), train["y"]))
+        fitted = boosting(0, max_iter=300, learning_rate=0.04).fit(x_train, target)
+        predicted = np.expm1(fitted.predict(x_val)).clip(0)
+        study["models"][name] = {
+            "cv5_train": {k: round(float(np.mean([r[k] for r in cv])), 4) for k in cv[0]},
+            "val": scores(predicted, val["y"]),
+            "val_ensemble_above_5K_and_this_above_3K": rule(
+                (ensemble_tc > THRESHOLD) & (predicted > 3.0)
+            ),
+        }
+    return study
+
+
+def _read_cache(path: Path) -> dict[str, dict]:
+    done: dict[str, dict] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a kill
+                continue
+            done[entry["id"]] = entry
+    return done
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pseudo-dir", type=Path, required=True, help="SSSP-style library")
@@ -101,21 +205,23 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/fermi_dos"), help="scratch")
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--shard",
+        default="0/1",
+        help="I/N: run only every N-th crystal from the I-th, so that N processes can share "
+        "one cache (each appends whole lines); default 0/1",
+    )
     args = parser.parse_args()
+    shard, shards = (int(v) for v in args.shard.split("/"))
+    if not 0 <= shard < shards:
+        parser.error(f"--shard {args.shard}: need 0 <= I < N")
 
-    done: dict[str, dict] = {}
-    if args.cache.is_file():
-        for line in args.cache.read_text().splitlines():
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:  # a line cut by a kill
-                continue
-            done[entry["id"]] = entry
+    done = _read_cache(args.cache)
     with args.cache.open("a") as handle:
         for split in args.split:
             records = read_structures(bundled_csv(split), targets=["tc"])
             records = [r for r in records if r.ok][: args.limit]
-            for record in records:
+            for record in records[shard::shards]:
                 if record.id in done:
                     continue
                 entry = {"id": record.id, "split": split, "formula": record.formula}
@@ -131,6 +237,7 @@ def main() -> None:
                 done[record.id] = entry
                 print(json.dumps(entry), flush=True)
 
+    done = _read_cache(args.cache)  # with the other shards' crystals
     result: dict = {"settings": {"k_spacing": K_SPACING, "ecut_ry": ECUT}, "splits": {}}
     for split in args.split:
         rows = [e for e in done.values() if e["split"] == split and "error" not in e]
@@ -146,6 +253,18 @@ def main() -> None:
             summary["seconds_median"] = float(np.median([e["seconds"] for e in rows]))
         result["splits"][split] = summary
         print(split, json.dumps(summary))
+    trained = sum(1 for e in done.values() if e["split"] == "train" and "error" not in e)
+    if trained >= MIN_TRAIN:
+        study = feature_study(done)
+        result["feature_study"] = study
+        print(f"{'features':28s} {'CV MAE':>7s} {'CV p@r.5':>8s} {'val MAE':>7s} second stage")
+        for name, row in study["models"].items():
+            second = row["val_ensemble_above_5K_and_this_above_3K"]
+            print(
+                f"{name:28s} {row['cv5_train']['mae_K']:7.3f} "
+                f"{row['cv5_train']['best_precision_at_recall_0.5']:8.2f} "
+                f"{row['val']['mae_K']:7.3f} {second['precision']:6.2f} ({second['passed']} pass)"
+            )
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 
