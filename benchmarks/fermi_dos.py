@@ -156,6 +156,7 @@ def feature_study(done: dict[str, dict]) -> dict:
         "val_ensemble_above_5K": rule(ensemble_tc > THRESHOLD),
         "models": {},
     }
+    out_of_fold: dict[str, np.ndarray] = {}
     for name, columns in (
         ("composition", ["desc"]),
         ("N(E_F)", ["nef"]),
@@ -173,6 +174,8 @@ def feature_study(done: dict[str, dict]) -> dict:
                 model = boosting(seed, max_iter=300, learning_rate=0.04)
                 cross[held] = model.fit(x_train[fit], target[fit]).predict(x_train[held])
             cv.append(scores(np.expm1(cross).clip(0), train["y"]))
+            if seed == 0:
+                out_of_fold[name] = np.expm1(cross).clip(0)
         fitted = boosting(0, max_iter=300, learning_rate=0.04).fit(x_train, target)
         predicted = np.expm1(fitted.predict(x_val)).clip(0)
         study["models"][name] = {
@@ -182,7 +185,46 @@ def feature_study(done: dict[str, dict]) -> dict:
                 (ensemble_tc > THRESHOLD) & (predicted > 3.0)
             ),
         }
+    study["nef_threshold_rule"] = _threshold_rule(
+        out_of_fold["composition"], train, val, ensemble_tc, rule
+    )
     return study
+
+
+def _threshold_rule(flag_tc: np.ndarray, train: dict, val: dict, ensemble_tc, rule) -> dict:
+    """The simplest second stage: pass a candidate only if N(E_F) (0.2 eV) >= t. The threshold is
+    set on train, among the crystals the composition model puts above 5 K out of fold (standing
+    in for the ensemble's positives, which cannot be had out of fold): the t of highest
+    precision that keeps at least half of their true positives. Then applied to the val crystals
+    the bundled ensemble puts above 5 K."""
+    threshold = 5.0
+    nef_train = np.exp(train["nef"][:, BROADENINGS.index(0.2)])
+    nef_val = np.exp(val["nef"][:, BROADENINGS.index(0.2)])
+    flagged = flag_tc > threshold
+    true = train["y"] > threshold
+    best = (0.0, 0.0)
+    for t in np.unique(nef_train[flagged]):
+        kept = flagged & (nef_train >= t)
+        if (kept & true).sum() < 0.5 * (flagged & true).sum():
+            continue
+        precision = (kept & true).sum() / max(kept.sum(), 1)
+        if precision > best[1]:
+            best = (float(t), float(precision))
+    kept = flagged & (nef_train >= best[0])
+    return {
+        "threshold_states_per_eV_atom": round(best[0], 4),
+        "train_out_of_fold_composition_above_5K": {
+            "passed": int(flagged.sum()),
+            "precision": round(float((flagged & true).sum() / max(flagged.sum(), 1)), 4),
+        },
+        "train_out_of_fold_and_nef_above_t": {
+            "passed": int(kept.sum()),
+            "precision": round(float((kept & true).sum() / max(kept.sum(), 1)), 4),
+        },
+        "val_ensemble_above_5K_and_nef_above_t": rule(
+            (ensemble_tc > threshold) & (nef_val >= best[0])
+        ),
+    }
 
 
 def _read_cache(path: Path) -> dict[str, dict]:
@@ -265,6 +307,13 @@ def main() -> None:
                 f"{row['cv5_train']['best_precision_at_recall_0.5']:8.2f} "
                 f"{row['val']['mae_K']:7.3f} {second['precision']:6.2f} ({second['passed']} pass)"
             )
+        simple = study["nef_threshold_rule"]
+        val_rule = simple["val_ensemble_above_5K_and_nef_above_t"]
+        print(
+            f"N(E_F) >= {simple['threshold_states_per_eV_atom']:.3f} states/eV/atom (set on train) "
+            f"beside the ensemble > 5 K on val: {val_rule['passed']} pass, precision "
+            f"{val_rule['precision']:.2f}, recall {val_rule['recall']:.2f}"
+        )
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 
