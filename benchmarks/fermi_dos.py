@@ -15,9 +15,9 @@ descriptors, the CHGNet phonon descriptors (``phonon_features.csv``) and N(E_F),
 together, scored by 5-fold cross-validation on the finished training crystals and, fitted on
 them, on the finished val crystals; and the > 5 K rule of the bundled ensemble on val with such a
 model as a second condition, as a screen could apply it to the few candidates that pass
-(needs scikit-learn). A crystal takes 1-3
-minutes on one core, so all 951 take a day: results stream to ``--cache`` (JSON lines, one per
-crystal, committed), and a rerun continues where the last one stopped. Writes
+(needs scikit-learn). A crystal takes 22 s (median) to 4 min on one core, so all 951 take
+about 7 h of one core: results stream to ``--cache`` (JSON lines, one per crystal, committed),
+and a rerun continues where the last one stopped. Writes
 ``benchmarks/results/fermi_dos.json`` and prints a table.
 
     python benchmarks/fermi_dos.py --pseudo-dir DIR [--split val] [--limit 20] [--work DIR]
