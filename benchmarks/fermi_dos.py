@@ -3,10 +3,9 @@
 McMillan's coupling is lambda = N(E_F) <I^2> / (M <omega^2>). CHGNet phonons give the phonon
 half cheaply and add about 0.1 K to the Tc predictor in cross-validation
 (``predictor_phonons.py``); the electronic half needs DFT. This runs one coarse Quantum ESPRESSO
-scf per bundled crystal and measures N(E_F) from the eigenvalues:
-- SSSP pseudopotentials (``--pseudo-dir``), 35/280 Ry;
-- a k-grid of spacing 0.25 1/A, Marzari-Vanderbilt smearing of 0.02 Ry;
-- Gaussian broadening of 0.05, 0.1 and 0.2 eV, in states/eV per atom, both spins.
+scf per bundled crystal (:func:`tcdesign.verify.fermi.fermi_dos`, SSSP pseudopotentials from
+``--pseudo-dir``) and measures N(E_F) from the eigenvalues at broadenings of 0.05, 0.1 and 0.2 eV,
+in states/eV per atom.
 
 It then reports the Spearman correlation of N(E_F) with the JARVIS Tc and, once at least
 ``MIN_TRAIN`` training crystals are done, whether N(E_F) adds to the cheap features: gradient
@@ -27,80 +26,22 @@ and a rerun continues where the last one stopped. Writes
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import os
-import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
-from ase.io import read
-from ase.io.espresso import write_espresso_in
-from pymatgen.io.ase import AseAtomsAdaptor
 from scipy.stats import spearmanr
 
 from tcdesign.data.io import read_structures
 from tcdesign.predict.api import bundled_csv
-from tcdesign.verify.inputs import grid_from_spacing
-from tcdesign.verify.pseudo import choose_pseudopotentials
+from tcdesign.verify.fermi import BROADENINGS_EV as BROADENINGS
+from tcdesign.verify.fermi import ECUT_RY as ECUT
+from tcdesign.verify.fermi import K_SPACING, fermi_dos
 
 RESULTS = Path(__file__).parent / "results" / "fermi_dos.json"
 CACHE = Path(__file__).parent / "results" / "fermi_dos.jsonl"
-BROADENINGS = (0.05, 0.1, 0.2)  # eV
-K_SPACING = 0.25  # 1/A
-ECUT = (35.0, 280.0)  # Ry, wavefunctions and density
 MIN_TRAIN = 100  # finished training crystals before the feature study runs
 PHONONS = Path(__file__).parent / "results" / "phonon_features.csv"
-
-
-def fermi_dos(structure, pseudo_dir: Path, work: Path) -> dict:
-    """One scf in ``work``: seconds, k-grid and N(E_F) per atom at each of ``BROADENINGS``."""
-    pseudos = choose_pseudopotentials(sorted({e.symbol for e in structure.composition}), pseudo_dir)
-    kpts = grid_from_spacing(structure, K_SPACING)
-    control = {"calculation": "scf", "prefix": "dos", "outdir": "tmp", "verbosity": "high"}
-    data = {
-        "control": {**control, "pseudo_dir": str(pseudo_dir)},
-        "system": {
-            "ecutwfc": ECUT[0],
-            "ecutrho": ECUT[1],
-            "occupations": "smearing",
-            "smearing": "mv",
-            "degauss": 0.02,
-        },
-        "electrons": {"conv_thr": 1e-6 * len(structure), "mixing_beta": 0.4},
-    }
-    buffer = io.StringIO()
-    write_espresso_in(
-        buffer,
-        AseAtomsAdaptor.get_atoms(structure),
-        input_data=data,
-        pseudopotentials={el: p.filename for el, p in pseudos.items()},
-        kpts=kpts,
-    )
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "scf.in").write_text(buffer.getvalue())
-    started = time.perf_counter()
-    with (work / "scf.out").open("w") as handle:
-        subprocess.run(
-            ["pw.x", "-in", "scf.in"],
-            cwd=work,
-            stdout=handle,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
-            check=True,
-        )
-    seconds = time.perf_counter() - started
-    calc = read(work / "scf.out", format="espresso-out").calc
-    weights = np.array(calc.get_k_point_weights())  # (n_k,)
-    eigenvalues = np.array([calc.get_eigenvalues(kpt=k) for k in range(len(weights))])  # eV
-    shifted = eigenvalues - calc.get_fermi_level()  # (n_k, n_bands)
-    result = {"seconds": round(seconds, 1), "kpts": [int(k) for k in kpts]}
-    for sigma in BROADENINGS:
-        gauss = np.exp(-0.5 * (shifted / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
-        per_cell = 2 * (weights[:, None] * gauss).sum() / weights.sum()  # both spins
-        result[f"nef_{sigma:g}"] = float(per_cell / len(structure))
-    return result
 
 
 def _nef_columns(entries: list[dict]) -> np.ndarray:
