@@ -178,3 +178,25 @@ def test_rule_flags_reach_the_screen_settings(tmp_path: Path, monkeypatch) -> No
     assert "phonons" not in seen  # the screen default (on)
     assert main(["run", "--out", str(tmp_path / "o2"), "--no-phonons", "--quiet"]) == 130
     assert seen["phonons"] is False
+
+
+def test_fermi_dos_flags_reach_the_screen_settings(tmp_path: Path, monkeypatch) -> None:
+    """--nef-min implies the N(E_F) stage; --pseudo-dir serves it as well as verify."""
+    seen: list[dict] = []
+
+    def stop(out, settings, progress=True):
+        seen.append(dict(settings.screen))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("tcdesign.pipeline.run.run_pipeline", stop)
+    out = str(tmp_path / "out")
+    assert main(["run", "--out", out, "--nef-min", "0.7", "--pseudo-dir", str(tmp_path)]) == 130
+    assert main(["run", "--out", out, "--fermi-dos", "--quiet"]) == 130
+    assert main(["run", "--out", out, "--quiet"]) == 130
+    assert (seen[0]["fermi_dos"], seen[0]["nef_min"], seen[0]["pseudo_dir"]) == (
+        True,
+        0.7,
+        str(tmp_path),
+    )
+    assert seen[1]["fermi_dos"] is True and "nef_min" not in seen[1]
+    assert "fermi_dos" not in seen[2]

@@ -66,7 +66,8 @@ def test_help_names_every_flag(capsys):
         "--tc-min", "--eform-max", "--gap-max", "--ehull-max", "--tc-sigma", "--no-relax",
         "--prescreen-tc", "--workers", "--scheduler", "--config", "--eform-model", "--gap-model",
         "--fmax", "--max-steps", "--quiet", "--hull-prototypes", "--hull-reference",
-        "--no-phonons", "--require-stable", "--phonon-tolerance",
+        "--no-phonons", "--require-stable", "--phonon-tolerance", "--fermi-dos", "--nef-min",
+        "--pseudo-dir",
     ):  # fmt: skip
         assert flag in text
 

@@ -46,6 +46,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             "hull_prototypes": args.hull_prototypes,
             "phonons": False if args.no_phonons else None,
             "require_stable": True if args.require_stable else None,
+            "fermi_dos": True if args.fermi_dos or args.nef_min is not None else None,
+            "nef_min": args.nef_min,
+            "pseudo_dir": args.pseudo_dir,
             "prescreen_tc": args.prescreen_tc,
             "workers": args.workers,
             "scheduler": args.scheduler,
@@ -174,6 +177,21 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "the paper)",
     )
     parser.add_argument(
+        "--fermi-dos",
+        action="store_true",
+        help="DFT N(E_F) of the candidates that pass the rules: one coarse pw.x scf each (20 s "
+        "to a few minutes; the nef column; pseudopotentials from --pseudo-dir; see 'tcdesign "
+        "screen --help')",
+    )
+    parser.add_argument(
+        "--nef-min",
+        type=float,
+        default=None,
+        metavar="STATES",
+        help="a rule: pass only candidates whose DFT N(E_F) >= STATES per eV per atom (implies "
+        "--fermi-dos; off)",
+    )
+    parser.add_argument(
         "--hull-prototypes",
         type=int,
         default=None,
@@ -205,7 +223,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--pseudo-dir",
         default=None,
-        help="UPF pseudopotentials (default /usr/share/espresso/pseudo)",
+        help="UPF pseudopotentials for --verify and --fermi-dos (default "
+        "/usr/share/espresso/pseudo)",
     )
     parser.add_argument("--np", type=int, default=None, help="MPI ranks for QE (default 1)")
     parser.add_argument(

@@ -12,7 +12,9 @@ the stored CHGNet energies). At the end: with ``hull_prototypes``, the competing
 the chemical systems of the candidates that pass the other rules are relaxed
 (:mod:`tcdesign.screen.prototypes`) and those candidates' hull distances recomputed with them;
 with ``phonons`` (the default), the candidates that pass the other rules get CHGNet phonons
-(:mod:`tcdesign.screen.phonons`, cached in ``OUT/phonons.jsonl``); then novelty against the
+(:mod:`tcdesign.screen.phonons`, cached in ``OUT/phonons.jsonl``); with ``fermi_dos``, the
+candidates that still pass get a DFT N(E_F) from one pw.x scf (:mod:`tcdesign.screen.electrons`,
+cached in ``OUT/fermi_dos.jsonl``); then novelty against the
 training crystals, duplicates among the candidates, the rules, and
 ``OUT/screened.csv`` sorted by Tc (highest first).
 """
@@ -87,6 +89,8 @@ COLUMNS = [
     "phonon_min_freq_cm1",  # lowest CHGNet phonon frequency, cm^-1 (imaginary: negative)
     "phonon_imaginary_fraction",  # mesh-weighted fraction of modes below -phonon_tolerance
     "phonon_error",  # why a phonon check could not be made
+    "nef",  # DFT N(E_F), states/eV/atom (fermi_dos stage; candidates passing the other rules)
+    "nef_error",  # why the N(E_F) scf could not be made
     "e_form_chgnet",  # eV/atom, always the CHGNet value
     "e_form_source",
     "ehull_reference",  # which reference set the hull used
@@ -441,7 +445,7 @@ def _with_phonons(
     ``require_stable``."""
     from tcdesign.screen import phonons
 
-    others = replace(settings, require_stable=False)
+    others = replace(settings, require_stable=False, nef_min=None)
     contenders = [
         (key, str(row.get(FINGERPRINT, "")), Structure.from_dict(row["relaxed_structure"]))
         for key, row in finished.items()
@@ -465,6 +469,61 @@ def _with_phonons(
     }
 
 
+def fermi_dos_ready(settings: ScreenSettings) -> str:
+    """The pseudopotential folder of the N(E_F) stage; :class:`InputError` when pw.x or the
+    folder is missing (checked before anything runs)."""
+    import shutil
+
+    from tcdesign.verify.pseudo import default_pseudo_dir
+
+    if shutil.which("pw.x") is None:
+        raise InputError(
+            "the N(E_F) stage needs Quantum ESPRESSO's pw.x on PATH "
+            "(Debian/Ubuntu: apt-get install quantum-espresso)"
+        )
+    folder = settings.pseudo_dir or default_pseudo_dir()
+    if folder is None or not Path(folder).is_dir():
+        raise InputError(
+            f"the N(E_F) stage needs a pseudopotential folder: {folder} does not exist"
+            if folder
+            else "the N(E_F) stage needs a pseudopotential folder (pseudo_dir / --pseudo-dir)"
+        )
+    return str(folder)
+
+
+def _with_fermi_dos(
+    finished: dict[str, dict[str, Any]],
+    out_dir: Path,
+    settings: ScreenSettings,
+    progress: bool,
+) -> dict[str, dict[str, Any]]:
+    """``finished`` with N(E_F) (:mod:`tcdesign.screen.electrons`, cached in
+    ``out_dir/fermi_dos.jsonl``) of every ok candidate that passes the rules other than
+    ``nef_min``."""
+    from tcdesign.screen import electrons
+
+    others = replace(settings, nef_min=None)
+    contenders = [
+        (key, str(row.get(FINGERPRINT, "")), Structure.from_dict(row["relaxed_structure"]))
+        for key, row in finished.items()
+        if row.get("status") == "ok" and not rule_failures(row, others)
+    ]
+    if not contenders:
+        return finished
+    checks = electrons.check_candidates(
+        contenders,
+        out_dir,
+        fermi_dos_ready(settings),
+        workers=settings.workers,
+        scheduler=settings.scheduler,
+        progress=progress,
+    )
+    return {
+        key: {**row, **{c: checks[key][c] for c in electrons.COLUMNS}} if key in checks else row
+        for key, row in finished.items()
+    }
+
+
 def tc_lower_bound(row: dict[str, Any], settings: ScreenSettings) -> float:
     """The Tc the rule compares with tc_min: ``tc - tc_sigma_k * tc_std``, and ``tc`` itself
     when the rule ignores the spread (k = 0), also for a model without one (NaN std: a
@@ -475,8 +534,8 @@ def tc_lower_bound(row: dict[str, Any], settings: ScreenSettings) -> float:
 
 
 def rule_failures(row: dict[str, Any], settings: ScreenSettings) -> list[str]:
-    """Names of the rules an ok candidate fails (tc, e_form, gap, e_hull, magmom, stable); NaN
-    fails a rule."""
+    """Names of the rules an ok candidate fails (tc, e_form, gap, e_hull, magmom, stable, nef);
+    NaN fails a rule."""
     failed = []
     tc_lower = tc_lower_bound(row, settings)
     if not tc_lower >= settings.tc_min:
@@ -493,6 +552,11 @@ def rule_failures(row: dict[str, Any], settings: ScreenSettings) -> list[str]:
     stable = row.get("phonon_stable")
     if settings.require_stable and (stable is False or (stable is not True and not failed)):
         failed.append("stable")
+    if settings.nef_min is not None:  # the same for a missing N(E_F)
+        nef = row.get("nef")
+        checked = isinstance(nef, int | float) and math.isfinite(nef)
+        if (checked and nef < settings.nef_min) or (not checked and not failed):
+            failed.append("nef")
     return failed
 
 
@@ -618,6 +682,8 @@ def screen_records(
     """
     settings = settings or ScreenSettings()
     models = _Models(settings)  # before any work: bad models or references are an InputError
+    if settings.fermi_dos:
+        fermi_dos_ready(settings)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_state(out_dir, settings)
@@ -647,7 +713,8 @@ def screen_records(
     where = str(out_dir.resolve())
     jobs = [CandidateJob(r.id, r.structure, stems[r.id], where, settings) for r in todo]
     counts = {"ok": 0, "failed": 0, "passing": 0}
-    before_phonons = replace(settings, require_stable=False)  # what the bar counts as passing
+    # what the bar counts as passing: the rules before the phonon and N(E_F) stages
+    before_phonons = replace(settings, require_stable=False, nef_min=None)
     bar = tqdm(
         total=len(selected),
         initial=len(selected) - len(todo),
@@ -706,6 +773,8 @@ def screen_records(
         finished = _with_prototype_hull(finished, out_dir, settings, progress)
     if settings.phonons:
         finished = _with_phonons(finished, out_dir, settings, progress)
+    if settings.fermi_dos:
+        finished = _with_fermi_dos(finished, out_dir, settings, progress)
     table = _finish(records, unrelaxed, finished, chosen, settings)
     _write_table(table, out_dir / TABLE_FILE)
     return table

@@ -38,6 +38,8 @@ SETTING_FLAGS = {  # flag dest -> ScreenSettings field
     "hull_prototypes": "hull_prototypes",
     "device": "device",
     "phonon_tolerance": "phonon_tolerance",
+    "pseudo_dir": "pseudo_dir",
+    "nef_min": "nef_min",
 }
 SHOWN = ["id", "formula", "tc", "tc_std", "e_form", "e_hull", "gap", "spacegroup", "novel"]
 
@@ -66,7 +68,7 @@ def print_summary(table: pd.DataFrame, out: Path, limit: int = 10) -> None:
         f"the pre-screen) -> {passed} passed" + (stable if len(checked) else "")
     )
     top = table[table.passed] if passed else table[table.status == "ok"]
-    shown = SHOWN + (["phonon_stable"] if top.phonon_stable.notna().any() else [])
+    shown = SHOWN + [c for c in ("phonon_stable", "nef") if top[c].notna().any()]
     if len(top):
         print("top candidates" if passed else "no candidate passed; highest Tc among the relaxed:")
         print(top.head(limit)[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -95,6 +97,8 @@ def cmd_screen(args: argparse.Namespace) -> int:
             table["phonons"] = False
         if args.require_stable:
             table["require_stable"] = True
+        if args.fermi_dos or table.get("nef_min") is not None:
+            table["fermi_dos"] = True
         settings = ScreenSettings.from_dict(table)
     except (ValueError, TypeError) as exc:
         print(f"tcdesign: {exc}", file=sys.stderr)
@@ -305,6 +309,29 @@ def register(verbs: argparse._SubParsersAction) -> None:
         metavar="CM1",
         help="a phonon frequency below -CM1 (cm^-1) is an imaginary mode (default 10, the "
         "tolerance of tcdesign verify)",
+    )
+    parser.add_argument(
+        "--fermi-dos",
+        action="store_true",
+        help="DFT density of states at the Fermi level of each candidate that passes the other "
+        "rules: one coarse Quantum ESPRESSO scf of the relaxed cell (pw.x on one core per "
+        "worker; 35/280 Ry, k-spacing 0.25 1/A; 20 s to a few minutes per crystal, cached in "
+        "OUT/fermi_dos.jsonl), in the nef column (states/eV/atom, both spins, 0.2 eV "
+        "broadening). N(E_F) is the electronic half of the coupling lambda; needs pw.x",
+    )
+    parser.add_argument(
+        "--pseudo-dir",
+        default=None,
+        help="pseudopotential folder for --fermi-dos (default: Debian's "
+        "/usr/share/espresso/pseudo; an SSSP library is better)",
+    )
+    parser.add_argument(
+        "--nef-min",
+        type=float,
+        default=None,
+        metavar="STATES",
+        help="a rule: pass only candidates whose N(E_F) >= STATES per eV per atom (implies "
+        "--fermi-dos; default: no N(E_F) rule)",
     )
     parser.add_argument(
         "--config",

@@ -41,6 +41,11 @@ class ScreenSettings:
     # CHGNet phonons (tcdesign.screen.phonons) of the candidates that pass the other rules
     phonons: bool = True
     phonon_tolerance: float = 10.0  # cm^-1; a mode below -this is imaginary
+    # DFT N(E_F) (tcdesign.screen.electrons: one pw.x scf) of the candidates that pass the
+    # other rules; needs Quantum ESPRESSO
+    fermi_dos: bool = False
+    pseudo_dir: str | None = None  # pseudopotential folder; None: Debian's QE folder
+    nef_min: float | None = None  # states/eV/atom; None: no N(E_F) rule
     # relaxation (CHGNet + ASE)
     relax: bool = True  # False: energies of the input structures as they are
     fmax: float = 0.05  # eV/A, force convergence
@@ -73,7 +78,7 @@ class ScreenSettings:
     def __post_init__(self) -> None:
         for name in ("tc_min", "tc_sigma_k", "fmax", "symprec", "phonon_tolerance"):
             _require_number(name, getattr(self, name))
-        for name in ("eform_max", "gap_max", "ehull_max", "magmom_max", "prescreen_tc"):
+        for name in ("eform_max", "gap_max", "ehull_max", "magmom_max", "prescreen_tc", "nef_min"):
             value = getattr(self, name)
             if value is not None:
                 _require_number(name, value)
@@ -112,7 +117,9 @@ class ScreenSettings:
             raise ValueError(f"phonon_tolerance must be >= 0, got {self.phonon_tolerance}")
         if self.require_stable and not self.phonons:
             raise ValueError("require_stable needs the phonon check (phonons = true)")
-        for name in ("relax", "symmetrize", "phonons", "require_stable"):
+        if self.nef_min is not None and not self.fermi_dos:
+            raise ValueError("nef_min needs the N(E_F) stage (fermi_dos = true)")
+        for name in ("relax", "symmetrize", "phonons", "require_stable", "fermi_dos"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
 

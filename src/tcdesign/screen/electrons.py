@@ -1,0 +1,154 @@
+"""DFT density of states at the Fermi level of screened candidates (optional stage).
+
+The Tc ensemble, the formation energy and the gap are models; N(E_F) is the first DFT number a
+candidate can get, and the electronic half of McMillan's coupling lambda = N(E_F) <I^2> /
+(M <omega^2>). For each candidate that passes the other rules: one coarse Quantum ESPRESSO scf
+of the relaxed structure (:func:`tcdesign.verify.fermi.fermi_dos`: 35/280 Ry, k-spacing 0.25
+1/A, one core, 20 s to a few minutes), and N(E_F) in states/eV per atom (both spins, Gaussian
+broadening of 0.2 eV) in the ``nef`` column. With ``nef_min`` set, a rule passes only candidates
+with N(E_F) >= nef_min.
+
+Results are cached in ``fermi_dos.jsonl`` of the screening folder (one line per candidate,
+keyed by its input fingerprint, the pseudopotential files and the settings), the QE input and
+log of each in ``fermi_dos/ID/``; a rerun computes only what is new. The scratch folder of each
+scf (wavefunctions) is removed when it finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pymatgen.core import Structure
+from tqdm.auto import tqdm
+
+from tcdesign import jsonio
+from tcdesign.executor import run_tasks
+from tcdesign.verify import fermi
+from tcdesign.verify.executor import safe_name
+from tcdesign.verify.pseudo import choose_pseudopotentials
+
+CACHE_FILE = "fermi_dos.jsonl"  # in the screening --out folder
+WORK_FOLDER = "fermi_dos"  # QE runs, one sub-folder per candidate
+BROADENING_EV = 0.2  # the value in the nef column (robust on coarse grids; fermi module doc)
+COLUMNS = ("nef", "nef_error")
+
+
+@dataclass(frozen=True)
+class FermiJob:
+    """One candidate's N(E_F) scf."""
+
+    id: str
+    structure: Structure  # relaxed
+    pseudo_dir: str
+    work: str  # absolute: dask workers do not share this process's working directory
+    pw_command: str = "pw.x"
+
+
+def _run_job(job: FermiJob) -> dict[str, Any]:
+    work = Path(job.work)
+    result = fermi.fermi_dos(job.structure, Path(job.pseudo_dir), work, pw_command=job.pw_command)
+    shutil.rmtree(work / "tmp", ignore_errors=True)  # wavefunctions: megabytes, not needed
+    return {
+        "nef": round(float(result[f"nef_{BROADENING_EV:g}"]), 5),
+        "nef_error": "",
+        "nef_seconds": result["seconds"],
+        "nef_kpts": result["kpts"],
+    }
+
+
+def _failed(reason: str) -> dict[str, Any]:
+    return {"nef": math.nan, "nef_error": reason}
+
+
+def _key(fingerprint: str, structure: Structure, pseudo_dir: Path) -> str:
+    """What a cached result depends on; the pseudopotential choice is part of it."""
+    elements = sorted({e.symbol for e in structure.composition})
+    pseudos = choose_pseudopotentials(elements, pseudo_dir)
+    return json.dumps(
+        {
+            "fingerprint": fingerprint,
+            "pseudopotentials": {e: p.filename for e, p in pseudos.items()},
+            "ecut_ry": fermi.ECUT_RY,
+            "k_spacing": fermi.K_SPACING,
+            "broadening_ev": BROADENING_EV,
+        },
+        sort_keys=True,
+    )
+
+
+def _read_cache(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """(id, key) -> result of every complete line (a torn last line is ignored)."""
+    cached: dict[tuple[str, str], dict[str, Any]] = {}
+    if not path.is_file():
+        return cached
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        result = entry["result"]
+        result["nef"] = math.nan if result.get("nef") is None else result["nef"]
+        cached[(entry["id"], entry["key"])] = result
+    return cached
+
+
+def check_candidates(
+    candidates: Iterable[tuple[str, str, Structure]],
+    out_dir: str | Path,
+    pseudo_dir: str | Path,
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+    pw_command: str = "pw.x",
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """N(E_F) of ``(id, input fingerprint, relaxed structure)`` candidates, keyed by id; cached
+    in ``out_dir/fermi_dos.jsonl`` (appended as each finishes). A candidate whose scf cannot be
+    made (no pseudopotential for an element, pw.x failing) gets NaN and the reason in
+    ``nef_error``; the others go on."""
+    out_dir = Path(out_dir).resolve()
+    pseudo_dir = Path(pseudo_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / CACHE_FILE
+    jsonio.drop_partial_line(path)
+    cached = _read_cache(path)
+    results: dict[str, dict[str, Any]] = {}
+    todo: list[tuple[str, str]] = []  # (id, key)
+    jobs: list[FermiJob] = []
+    for candidate_id, fingerprint, structure in candidates:
+        try:
+            key = _key(fingerprint, structure, pseudo_dir)
+        except ValueError as exc:  # PseudopotentialError: recorded, not cached
+            results[candidate_id] = _failed(str(exc))
+            continue
+        if (candidate_id, key) in cached:
+            results[candidate_id] = cached[(candidate_id, key)]
+            continue
+        work = out_dir / WORK_FOLDER / safe_name(candidate_id)
+        todo.append((candidate_id, key))
+        jobs.append(FermiJob(candidate_id, structure, str(pseudo_dir), str(work), pw_command))
+    order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].structure))  # largest first
+    todo, jobs = [todo[i] for i in order], [jobs[i] for i in order]
+    bar = tqdm(total=len(jobs), desc="N(E_F) (pw.x)", unit="crystal", disable=not progress)
+    try:
+        with path.open("a") as handle:
+            # pw.x runs on one core per job; torch is not used, so one thread per worker
+            for outcome in run_tasks(
+                _run_job, jobs, workers=workers, scheduler=scheduler, threads=1
+            ):
+                candidate_id, key = todo[outcome.index]
+                result = outcome.value if outcome.error is None else _failed(outcome.error)
+                handle.write(jsonio.dumps({"id": candidate_id, "key": key, "result": result}))
+                handle.write("\n")
+                handle.flush()
+                results[candidate_id] = result
+                bar.update()
+    finally:
+        bar.close()
+    return results

@@ -1,0 +1,146 @@
+"""The optional DFT N(E_F) stage of screening: cache, failures, the nef rule, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pandas as pd
+import pytest
+
+from tcdesign.cli import main
+from tcdesign.screen import ScreenSettings, electrons, screen_records
+from tcdesign.screen.electrons import CACHE_FILE, check_candidates
+from tcdesign.verify import fermi
+from tcdesign.verify.pseudo import DEBIAN_PSEUDO_DIR
+from tests.screen.conftest import fcc_al, mgb2, rocksalt_nacl
+
+HAVE_QE = shutil.which("pw.x") is not None and DEBIAN_PSEUDO_DIR.is_dir()
+
+
+def fake_pseudo_dir(tmp_path, elements=("Al", "Mg", "B")):
+    folder = tmp_path / "pseudo"
+    folder.mkdir(exist_ok=True)
+    for element in elements:
+        (folder / f"{element}.fake.UPF").write_text(
+            f'<UPF version="2.0.1">\n<PP_HEADER element="{element}" pseudo_type="NC" '
+            'functional="PBE" wfc_cutoff="30" rho_cutoff="120"/>\n</UPF>\n'
+        )
+    return folder
+
+
+def stand_in(calls):
+    def run(structure, pseudo_dir, work, pw_command="pw.x"):
+        calls.append(structure.composition.reduced_formula)
+        if structure.composition.reduced_formula == "Al":
+            raise RuntimeError("N(E_F) scf failed: c_bands: eigenvalues not converged")
+        work.mkdir(parents=True)
+        (work / "tmp").mkdir()  # the scratch folder pw.x leaves behind
+        return {"seconds": 1.0, "kpts": [4, 4, 4], "nef_0.05": 9.0, "nef_0.1": 9.0, "nef_0.2": 0.7}
+
+    return run
+
+
+def test_results_are_cached_failures_are_reasons_and_scratch_is_removed(tmp_path, monkeypatch):
+    pseudo = fake_pseudo_dir(tmp_path)
+    calls: list[str] = []
+    monkeypatch.setattr(fermi, "fermi_dos", stand_in(calls))
+    out = tmp_path / "out"
+    candidates = [
+        ("mgb2", "f1", mgb2()),
+        ("al", "f2", fcc_al(4.05)),
+        ("nacl", "f3", rocksalt_nacl()),
+    ]
+    results = check_candidates(candidates, out, pseudo, progress=False)
+    assert calls == ["Al", "MgB2"]  # the larger cell first; NaCl has no pseudopotential
+    assert results["mgb2"]["nef"] == 0.7 and results["mgb2"]["nef_error"] == ""
+    assert (
+        math.isnan(results["al"]["nef"])
+        and "eigenvalues not converged" in results["al"]["nef_error"]
+    )
+    assert math.isnan(results["nacl"]["nef"]) and "Na" in results["nacl"]["nef_error"]
+    assert not (out / electrons.WORK_FOLDER / "mgb2" / "tmp").exists()
+    lines = (out / CACHE_FILE).read_text().splitlines()
+    assert sorted(json.loads(line)["id"] for line in lines) == ["al", "mgb2"]
+
+    with (out / CACHE_FILE).open("a") as handle:
+        handle.write('{"id": "half-wri')  # a run killed while writing
+    calls.clear()
+    again = check_candidates(candidates, out, pseudo, progress=False)
+    assert calls == [] and again["mgb2"] == results["mgb2"]
+    assert again["al"]["nef_error"] == results["al"]["nef_error"]
+    # a changed input structure (fingerprint) is computed again
+    check_candidates([("mgb2", "f9", mgb2())], out, pseudo, progress=False)
+    assert calls == ["MgB2"]
+
+
+def test_settings_and_rule_need_the_stage():
+    with pytest.raises(ValueError, match="nef_min needs the N"):
+        ScreenSettings(nef_min=0.5)
+    with pytest.raises(ValueError, match="nef_min must be a finite number"):
+        ScreenSettings(fermi_dos=True, nef_min=math.nan)
+    assert ScreenSettings(fermi_dos=True, nef_min=0.5).nef_min == 0.5
+
+
+def test_flags_reach_the_settings_and_missing_programs_exit_2(tmp_path, capsys, monkeypatch):
+    import tcdesign.screen.api as api
+
+    cif = tmp_path / "al.cif"
+    fcc_al(4.05).to(filename=str(cif))
+    seen = []
+    monkeypatch.setattr(
+        api,
+        "screen_records",
+        lambda records, out, settings, progress: seen.append(settings) or pd.DataFrame(),
+    )
+    out = str(tmp_path / "o")
+    main(["screen", str(cif), "--out", out, "--nef-min", "0.6", "--pseudo-dir", "/p"])
+    main(["screen", str(cif), "--out", out, "--fermi-dos"])
+    assert [(s.fermi_dos, s.nef_min, s.pseudo_dir) for s in seen] == [
+        (True, 0.6, "/p"),
+        (True, None, None),
+    ]
+    monkeypatch.undo()
+    monkeypatch.setenv("PATH", str(tmp_path))  # no pw.x
+    code = main(["screen", str(cif), "--out", out, "--fermi-dos", "--no-relax", "--quiet"])
+    assert code == 2 and "needs Quantum ESPRESSO's pw.x" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "screened.csv").exists()
+
+
+@pytest.mark.skipif(not HAVE_QE, reason="Quantum ESPRESSO (pw.x) is not installed")
+def test_real_scf_for_the_passing_candidate_and_the_nef_rule(candidates, tmp_path, monkeypatch):
+    """MgB2 passes the paper's rules and gets a real pw.x scf; Al and NaCl fail them unchecked."""
+    records = [r for r in candidates if r.id in ("al", "nacl", "mgb2")]
+    settings = ScreenSettings(relax=False, phonons=False, fermi_dos=True)
+    table = screen_records(records, tmp_path, settings, progress=False)
+    rows = {row.id: row for row in table.itertuples()}
+    assert rows["mgb2"].passed and rows["mgb2"].nef_error == ""
+    assert 0.1 < rows["mgb2"].nef < 0.6  # DFT: about 0.24 states/eV/atom (0.71 per cell)
+    assert math.isnan(rows["al"].nef) and math.isnan(rows["nacl"].nef)
+    assert (tmp_path / "fermi_dos" / "mgb2" / "scf.out").is_file()
+
+    def never(*args, **kwargs):
+        raise AssertionError("a cached scf was computed again")
+
+    monkeypatch.setattr(fermi, "fermi_dos", never)
+    strict = ScreenSettings(relax=False, phonons=False, fermi_dos=True, nef_min=1.0)
+    table = screen_records(records, tmp_path, strict, progress=False)
+    row = table.set_index("id").loc["mgb2"]
+    assert not row.passed and row.rules_failed == "nef"
+    loose = ScreenSettings(relax=False, phonons=False, fermi_dos=True, nef_min=0.1)
+    assert (
+        screen_records(records, tmp_path, loose, progress=False).set_index("id").loc["mgb2"].passed
+    )
+
+
+def test_a_candidate_without_nef_fails_the_rule_only_if_it_passes_the_rest():
+    from tcdesign.screen.api import rule_failures
+
+    settings = ScreenSettings(fermi_dos=True, nef_min=0.5, eform_max=None, gap_max=None)
+    base = {"tc": 10.0, "tc_std": 1.0, "e_form": -0.1, "gap": 0.0, "e_hull": 0.0}
+    assert rule_failures({**base, "nef": 0.7}, settings) == []
+    assert rule_failures({**base, "nef": 0.3}, settings) == ["nef"]
+    assert rule_failures({**base, "nef": math.nan}, settings) == ["nef"]  # not computed
+    assert rule_failures({**base, "tc": 1.0, "nef": math.nan}, settings) == ["tc"]
+    assert rule_failures({**base, "tc": 1.0, "nef": 0.3}, settings) == ["tc", "nef"]
