@@ -14,9 +14,14 @@
    ``require_stable``), and against the dynamical stability Quantum ESPRESSO found for the
    crystals of ``verify_jarvis.json`` (relaxed with CHGNet as the screen does) and the
    candidates of ``verify_candidates.json`` (their relaxed cells from the frozen run).
+5. With ``--fermi-dos PSEUDO_DIR`` (needs pw.x): the optional DFT N(E_F) stage
+   (:mod:`tcdesign.screen.electrons`) on the val crystals that pass the full rule, as ``tcdesign
+   screen --fermi-dos`` runs it, and the full rule with ``nef_min``: the threshold ``--nef-min``,
+   by default the one ``benchmarks/fermi_dos.py`` set on the training crystals
+   (``fermi_dos.json``), never one chosen on val.
 
 Writes benchmarks/results/screen.json and prints a table. Usage:
-    python benchmarks/screening.py [--workers 1] [--limit N] [--out PATH]
+    python benchmarks/screening.py [--workers 1] [--limit N] [--out PATH] [--fermi-dos DIR]
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from pymatgen.io.ase import AseAtomsAdaptor
 
 from tcdesign.data.io import read_structures
 from tcdesign.predict.api import bundled_csv
-from tcdesign.screen import ScreenSettings, phonons, screen_records
+from tcdesign.screen import ScreenSettings, electrons, phonons, screen_records
 from tcdesign.screen.api import rule_failures, structure_fingerprint
 from tcdesign.screen.gap import load_gap_model
 from tcdesign.screen.hull import ReferenceSet
@@ -245,6 +250,50 @@ def phonons_vs_dft(train_records: dict, val_records: dict) -> list[dict]:
     return compared
 
 
+def val_fermi_dos(
+    table: pd.DataFrame, val: list, folder: str, truth: pd.Series, pseudo_dir: str, nef_min: float
+) -> dict:
+    """The N(E_F) stage on the val crystals that pass the full rule (cached in the screening
+    folder), and the full rule with ``nef_min``."""
+    from pymatgen.core import Structure
+
+    records = {r.id: r for r in val}
+    ok = table[table.status == "ok"]
+    passing = ok[[not rule_failures(row, ScreenSettings()) for row in ok.to_dict("records")]]
+    candidates = [
+        (rid, structure_fingerprint(records[rid].structure), Structure.from_file(Path(folder) / c))
+        for rid, c in zip(passing.id, passing.relaxed_cif, strict=True)
+    ]
+    checks = electrons.check_candidates(candidates, folder, pseudo_dir, progress=True)
+    with_nef = table.copy()
+    with_nef["nef"] = with_nef.id.map({k: v["nef"] for k, v in checks.items()}).astype(float)
+    settings = ScreenSettings(fermi_dos=True, nef_min=nef_min)
+    return {
+        "nef_min": nef_min,
+        "full_rule_nef": rule_stats(with_nef, truth, settings, tc_only=False),
+        "seconds_median": float(
+            np.nanmedian([c.get("nef_seconds", np.nan) for c in checks.values()])
+        ),
+        "crystals": [
+            {
+                "id": rid,
+                "formula": formula,
+                "nef": checks[rid]["nef"],
+                "nef_error": checks[rid]["nef_error"],
+                "tc_predicted": float(tc),
+                "tc_jarvis": float(truth[rid]),
+            }
+            for rid, formula, tc in zip(passing.id, passing.formula, passing.tc, strict=True)
+        ],
+    }
+
+
+def trained_nef_threshold() -> float:
+    """The N(E_F) threshold benchmarks/fermi_dos.py set on the training crystals."""
+    study = json.loads((RESULTS.parent / "fermi_dos.json").read_text())["feature_study"]
+    return float(study["nef_threshold_rule"]["threshold_states_per_eV_atom"])
+
+
 def phonon_share(stats: dict) -> str:
     return f"{stats['stable']} of {stats['checked']} ({stats['seconds_median']:.1f} s median)"
 
@@ -267,6 +316,18 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N val crystals only")
     parser.add_argument("--keep", default=None, help="screening folder (default: temporary)")
     parser.add_argument("--out", default=str(RESULTS), help="result JSON path")
+    parser.add_argument(
+        "--fermi-dos",
+        default=None,
+        metavar="PSEUDO_DIR",
+        help="also run the DFT N(E_F) stage (pw.x) on the val crystals that pass the full rule",
+    )
+    parser.add_argument(
+        "--nef-min",
+        type=float,
+        default=None,
+        help="N(E_F) threshold, states/eV/atom (default: the one set on train in fermi_dos.json)",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
@@ -395,9 +456,16 @@ def main() -> None:
         "vs_dft": phonons_vs_dft(train_records, val_records),
     }
 
+    # 5. the optional DFT N(E_F) stage
+    fermi_result = None
+    if args.fermi_dos:
+        nef_min = args.nef_min if args.nef_min is not None else trained_nef_threshold()
+        fermi_result = val_fermi_dos(table, val, folder, truth, args.fermi_dos, nef_min)
+
     result = {
         "val_screen": val_result,
         "phonons": phonon_result,
+        **({"fermi_dos": fermi_result} if fermi_result else {}),
         "train_eform_from_reference_table": train_result,
         "metallicity": metallicity,
         "settings": {"fmax": settings.fmax, "max_steps": settings.max_steps},
@@ -441,6 +509,16 @@ def main() -> None:
         ("  with Tc - 1 std", rate(v["full_rule_sigma1"])),
         *[(f"  with Tc - {k} std", rate(stats)) for k, stats in v["full_rule_by_k"].items()],
         ("  with require_stable (CHGNet phonons)", rate(v["full_rule_require_stable"])),
+        *(
+            [
+                (
+                    f"  with N(E_F) >= {fermi_result['nef_min']:.2f} (DFT)",
+                    rate(fermi_result["full_rule_nef"]),
+                )
+            ]
+            if fermi_result
+            else []
+        ),
         ("val crystals CHGNet calls stable", phonon_share(phonon_result["val"])),
         ("  DFT Tc > 5 K among stable / unstable", phonon_tc(phonon_result["val"])),
         ("CHGNet phonons agree with QE stability", phonon_agreement(phonon_result["vs_dft"])),
