@@ -75,16 +75,22 @@ def test_results_are_cached_failures_are_reasons_and_scratch_is_removed(tmp_path
     assert calls == ["MgB2"]
 
 
-def test_settings_and_rule_need_the_stage():
-    with pytest.raises(ValueError, match="nef_min needs the N"):
-        ScreenSettings(nef_min=0.5)
+def test_the_rule_applies_only_with_the_stage():
+    from tcdesign.screen.api import rule_failures
+    from tcdesign.screen.settings import NEF_MIN
+
     with pytest.raises(ValueError, match="nef_min must be a finite number"):
         ScreenSettings(fermi_dos=True, nef_min=math.nan)
-    assert ScreenSettings(fermi_dos=True, nef_min=0.5).nef_min == 0.5
+    assert ScreenSettings().nef_min == NEF_MIN and not ScreenSettings().fermi_dos
+    row = {"tc": 10.0, "tc_std": 1.0, "e_form": -0.1, "gap": 0.0, "e_hull": 0.0, "nef": 0.1}
+    assert rule_failures(row, ScreenSettings()) == []  # no stage, no rule
+    assert rule_failures(row, ScreenSettings(fermi_dos=True)) == ["nef"]
+    assert rule_failures(row, ScreenSettings(fermi_dos=True, nef_min=None)) == []
 
 
 def test_flags_reach_the_settings_and_missing_programs_exit_2(tmp_path, capsys, monkeypatch):
     import tcdesign.screen.api as api
+    from tcdesign.screen.settings import NEF_MIN
 
     cif = tmp_path / "al.cif"
     fcc_al(4.05).to(filename=str(cif))
@@ -97,9 +103,13 @@ def test_flags_reach_the_settings_and_missing_programs_exit_2(tmp_path, capsys, 
     out = str(tmp_path / "o")
     main(["screen", str(cif), "--out", out, "--nef-min", "0.6", "--pseudo-dir", "/p"])
     main(["screen", str(cif), "--out", out, "--fermi-dos"])
+    main(["screen", str(cif), "--out", out, "--fermi-dos", "--nef-min", "none"])
+    main(["screen", str(cif), "--out", out, "--nef-min", "none"])
     assert [(s.fermi_dos, s.nef_min, s.pseudo_dir) for s in seen] == [
         (True, 0.6, "/p"),
+        (True, NEF_MIN, None),
         (True, None, None),
+        (False, None, None),
     ]
     monkeypatch.undo()
     monkeypatch.setenv("PATH", str(tmp_path))  # no pw.x
@@ -112,7 +122,7 @@ def test_flags_reach_the_settings_and_missing_programs_exit_2(tmp_path, capsys, 
 def test_real_scf_for_the_passing_candidate_and_the_nef_rule(candidates, tmp_path, monkeypatch):
     """MgB2 passes the paper's rules and gets a real pw.x scf; Al and NaCl fail them unchecked."""
     records = [r for r in candidates if r.id in ("al", "nacl", "mgb2")]
-    settings = ScreenSettings(relax=False, phonons=False, fermi_dos=True)
+    settings = ScreenSettings(relax=False, phonons=False, fermi_dos=True, nef_min=None)
     table = screen_records(records, tmp_path, settings, progress=False)
     rows = {row.id: row for row in table.itertuples()}
     assert rows["mgb2"].passed and rows["mgb2"].nef_error == ""
@@ -137,7 +147,7 @@ def test_real_scf_for_the_passing_candidate_and_the_nef_rule(candidates, tmp_pat
 def test_a_candidate_without_nef_fails_the_rule_only_if_it_passes_the_rest():
     from tcdesign.screen.api import rule_failures
 
-    settings = ScreenSettings(fermi_dos=True, nef_min=0.5, eform_max=None, gap_max=None)
+    settings = ScreenSettings(fermi_dos=True, nef_min=0.5)
     base = {"tc": 10.0, "tc_std": 1.0, "e_form": -0.1, "gap": 0.0, "e_hull": 0.0}
     assert rule_failures({**base, "nef": 0.7}, settings) == []
     assert rule_failures({**base, "nef": 0.3}, settings) == ["nef"]

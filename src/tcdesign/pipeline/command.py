@@ -83,6 +83,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def register(verbs: argparse._SubParsersAction) -> None:
     """Add the ``run`` verb to the ``tcdesign`` sub-parsers."""
+    from tcdesign.screen.settings import NEF_MIN
+
     parser = verbs.add_parser(
         "run",
         help="the whole pipeline: generate -> screen -> rank -> verify -> report",
@@ -180,16 +182,17 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "--fermi-dos",
         action="store_true",
         help="DFT N(E_F) of the candidates that pass the rules: one coarse pw.x scf each (20 s "
-        "to a few minutes; the nef column; pseudopotentials from --pseudo-dir; see 'tcdesign "
-        "screen --help')",
+        "to a few minutes; the nef column and a rule, --nef-min; pseudopotentials from "
+        "--pseudo-dir; see 'tcdesign screen --help')",
     )
     parser.add_argument(
         "--nef-min",
         type=float,
         default=None,
         metavar="STATES",
-        help="a rule: pass only candidates whose DFT N(E_F) >= STATES per eV per atom (implies "
-        "--fermi-dos; off)",
+        help="the N(E_F) rule: pass only candidates whose DFT N(E_F) >= STATES per eV per atom "
+        f"(implies --fermi-dos; default {NEF_MIN:g} with --fermi-dos; see 'tcdesign screen "
+        "--help')",
     )
     parser.add_argument(
         "--hull-prototypes",

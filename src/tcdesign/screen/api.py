@@ -552,7 +552,7 @@ def rule_failures(row: dict[str, Any], settings: ScreenSettings) -> list[str]:
     stable = row.get("phonon_stable")
     if settings.require_stable and (stable is False or (stable is not True and not failed)):
         failed.append("stable")
-    if settings.nef_min is not None:  # the same for a missing N(E_F)
+    if settings.fermi_dos and settings.nef_min is not None:  # the same for a missing N(E_F)
         nef = row.get("nef")
         checked = isinstance(nef, int | float) and math.isfinite(nef)
         if (checked and nef < settings.nef_min) or (not checked and not failed):

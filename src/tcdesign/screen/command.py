@@ -97,7 +97,7 @@ def cmd_screen(args: argparse.Namespace) -> int:
             table["phonons"] = False
         if args.require_stable:
             table["require_stable"] = True
-        if args.fermi_dos or table.get("nef_min") is not None:
+        if args.fermi_dos or args.nef_min not in (None, "none"):
             table["fermi_dos"] = True
         settings = ScreenSettings.from_dict(table)
     except (ValueError, TypeError) as exc:
@@ -132,6 +132,8 @@ def cmd_screen_references(args: argparse.Namespace) -> int:
 
 def register(verbs: argparse._SubParsersAction) -> None:
     """Add the ``screen`` and ``screen-references`` verbs to the ``tcdesign`` sub-parsers."""
+    from tcdesign.screen.settings import NEF_MIN
+
     parser = verbs.add_parser(
         "screen",
         help="relax candidates with CHGNet and apply the Tc, formation-energy, gap and hull rules",
@@ -317,7 +319,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "rules: one coarse Quantum ESPRESSO scf of the relaxed cell (pw.x on one core per "
         "worker; 35/280 Ry, k-spacing 0.25 1/A; 20 s to a few minutes per crystal, cached in "
         "OUT/fermi_dos.jsonl), in the nef column (states/eV/atom, both spins, 0.2 eV "
-        "broadening). N(E_F) is the electronic half of the coupling lambda; needs pw.x",
+        "broadening), and the --nef-min rule. N(E_F) is the electronic half of the coupling "
+        "lambda; needs pw.x",
     )
     parser.add_argument(
         "--pseudo-dir",
@@ -327,11 +330,13 @@ def register(verbs: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--nef-min",
-        type=float,
+        type=_limit,
         default=None,
         metavar="STATES",
-        help="a rule: pass only candidates whose N(E_F) >= STATES per eV per atom (implies "
-        "--fermi-dos; default: no N(E_F) rule)",
+        help="the N(E_F) rule: pass only candidates whose N(E_F) >= STATES per eV per atom "
+        f"(implies --fermi-dos; default {NEF_MIN:g}, set on the training crystals, where it "
+        "raised the precision of a Tc > 5 K model from 0.53 to 0.74 out of fold; 'none': "
+        "compute nef without a rule)",
     )
     parser.add_argument(
         "--config",
