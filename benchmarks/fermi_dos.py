@@ -64,6 +64,19 @@ def feature_study(done: dict[str, dict]) -> dict:
 
     with PHONONS.open() as handle:
         phonons = {row["material_id"]: row for row in csv.DictReader(handle)}
+    with (Path(bundled_csv("train")).parent / "dft_labels.csv").open() as handle:
+        labels = {row["material_id"]: row for row in csv.DictReader(handle)}
+
+    def metallic_and_formed(material_id: str) -> bool:
+        """The screen's other rules on the JARVIS labels: E_form < 0, gap < 0.05 eV (a crystal
+        without labels fails, as NaN fails a rule)."""
+        row = labels.get(material_id, {})
+        try:
+            eform = float(row["formation_energy_peratom"] or "nan")
+            gap = float(row["optb88vdw_bandgap"] or "nan")
+        except KeyError:
+            return False
+        return eform < 0 and gap < 0.05
 
     data: dict[str, dict] = {}
     for split in ("train", "val"):
@@ -78,6 +91,7 @@ def feature_study(done: dict[str, dict]) -> dict:
             "phon": np.array([[float(phonons[r.id][c]) for c in PHONON_COLUMNS] for r in keep]),
             "nef": _nef_columns(entries),
             "structures": structures,
+            "formed_metal": np.array([metallic_and_formed(r.id) for r in keep]),
         }
     train, val = data["train"], data["val"]
     ensemble_tc = Ensemble.load(None).predict(val["structures"])[0]
@@ -183,6 +197,15 @@ def _threshold_rule(flag_tc: list[np.ndarray], train: dict, val: dict, ensemble_
             "kept_true_positives": round(float(mean[2]), 4),
         }
 
+    def full_rule_like(t: float) -> dict:
+        """As the screen's full rule: also E_form < 0 and gap < 0.05 eV (JARVIS labels)."""
+        stats = []
+        for flag in flag_tc:
+            kept = (flag > threshold) & train["formed_metal"] & (nef_train >= t)
+            stats.append((kept.sum(), (kept & true).sum() / max(kept.sum(), 1)))
+        mean = np.mean(stats, axis=0)
+        return {"passed": round(float(mean[0]), 1), "precision": round(float(mean[1]), 4)}
+
     curve = {f"{t:g}": on_train(t) for t in THRESHOLD_GRID}
     allowed = [t for t in THRESHOLD_GRID if curve[f"{t:g}"]["kept_true_positives"] >= 0.5]
     best = max(allowed, key=lambda t: curve[f"{t:g}"]["precision"], default=0.0)
@@ -191,6 +214,8 @@ def _threshold_rule(flag_tc: list[np.ndarray], train: dict, val: dict, ensemble_
         "train_out_of_fold_composition_above_5K": on_train(0.0),
         "train_out_of_fold_and_nef_above_t": on_train(best),
         "train_out_of_fold_curve": curve,
+        "train_out_of_fold_full_rule_jarvis_labels": full_rule_like(0.0),
+        "train_out_of_fold_full_rule_jarvis_labels_and_nef_above_t": full_rule_like(best),
         "val_ensemble_above_5K_and_nef_above_t": rule(
             (ensemble_tc > threshold) & (nef_val >= best)
         ),
@@ -284,6 +309,13 @@ def main() -> None:
             )
         simple = study["nef_threshold_rule"]
         val_rule = simple["val_ensemble_above_5K_and_nef_above_t"]
+        before = simple["train_out_of_fold_full_rule_jarvis_labels"]
+        after = simple["train_out_of_fold_full_rule_jarvis_labels_and_nef_above_t"]
+        print(
+            "train out of fold, composition > 5 K, JARVIS E_form < 0 and gap < 0.05 eV: "
+            f"{before['passed']:.0f} pass at precision {before['precision']:.2f}; with N(E_F) "
+            f">= t: {after['passed']:.0f} at {after['precision']:.2f}"
+        )
         print(
             f"N(E_F) >= {simple['threshold_states_per_eV_atom']:.3f} states/eV/atom (set on train) "
             f"beside the ensemble > 5 K on val: {val_rule['passed']} pass, precision "
