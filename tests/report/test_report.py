@@ -183,6 +183,26 @@ def test_candidates_table(report, run_folder) -> None:
     assert f"{allen_dynes_tc(0.92, 265.0, 0.1):.2f}" in text  # DFT Tc of the top candidate
 
 
+def test_candidates_table_shows_the_dft_fermi_level_dos_when_screened_with_it(
+    run_folder, copy_of
+) -> None:
+    folder = copy_of(run_folder)
+    path = folder / "substitution" / "screened.csv"
+    screened = pd.read_csv(path)
+    screened["nef"] = [
+        0.5 + 0.25 * i if passed else float("nan") for i, passed in enumerate(screened.passed)
+    ]
+    screened.to_csv(path, index=False)
+    page = parse(write_report(folder, progress=False))
+    header = next(row for row in page.rows if "novel" in row)
+    column = header.index("N(E_F) (states/eV/atom, DFT)")
+    passed = screened[screened.passed].sort_values("tc", ascending=False)
+    table = page.rows[page.rows.index(header) + 1 : page.rows.index(header) + 1 + len(passed)]
+    assert [row[column] for row in table] == [f"{v:.2f}" for v in passed.nef]
+    plain = parse(write_report(run_folder, out=folder / "plain.html", progress=False))
+    assert "N(E_F) (states/eV/atom, DFT)" not in plain.headers
+
+
 def test_out_elsewhere_links_relative_to_the_html(run_folder, tmp_path) -> None:
     out = tmp_path / "share" / "my report.html"
     path = write_report(run_folder, out=out, progress=False)

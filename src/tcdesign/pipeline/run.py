@@ -50,6 +50,7 @@ CANDIDATE_COLUMNS = [
     "novel",
     "phonon_stable",  # no imaginary CHGNet phonon mode
     "phonon_min_freq_cm1",
+    "nef",  # DFT N(E_F), states/eV/atom (--fermi-dos)
     "cif",
 ]
 # settings that may change between a run and its resumption without invalidating its outputs;
@@ -463,6 +464,7 @@ def run_pipeline(
         echo(
             f"  {row.rank:>3}. {row.formula:<14} Tc {row.tc:5.1f} +/- {row.tc_std:4.1f} K"
             + _phonon_note(row.phonon_stable, row.phonon_min_freq_cm1)
+            + (f"  N(E_F) {row.nef:.2f}/eV/atom" if pd.notna(row.nef) else "")
         )
 
     verify_table, skipped = earlier_verification(folder, ranked), []

@@ -124,6 +124,9 @@ def _candidate_table(ctx: ReportContext, shown: pd.DataFrame) -> Markup:
     phonons = "phonon_stable" in shown.columns and shown.phonon_stable.notna().any()
     if phonons:
         header.append("CHGNet phonons")
+    nef = "nef" in shown.columns and shown.nef.notna().any()
+    if nef:
+        header.append("N(E_F) (states/eV/atom, DFT)")
     failed_rules = "rules_failed" in shown.columns and not shown.passed.all()
     if failed_rules:
         header.append("rules failed")
@@ -142,6 +145,8 @@ def _candidate_table(ctx: ReportContext, shown: pd.DataFrame) -> Markup:
         ]
         if phonons:
             cells.append(_phonon_cell(row))
+        if nef:
+            cells.append(fmt(row.get("nef"), 2))
         if failed_rules:
             cells.append(fmt(row.get("rules_failed")))
         if verify is not None:
