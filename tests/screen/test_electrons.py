@@ -154,3 +154,25 @@ def test_a_candidate_without_nef_fails_the_rule_only_if_it_passes_the_rest():
     assert rule_failures({**base, "nef": math.nan}, settings) == ["nef"]  # not computed
     assert rule_failures({**base, "tc": 1.0, "nef": math.nan}, settings) == ["tc"]
     assert rule_failures({**base, "tc": 1.0, "nef": 0.3}, settings) == ["tc", "nef"]
+
+
+def test_jobs_pickle_for_worker_processes_and_dask(tmp_path):
+    """Local pools and dask send jobs to other processes: job and function must pickle."""
+    import pickle
+
+    job = electrons.FermiJob("mgb2", mgb2(), str(tmp_path), str(tmp_path / "w"))
+    back = pickle.loads(pickle.dumps(job))
+    assert back.id == "mgb2" and back.structure == job.structure and back.work == job.work
+    assert pickle.loads(pickle.dumps(electrons._run_job)) is electrons._run_job
+
+
+@pytest.mark.skipif(not HAVE_QE, reason="Quantum ESPRESSO (pw.x) is not installed")
+def test_two_local_workers_give_the_results_of_one(tmp_path):
+    candidates = [("al", "f1", fcc_al(4.05).get_primitive_structure()), ("mgb2", "f2", mgb2())]
+    one = check_candidates(candidates, tmp_path / "one", DEBIAN_PSEUDO_DIR, progress=False)
+    two = check_candidates(
+        candidates, tmp_path / "two", DEBIAN_PSEUDO_DIR, workers=2, progress=False
+    )
+    for key in ("al", "mgb2"):
+        assert two[key]["nef"] == pytest.approx(one[key]["nef"], abs=1e-4)
+        assert two[key]["nef_error"] == ""
