@@ -193,6 +193,8 @@ def test_fermi_dos_flags_reach_the_screen_settings(tmp_path: Path, monkeypatch) 
     assert main(["run", "--out", out, "--nef-min", "0.7", "--pseudo-dir", str(tmp_path)]) == 130
     assert main(["run", "--out", out, "--fermi-dos", "--quiet"]) == 130
     assert main(["run", "--out", out, "--quiet"]) == 130
+    assert main(["run", "--out", out, "--dft-magmom-max", "0.05", "--quiet"]) == 130
+    assert seen[3]["fermi_dos"] is True and seen[3]["dft_magmom_max"] == 0.05
     assert (seen[0]["fermi_dos"], seen[0]["nef_min"], seen[0]["pseudo_dir"]) == (
         True,
         0.7,

@@ -67,7 +67,7 @@ def test_help_names_every_flag(capsys):
         "--prescreen-tc", "--workers", "--scheduler", "--config", "--eform-model", "--gap-model",
         "--fmax", "--max-steps", "--quiet", "--hull-prototypes", "--hull-reference",
         "--no-phonons", "--require-stable", "--phonon-tolerance", "--fermi-dos", "--nef-min",
-        "--pseudo-dir",
+        "--pseudo-dir", "--dft-magmom-max",
     ):  # fmt: skip
         assert flag in text
 

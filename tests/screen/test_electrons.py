@@ -8,6 +8,7 @@ import shutil
 
 import pandas as pd
 import pytest
+from pymatgen.core import Lattice, Structure
 
 from tcdesign.cli import main
 from tcdesign.screen import ScreenSettings, electrons, screen_records
@@ -19,7 +20,7 @@ from tests.screen.conftest import fcc_al, mgb2, rocksalt_nacl
 HAVE_QE = shutil.which("pw.x") is not None and DEBIAN_PSEUDO_DIR.is_dir()
 
 
-def fake_pseudo_dir(tmp_path, elements=("Al", "Mg", "B")):
+def fake_pseudo_dir(tmp_path, elements=("Al", "Mg", "B", "Nb")):
     folder = tmp_path / "pseudo"
     folder.mkdir(exist_ok=True)
     for element in elements:
@@ -42,19 +43,34 @@ def stand_in(calls):
     return run
 
 
+def bcc_nb() -> Structure:
+    return Structure(Lattice.cubic(3.3), ["Nb", "Nb"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
 def test_results_are_cached_failures_are_reasons_and_scratch_is_removed(tmp_path, monkeypatch):
     pseudo = fake_pseudo_dir(tmp_path)
     calls: list[str] = []
     monkeypatch.setattr(fermi, "fermi_dos", stand_in(calls))
+
+    def moment(structure, pseudo_dir, work, pw_command="pw.x"):
+        calls.append("spin " + structure.composition.reduced_formula)
+        (work / "tmp").mkdir(exist_ok=True)
+        return {"magmom_abs": 0.31234, "magmom_total": 0.3, "seconds": 2.0}
+
+    monkeypatch.setattr(fermi, "magnetic_moment", moment)
     out = tmp_path / "out"
     candidates = [
         ("mgb2", "f1", mgb2()),
         ("al", "f2", fcc_al(4.05)),
         ("nacl", "f3", rocksalt_nacl()),
+        ("nb", "f4", bcc_nb()),
     ]
     results = check_candidates(candidates, out, pseudo, progress=False)
-    assert calls == ["Al", "MgB2"]  # the larger cell first; NaCl has no pseudopotential
+    # the larger cells first; NaCl has no pseudopotential; only Nb (d-block) is spin-polarised
+    assert calls == ["Al", "MgB2", "Nb", "spin Nb"]
     assert results["mgb2"]["nef"] == 0.7 and results["mgb2"]["nef_error"] == ""
+    assert results["mgb2"]["dft_magmom"] == 0.0 and results["nb"]["dft_magmom"] == 0.3123
+    assert not (out / electrons.WORK_FOLDER / "nb" / "tmp").exists()
     assert (
         math.isnan(results["al"]["nef"])
         and "eigenvalues not converged" in results["al"]["nef_error"]
@@ -62,7 +78,7 @@ def test_results_are_cached_failures_are_reasons_and_scratch_is_removed(tmp_path
     assert math.isnan(results["nacl"]["nef"]) and "Na" in results["nacl"]["nef_error"]
     assert not (out / electrons.WORK_FOLDER / "mgb2" / "tmp").exists()
     lines = (out / CACHE_FILE).read_text().splitlines()
-    assert sorted(json.loads(line)["id"] for line in lines) == ["al", "mgb2"]
+    assert sorted(json.loads(line)["id"] for line in lines) == ["al", "mgb2", "nb"]
 
     with (out / CACHE_FILE).open("a") as handle:
         handle.write('{"id": "half-wri')  # a run killed while writing
@@ -86,6 +102,12 @@ def test_the_rule_applies_only_with_the_stage():
     assert rule_failures(row, ScreenSettings()) == []  # no stage, no rule
     assert rule_failures(row, ScreenSettings(fermi_dos=True)) == ["nef"]
     assert rule_failures(row, ScreenSettings(fermi_dos=True, nef_min=None)) == []
+    magnet = {**row, "nef": 1.2, "dft_magmom": 0.6}
+    strict = ScreenSettings(fermi_dos=True, dft_magmom_max=0.05)
+    assert rule_failures(magnet, strict) == ["dft_magmom"]
+    assert rule_failures({**magnet, "dft_magmom": 0.0}, strict) == []
+    assert rule_failures({**magnet, "dft_magmom": math.nan}, strict) == ["dft_magmom"]
+    assert rule_failures(magnet, ScreenSettings(dft_magmom_max=0.05)) == []  # no stage
 
 
 def test_flags_reach_the_settings_and_missing_programs_exit_2(tmp_path, capsys, monkeypatch):
@@ -105,12 +127,15 @@ def test_flags_reach_the_settings_and_missing_programs_exit_2(tmp_path, capsys, 
     main(["screen", str(cif), "--out", out, "--fermi-dos"])
     main(["screen", str(cif), "--out", out, "--fermi-dos", "--nef-min", "none"])
     main(["screen", str(cif), "--out", out, "--nef-min", "none"])
+    main(["screen", str(cif), "--out", out, "--dft-magmom-max", "0.05"])
     assert [(s.fermi_dos, s.nef_min, s.pseudo_dir) for s in seen] == [
         (True, 0.6, "/p"),
         (True, NEF_MIN, None),
         (True, None, None),
         (False, None, None),
+        (True, NEF_MIN, None),
     ]
+    assert seen[-1].dft_magmom_max == 0.05 and seen[0].dft_magmom_max is None
     monkeypatch.undo()
     monkeypatch.setenv("PATH", str(tmp_path))  # no pw.x
     code = main(["screen", str(cif), "--out", out, "--fermi-dos", "--no-relax", "--quiet"])
@@ -125,7 +150,7 @@ def test_real_scf_for_the_passing_candidate_and_the_nef_rule(candidates, tmp_pat
     settings = ScreenSettings(relax=False, phonons=False, fermi_dos=True, nef_min=None)
     table = screen_records(records, tmp_path, settings, progress=False)
     rows = {row.id: row for row in table.itertuples()}
-    assert rows["mgb2"].passed and rows["mgb2"].nef_error == ""
+    assert rows["mgb2"].passed and rows["mgb2"].nef_error == "" and rows["mgb2"].dft_magmom == 0
     assert 0.1 < rows["mgb2"].nef < 0.6  # DFT: about 0.24 states/eV/atom (0.71 per cell)
     assert math.isnan(rows["al"].nef) and math.isnan(rows["nacl"].nef)
     assert (tmp_path / "fermi_dos" / "mgb2" / "scf.out").is_file()

@@ -9,6 +9,7 @@ from tcdesign.verify.fermi import (
     BROADENINGS_EV,
     dos_at_fermi,
     fermi_dos,
+    magnetic_moment,
     scf_input,
 )
 from tcdesign.verify.pseudo import DEBIAN_PSEUDO_DIR, PseudopotentialError
@@ -85,3 +86,24 @@ def test_real_fcc_aluminium(tmp_path):
     assert result["seconds"] > 0 and len(result["kpts"]) == 3
     assert 0.25 < result["nef_0.2"] < 0.55
     assert all(result[f"nef_{s:g}"] > 0 for s in BROADENINGS_EV)
+
+
+@pytest.mark.skipif(not HAVE_QE, reason="Quantum ESPRESSO (pw.x) is not installed")
+def test_spin_input_starts_ferromagnetic_under_its_own_prefix():
+    text, _ = scf_input(fcc_al(), DEBIAN_PSEUDO_DIR, spin=True)
+    assert "nspin" in text and "starting_magnetization(1) = 0.5" in text and "dos_spin" in text
+    plain, _ = scf_input(fcc_al(), DEBIAN_PSEUDO_DIR)
+    assert "nspin" not in plain and "starting_magnetization" not in plain
+
+
+@pytest.mark.skipif(not HAVE_QE, reason="Quantum ESPRESSO (pw.x) is not installed")
+def test_real_moments_of_iron_and_aluminium(tmp_path):
+    """bcc Fe keeps about 2.2 Bohr magnetons (experiment 2.2); fcc Al loses its start."""
+    iron = Structure.from_spacegroup("Im-3m", Lattice.cubic(2.87), ["Fe"], [[0, 0, 0]])
+    iron = iron.get_primitive_structure()
+    fe = magnetic_moment(iron, DEBIAN_PSEUDO_DIR, tmp_path / "fe")
+    assert 1.8 < fe["magmom_abs"] < 2.8 and fe["magmom_total"] == pytest.approx(
+        fe["magmom_abs"], rel=0.1
+    )
+    al = magnetic_moment(fcc_al().get_primitive_structure(), DEBIAN_PSEUDO_DIR, tmp_path / "al")
+    assert al["magmom_abs"] < 0.05 and (tmp_path / "al" / "spin.out").is_file()

@@ -46,8 +46,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             "hull_prototypes": args.hull_prototypes,
             "phonons": False if args.no_phonons else None,
             "require_stable": True if args.require_stable else None,
-            "fermi_dos": True if args.fermi_dos or args.nef_min is not None else None,
+            "fermi_dos": True
+            if args.fermi_dos or args.nef_min is not None or args.dft_magmom_max is not None
+            else None,
             "nef_min": args.nef_min,
+            "dft_magmom_max": args.dft_magmom_max,
             "pseudo_dir": args.pseudo_dir,
             "prescreen_tc": args.prescreen_tc,
             "workers": args.workers,
@@ -193,6 +196,14 @@ def register(verbs: argparse._SubParsersAction) -> None:
         help="the N(E_F) rule: pass only candidates whose DFT N(E_F) >= STATES per eV per atom "
         f"(implies --fermi-dos; default {NEF_MIN:g} with --fermi-dos; see 'tcdesign screen "
         "--help')",
+    )
+    parser.add_argument(
+        "--dft-magmom-max",
+        type=float,
+        default=None,
+        metavar="MUB",
+        help="a rule: pass only candidates whose spin-polarised scf of the N(E_F) stage keeps at "
+        "most MUB Bohr magnetons per atom (implies --fermi-dos; off)",
     )
     parser.add_argument(
         "--hull-prototypes",

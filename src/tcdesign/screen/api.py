@@ -90,6 +90,7 @@ COLUMNS = [
     "phonon_imaginary_fraction",  # mesh-weighted fraction of modes below -phonon_tolerance
     "phonon_error",  # why a phonon check could not be made
     "nef",  # DFT N(E_F), states/eV/atom (fermi_dos stage; candidates passing the other rules)
+    "dft_magmom",  # Bohr magnetons per atom kept by a spin-polarised scf (fermi_dos stage)
     "nef_error",  # why the N(E_F) scf could not be made
     "e_form_chgnet",  # eV/atom, always the CHGNet value
     "e_form_source",
@@ -445,7 +446,7 @@ def _with_phonons(
     ``require_stable``."""
     from tcdesign.screen import phonons
 
-    others = replace(settings, require_stable=False, nef_min=None)
+    others = replace(settings, require_stable=False, nef_min=None, dft_magmom_max=None)
     contenders = [
         (key, str(row.get(FINGERPRINT, "")), Structure.from_dict(row["relaxed_structure"]))
         for key, row in finished.items()
@@ -499,10 +500,10 @@ def _with_fermi_dos(
 ) -> dict[str, dict[str, Any]]:
     """``finished`` with N(E_F) (:mod:`tcdesign.screen.electrons`, cached in
     ``out_dir/fermi_dos.jsonl``) of every ok candidate that passes the rules other than
-    ``nef_min``."""
+    ``nef_min`` and ``dft_magmom_max``."""
     from tcdesign.screen import electrons
 
-    others = replace(settings, nef_min=None)
+    others = replace(settings, nef_min=None, dft_magmom_max=None)
     contenders = [
         (key, str(row.get(FINGERPRINT, "")), Structure.from_dict(row["relaxed_structure"]))
         for key, row in finished.items()
@@ -534,8 +535,8 @@ def tc_lower_bound(row: dict[str, Any], settings: ScreenSettings) -> float:
 
 
 def rule_failures(row: dict[str, Any], settings: ScreenSettings) -> list[str]:
-    """Names of the rules an ok candidate fails (tc, e_form, gap, e_hull, magmom, stable, nef);
-    NaN fails a rule."""
+    """Names of the rules an ok candidate fails (tc, e_form, gap, e_hull, magmom, stable, nef,
+    dft_magmom); NaN fails a rule."""
     failed = []
     tc_lower = tc_lower_bound(row, settings)
     if not tc_lower >= settings.tc_min:
@@ -552,11 +553,17 @@ def rule_failures(row: dict[str, Any], settings: ScreenSettings) -> list[str]:
     stable = row.get("phonon_stable")
     if settings.require_stable and (stable is False or (stable is not True and not failed)):
         failed.append("stable")
-    if settings.fermi_dos and settings.nef_min is not None:  # the same for a missing N(E_F)
-        nef = row.get("nef")
-        checked = isinstance(nef, int | float) and math.isfinite(nef)
-        if (checked and nef < settings.nef_min) or (not checked and not failed):
-            failed.append("nef")
+    if settings.fermi_dos:  # the same for a missing N(E_F) or moment
+        for rule, column, limit, passes in (
+            ("nef", "nef", settings.nef_min, lambda v, t: v >= t),
+            ("dft_magmom", "dft_magmom", settings.dft_magmom_max, lambda v, t: v <= t),
+        ):
+            if limit is None:
+                continue
+            value = row.get(column)
+            checked = isinstance(value, int | float) and math.isfinite(value)
+            if (checked and not passes(value, limit)) or (not checked and not failed):
+                failed.append(rule)
     return failed
 
 
@@ -714,7 +721,7 @@ def screen_records(
     jobs = [CandidateJob(r.id, r.structure, stems[r.id], where, settings) for r in todo]
     counts = {"ok": 0, "failed": 0, "passing": 0}
     # what the bar counts as passing: the rules before the phonon and N(E_F) stages
-    before_phonons = replace(settings, require_stable=False, nef_min=None)
+    before_phonons = replace(settings, require_stable=False, nef_min=None, dft_magmom_max=None)
     bar = tqdm(
         total=len(selected),
         initial=len(selected) - len(todo),

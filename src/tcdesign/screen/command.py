@@ -40,6 +40,7 @@ SETTING_FLAGS = {  # flag dest -> ScreenSettings field
     "phonon_tolerance": "phonon_tolerance",
     "pseudo_dir": "pseudo_dir",
     "nef_min": "nef_min",
+    "dft_magmom_max": "dft_magmom_max",
 }
 SHOWN = ["id", "formula", "tc", "tc_std", "e_form", "e_hull", "gap", "spacegroup", "novel"]
 
@@ -68,7 +69,8 @@ def print_summary(table: pd.DataFrame, out: Path, limit: int = 10) -> None:
         f"the pre-screen) -> {passed} passed" + (stable if len(checked) else "")
     )
     top = table[table.passed] if passed else table[table.status == "ok"]
-    shown = SHOWN + [c for c in ("phonon_stable", "nef") if top[c].notna().any()]
+    extra = ("phonon_stable", "nef", "dft_magmom")
+    shown = SHOWN + [c for c in extra if top[c].notna().any()]
     if len(top):
         print("top candidates" if passed else "no candidate passed; highest Tc among the relaxed:")
         print(top.head(limit)[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -97,7 +99,9 @@ def cmd_screen(args: argparse.Namespace) -> int:
             table["phonons"] = False
         if args.require_stable:
             table["require_stable"] = True
-        if args.fermi_dos or args.nef_min not in (None, "none"):
+        if args.fermi_dos or any(
+            v not in (None, "none") for v in (args.nef_min, args.dft_magmom_max)
+        ):
             table["fermi_dos"] = True
         settings = ScreenSettings.from_dict(table)
     except (ValueError, TypeError) as exc:
@@ -321,7 +325,9 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "worker; 35/280 Ry, k-spacing 0.25 1/A; 20 s to a few minutes per crystal, cached in "
         "OUT/fermi_dos.jsonl), in the nef column (states/eV/atom, both spins, 0.2 eV "
         "broadening), and the --nef-min rule. N(E_F) is the electronic half of the coupling "
-        "lambda; needs pw.x",
+        "lambda. Candidates with d- or f-block elements also get the scf spin-polarised from "
+        "a ferromagnetic start (the dft_magmom column; about twice the time), since a large "
+        "N(E_F) can also mean a magnet. Needs pw.x",
     )
     parser.add_argument(
         "--pseudo-dir",
@@ -338,6 +344,17 @@ def register(verbs: argparse._SubParsersAction) -> None:
         f"(implies --fermi-dos; default {NEF_MIN:g}, set on the training crystals, where it "
         "raised the precision of a Tc > 5 K model from 0.53 to 0.74 out of fold; 'none': "
         "compute nef without a rule)",
+    )
+    parser.add_argument(
+        "--dft-magmom-max",
+        type=_limit,
+        default=None,
+        metavar="MUB",
+        help="a rule of the N(E_F) stage: pass only candidates whose spin-polarised scf (same "
+        "settings, ferromagnetic start; run for candidates with d- or f-block elements, the "
+        "dft_magmom column) keeps at most MUB Bohr magnetons per atom (implies --fermi-dos; "
+        "default: no rule; 0.05 is tcdesign verify's threshold). A large N(E_F) is also "
+        "Stoner's condition for ferromagnetism",
     )
     parser.add_argument(
         "--config",

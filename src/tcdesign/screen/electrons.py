@@ -8,6 +8,13 @@ of the relaxed structure (:func:`tcdesign.verify.fermi.fermi_dos`: 35/280 Ry, k-
 broadening of 0.2 eV) in the ``nef`` column. With ``nef_min`` set, a rule passes only candidates
 with N(E_F) >= nef_min.
 
+A large N(E_F) is also Stoner's condition for ferromagnetism, and magnetic order suppresses
+conventional superconductivity. So each candidate with a d- or f-block element also gets the same
+scf spin-polarised from a ferromagnetic start (:func:`tcdesign.verify.fermi.magnetic_moment`,
+about twice the time), and the moment that survives, Bohr magnetons per atom, goes to the
+``dft_magmom`` column (0 without such elements); with ``dft_magmom_max`` set, a rule passes only
+candidates at or below it.
+
 Results are cached in ``fermi_dos.jsonl`` of the screening folder (one line per candidate,
 keyed by its input fingerprint, the pseudopotential files and the settings), the QE input and
 log of each in ``fermi_dos/ID/``; a rerun computes only what is new. The scratch folder of each
@@ -36,7 +43,7 @@ from tcdesign.verify.pseudo import choose_pseudopotentials
 CACHE_FILE = "fermi_dos.jsonl"  # in the screening --out folder
 WORK_FOLDER = "fermi_dos"  # QE runs, one sub-folder per candidate
 BROADENING_EV = 0.2  # the value in the nef column (robust on coarse grids; fermi module doc)
-COLUMNS = ("nef", "nef_error")
+COLUMNS = ("nef", "dft_magmom", "nef_error")
 
 
 @dataclass(frozen=True)
@@ -51,19 +58,29 @@ class FermiJob:
 
 
 def _run_job(job: FermiJob) -> dict[str, Any]:
+    from tcdesign.verify.workflow import may_be_magnetic
+
     work = Path(job.work)
-    result = fermi.fermi_dos(job.structure, Path(job.pseudo_dir), work, pw_command=job.pw_command)
+    pseudo_dir = Path(job.pseudo_dir)
+    result = fermi.fermi_dos(job.structure, pseudo_dir, work, pw_command=job.pw_command)
     shutil.rmtree(work / "tmp", ignore_errors=True)  # wavefunctions: megabytes, not needed
-    return {
+    row = {
         "nef": round(float(result[f"nef_{BROADENING_EV:g}"]), 5),
+        "dft_magmom": 0.0,
         "nef_error": "",
         "nef_seconds": result["seconds"],
         "nef_kpts": result["kpts"],
     }
+    if may_be_magnetic(job.structure):
+        moment = fermi.magnetic_moment(job.structure, pseudo_dir, work, pw_command=job.pw_command)
+        shutil.rmtree(work / "tmp", ignore_errors=True)
+        row["dft_magmom"] = round(float(moment["magmom_abs"]), 4)
+        row["spin_seconds"] = moment["seconds"]
+    return row
 
 
 def _failed(reason: str) -> dict[str, Any]:
-    return {"nef": math.nan, "nef_error": reason}
+    return {"nef": math.nan, "dft_magmom": math.nan, "nef_error": reason}
 
 
 def _key(fingerprint: str, structure: Structure, pseudo_dir: Path) -> str:
@@ -77,6 +94,7 @@ def _key(fingerprint: str, structure: Structure, pseudo_dir: Path) -> str:
             "ecut_ry": fermi.ECUT_RY,
             "k_spacing": fermi.K_SPACING,
             "broadening_ev": BROADENING_EV,
+            "spin_check": True,
         },
         sort_keys=True,
     )
@@ -93,7 +111,8 @@ def _read_cache(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
         except json.JSONDecodeError:
             continue
         result = entry["result"]
-        result["nef"] = math.nan if result.get("nef") is None else result["nef"]
+        for name in ("nef", "dft_magmom"):
+            result[name] = math.nan if result.get(name) is None else result[name]
         cached[(entry["id"], entry["key"])] = result
     return cached
 

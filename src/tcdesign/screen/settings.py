@@ -51,6 +51,9 @@ class ScreenSettings:
     # with fermi_dos, pass only candidates with N(E_F) >= this (states/eV/atom; None: no rule);
     # the default was set on the training crystals (benchmarks/fermi_dos.py)
     nef_min: float | None = NEF_MIN
+    # with fermi_dos, pass only candidates whose spin-polarised scf keeps at most this moment
+    # (Bohr magnetons per atom, the dft_magmom column; None: no rule)
+    dft_magmom_max: float | None = None
     # relaxation (CHGNet + ASE)
     relax: bool = True  # False: energies of the input structures as they are
     fmax: float = 0.05  # eV/A, force convergence
@@ -83,7 +86,15 @@ class ScreenSettings:
     def __post_init__(self) -> None:
         for name in ("tc_min", "tc_sigma_k", "fmax", "symprec", "phonon_tolerance"):
             _require_number(name, getattr(self, name))
-        for name in ("eform_max", "gap_max", "ehull_max", "magmom_max", "prescreen_tc", "nef_min"):
+        for name in (
+            "eform_max",
+            "gap_max",
+            "ehull_max",
+            "magmom_max",
+            "prescreen_tc",
+            "nef_min",
+            "dft_magmom_max",
+        ):
             value = getattr(self, name)
             if value is not None:
                 _require_number(name, value)

@@ -15,6 +15,11 @@ measured them on the bundled crystals):
   both spins, in states/eV per atom. The 0.2 eV value is the robust one: on small cells the
   0.05 eV value is under-sampled by the coarse k-grid (bcc Ta: 0.39 at 0.05 eV, 1.26 at 0.2 eV,
   1.62 from the dense grid of its electron-phonon run).
+
+A large N(E_F) is also Stoner's condition for ferromagnetism, and a non-spin-polarised scf cannot
+tell. :func:`magnetic_moment` runs the same scf spin-polarised from a ferromagnetic start (half
+the valence charge of every atom polarised, as ``tcdesign verify``'s magnetism check) and
+returns the moment that survives.
 """
 
 from __future__ import annotations
@@ -31,8 +36,8 @@ from ase.io.espresso import write_espresso_in
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from tcdesign.verify.inputs import grid_from_spacing
-from tcdesign.verify.parsers import qe_failure
+from tcdesign.verify.inputs import STARTING_MAGNETIZATION, grid_from_spacing
+from tcdesign.verify.parsers import magnetization, qe_failure
 from tcdesign.verify.pseudo import choose_pseudopotentials
 
 BROADENINGS_EV = (0.05, 0.1, 0.2)
@@ -63,14 +68,22 @@ def dos_at_fermi(
     return float(2 * (weights[:, None] * gauss).sum() / weights.sum())
 
 
-def scf_input(structure: Structure, pseudo_dir: Path) -> tuple[str, tuple[int, int, int]]:
-    """The pw.x input of the N(E_F) scf and its k-grid."""
+def scf_input(
+    structure: Structure, pseudo_dir: Path, spin: bool = False
+) -> tuple[str, tuple[int, int, int]]:
+    """The pw.x input of the N(E_F) scf and its k-grid; with ``spin``, spin-polarised from a
+    ferromagnetic start."""
     pseudos = choose_pseudopotentials(sorted({e.symbol for e in structure.composition}), pseudo_dir)
     kpts = grid_from_spacing(structure, K_SPACING)
+    atoms = AseAtomsAdaptor.get_atoms(structure)
+    system: dict[str, object] = {}
+    if spin:  # ASE writes starting_magnetization(i) from the initial moments
+        atoms.set_initial_magnetic_moments([STARTING_MAGNETIZATION] * len(atoms))
+        system["nspin"] = 2
     data = {
         "control": {
             "calculation": "scf",
-            "prefix": PREFIX,
+            "prefix": PREFIX + ("_spin" if spin else ""),
             "outdir": "tmp",
             "verbosity": "high",  # prints every k-point's eigenvalues
             "pseudo_dir": str(pseudo_dir),
@@ -81,13 +94,14 @@ def scf_input(structure: Structure, pseudo_dir: Path) -> tuple[str, tuple[int, i
             "occupations": "smearing",
             "smearing": "mv",
             "degauss": DEGAUSS_RY,
+            **system,
         },
         "electrons": {"conv_thr": 1e-6 * len(structure), "mixing_beta": 0.4},
     }
     buffer = io.StringIO()
     write_espresso_in(
         buffer,
-        AseAtomsAdaptor.get_atoms(structure),
+        atoms,
         input_data=data,
         pseudopotentials={el: p.filename for el, p in pseudos.items()},
         kpts=kpts,
@@ -107,27 +121,15 @@ def read_fermi_dos(scf_out: Path, n_atoms: int) -> dict[str, float]:
     }
 
 
-def fermi_dos(
-    structure: Structure,
-    pseudo_dir: Path,
-    work: Path,
-    *,
-    pw_command: str = "pw.x",
-    timeout: float | None = None,
-) -> dict[str, object]:
-    """Run the scf in ``work`` (one thread) and return seconds, k-grid and N(E_F) per atom.
-
-    Raises RuntimeError with pw.x's own message when it fails, and
-    :class:`~tcdesign.verify.pseudo.PseudopotentialError` when an element has no file.
-    """
-    text, kpts = scf_input(structure, Path(pseudo_dir))
-    work = Path(work)
+def _run_pw(text: str, work: Path, name: str, pw_command: str, timeout: float | None) -> float:
+    """Run pw.x on ``text`` as ``work/name.in`` (one thread); seconds. RuntimeError with pw.x's
+    own message when it fails."""
     work.mkdir(parents=True, exist_ok=True)
-    (work / "scf.in").write_text(text)
+    (work / f"{name}.in").write_text(text)
     started = time.perf_counter()
-    with (work / "scf.out").open("w") as handle:
+    with (work / f"{name}.out").open("w") as handle:
         process = subprocess.run(
-            [*pw_command.split(), "-in", "scf.in"],
+            [*pw_command.split(), "-in", f"{name}.in"],
             cwd=work,
             stdout=handle,
             stderr=subprocess.DEVNULL,
@@ -136,11 +138,56 @@ def fermi_dos(
             check=False,
         )
     seconds = time.perf_counter() - started
-    log = (work / "scf.out").read_text(errors="replace")
+    log = (work / f"{name}.out").read_text(errors="replace")
     failure = qe_failure(log)
     if process.returncode != 0 or failure is not None:
         reason = failure or f"pw.x exited with status {process.returncode}"
-        raise RuntimeError(f"N(E_F) scf failed: {reason}")
+        raise RuntimeError(f"{name} (pw.x) failed: {reason}")
+    return seconds
+
+
+def fermi_dos(
+    structure: Structure,
+    pseudo_dir: Path,
+    work: Path,
+    *,
+    pw_command: str = "pw.x",
+    timeout: float | None = None,
+) -> dict[str, object]:
+    """Run the scf in ``work`` (``scf.in``, ``scf.out``; one thread) and return seconds, k-grid
+    and N(E_F) per atom.
+
+    Raises RuntimeError with pw.x's own message when it fails, and
+    :class:`~tcdesign.verify.pseudo.PseudopotentialError` when an element has no file.
+    """
+    text, kpts = scf_input(structure, Path(pseudo_dir))
+    work = Path(work)
+    seconds = _run_pw(text, work, "scf", pw_command, timeout)
     result: dict[str, object] = {"seconds": round(seconds, 1), "kpts": [int(k) for k in kpts]}
     result.update(read_fermi_dos(work / "scf.out", len(structure)))
     return result
+
+
+def magnetic_moment(
+    structure: Structure,
+    pseudo_dir: Path,
+    work: Path,
+    *,
+    pw_command: str = "pw.x",
+    timeout: float | None = None,
+) -> dict[str, float]:
+    """The spin-polarised scf in ``work`` (``spin.in``, ``spin.out``): the absolute and total
+    magnetisation that survive a ferromagnetic start, in Bohr magnetons per atom, and seconds.
+    Ferromagnetic order only: an antiferromagnet needs a supercell and is not seen."""
+    text, _ = scf_input(structure, Path(pseudo_dir), spin=True)
+    work = Path(work)
+    seconds = _run_pw(text, work, "spin", pw_command, timeout)
+    moments = magnetization((work / "spin.out").read_text(errors="replace"))
+    if moments is None:
+        raise RuntimeError("spin (pw.x): no magnetisation in the output")
+    total, absolute = moments
+    return {
+        "magmom_abs": absolute / len(structure),
+        "magmom_total": total / len(structure),
+        "seconds": round(seconds, 1),
+    }
