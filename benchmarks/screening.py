@@ -18,7 +18,8 @@
    (:mod:`tcdesign.screen.electrons`) on the val crystals that pass the full rule, as ``tcdesign
    screen --fermi-dos`` runs it, and the full rule with ``nef_min``: the threshold ``--nef-min``,
    by default the one ``benchmarks/fermi_dos.py`` set on the training crystals
-   (``fermi_dos.json``), never one chosen on val.
+   (``fermi_dos.json``), never one chosen on val; also with ``dft_magmom_max`` 0.05 (the moment
+   a spin-polarised scf keeps; JARVIS's Tc labels come from non-spin-polarised runs).
 
 Writes benchmarks/results/screen.json and prints a table. Usage:
     python benchmarks/screening.py [--workers 1] [--limit N] [--out PATH] [--fermi-dos DIR]
@@ -59,6 +60,7 @@ TC_RULE = 5.0  # K
 # anions whose Materials Project (MP2020) energy corrections CHGNet learned; JARVIS has none
 CORRECTED_ANIONS = {"O", "F", "Cl", "Br", "I", "N", "H", "S", "Se", "Te", "Sb"}
 METAL_GAP = 0.05  # eV; a gap below this is a metal (the paper's rule)
+MAGNETIC = 0.05  # Bohr magnetons per atom a spin-polarised scf keeps (verify's tolerance)
 
 # (name, ase.build.bulk arguments, experimental gap in eV): non-metals with textbook structures
 NON_METALS = [
@@ -266,11 +268,16 @@ def val_fermi_dos(
     ]
     checks = electrons.check_candidates(candidates, folder, pseudo_dir, progress=True)
     with_nef = table.copy()
-    with_nef["nef"] = with_nef.id.map({k: v["nef"] for k, v in checks.items()}).astype(float)
+    for column in electrons.COLUMNS[:2]:  # nef, dft_magmom
+        values = {k: v[column] for k, v in checks.items()}
+        with_nef[column] = with_nef.id.map(values).astype(float)
     settings = ScreenSettings(fermi_dos=True, nef_min=nef_min)
+    nonmagnetic = ScreenSettings(fermi_dos=True, nef_min=nef_min, dft_magmom_max=MAGNETIC)
     return {
         "nef_min": nef_min,
+        "dft_magmom_max": MAGNETIC,
         "full_rule_nef": rule_stats(with_nef, truth, settings, tc_only=False),
+        "full_rule_nef_nonmagnetic": rule_stats(with_nef, truth, nonmagnetic, tc_only=False),
         "seconds_median": float(
             np.nanmedian([c.get("nef_seconds", np.nan) for c in checks.values()])
         ),
@@ -279,6 +286,7 @@ def val_fermi_dos(
                 "id": rid,
                 "formula": formula,
                 "nef": checks[rid]["nef"],
+                "dft_magmom": checks[rid]["dft_magmom"],
                 "nef_error": checks[rid]["nef_error"],
                 "tc_predicted": float(tc),
                 "tc_jarvis": float(truth[rid]),
@@ -514,7 +522,11 @@ def main() -> None:
                 (
                     f"  with N(E_F) >= {fermi_result['nef_min']:.2f} (DFT)",
                     rate(fermi_result["full_rule_nef"]),
-                )
+                ),
+                (
+                    f"  and DFT moment <= {MAGNETIC} Bohr magnetons/atom",
+                    rate(fermi_result["full_rule_nef_nonmagnetic"]),
+                ),
             ]
             if fermi_result
             else []
