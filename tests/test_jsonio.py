@@ -79,3 +79,19 @@ def test_cutting_a_partial_line_never_rewrites_the_finished_rows(tmp_path, monke
         handle.write('{"id": "c"')
     jsonio.drop_partial_line(path)
     assert path.read_text() == ""
+
+
+def test_keyed_results_skip_torn_lines_and_read_null_as_nan(tmp_path):
+    from tcdesign.jsonio import dumps, read_keyed_results
+
+    path = tmp_path / "cache.jsonl"
+    assert read_keyed_results(path) == {}
+    lines = [
+        dumps({"id": "a", "key": "k1", "result": {"x": float("nan"), "y": 1.0}}),
+        dumps({"id": "a", "key": "k2", "result": {"x": 2.0, "y": None}}),
+        '{"id": "b", "key": "k1", "res',  # killed while writing
+    ]
+    path.write_text("\n".join(lines))
+    cached = read_keyed_results(path, ("x",))
+    assert set(cached) == {("a", "k1"), ("a", "k2")}
+    assert math.isnan(cached[("a", "k1")]["x"]) and cached[("a", "k2")]["y"] is None

@@ -77,3 +77,24 @@ def drop_partial_line(path: Path, chunk: int = 1 << 16) -> None:
                 break
             end = start
     os.truncate(path, keep)
+
+
+def read_keyed_results(
+    path: Path, float_fields: tuple[str, ...] = ()
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """``(id, key) -> result`` from a JSON-lines cache whose lines are ``{"id", "key",
+    "result"}`` (the per-candidate stages of screening); a torn line, from a run killed while
+    writing, is skipped, and null in ``float_fields`` is read back as NaN."""
+    cached: dict[tuple[str, str], dict[str, Any]] = {}
+    if not path.is_file():
+        return cached
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        result = entry["result"]
+        for name in float_fields:
+            result[name] = math.nan if result.get(name) is None else result[name]
+        cached[(entry["id"], entry["key"])] = result
+    return cached

@@ -435,6 +435,30 @@ def _with_prototype_hull(
     }
 
 
+def _contenders(
+    finished: dict[str, dict[str, Any]], settings: ScreenSettings
+) -> list[tuple[str, str, Structure]]:
+    """``(id, input fingerprint, relaxed structure)`` of every ok candidate that passes the
+    rules of ``settings``: the input of the stages that run only for those."""
+    return [
+        (key, str(row.get(FINGERPRINT, "")), Structure.from_dict(row["relaxed_structure"]))
+        for key, row in finished.items()
+        if row.get("status") == "ok" and not rule_failures(row, settings)
+    ]
+
+
+def _merged(
+    finished: dict[str, dict[str, Any]],
+    checks: dict[str, dict[str, Any]],
+    columns: Sequence[str],
+) -> dict[str, dict[str, Any]]:
+    """``finished`` with ``columns`` of each candidate's stage result, where it has one."""
+    return {
+        key: {**row, **{c: checks[key][c] for c in columns}} if key in checks else row
+        for key, row in finished.items()
+    }
+
+
 def _with_phonons(
     finished: dict[str, dict[str, Any]],
     out_dir: Path,
@@ -447,11 +471,7 @@ def _with_phonons(
     from tcdesign.screen import phonons
 
     others = replace(settings, require_stable=False, nef_min=None, dft_magmom_max=None)
-    contenders = [
-        (key, str(row.get(FINGERPRINT, "")), Structure.from_dict(row["relaxed_structure"]))
-        for key, row in finished.items()
-        if row.get("status") == "ok" and not rule_failures(row, others)
-    ]
+    contenders = _contenders(finished, others)
     if not contenders:
         return finished
     checks = phonons.check_candidates(
@@ -464,10 +484,7 @@ def _with_phonons(
         threads=settings.threads,
         progress=progress,
     )
-    return {
-        key: {**row, **{c: checks[key][c] for c in phonons.COLUMNS}} if key in checks else row
-        for key, row in finished.items()
-    }
+    return _merged(finished, checks, phonons.COLUMNS)
 
 
 def fermi_dos_ready(settings: ScreenSettings) -> str:
@@ -503,12 +520,7 @@ def _with_fermi_dos(
     ``nef_min`` and ``dft_magmom_max``."""
     from tcdesign.screen import electrons
 
-    others = replace(settings, nef_min=None, dft_magmom_max=None)
-    contenders = [
-        (key, str(row.get(FINGERPRINT, "")), Structure.from_dict(row["relaxed_structure"]))
-        for key, row in finished.items()
-        if row.get("status") == "ok" and not rule_failures(row, others)
-    ]
+    contenders = _contenders(finished, replace(settings, nef_min=None, dft_magmom_max=None))
     if not contenders:
         return finished
     checks = electrons.check_candidates(
@@ -519,10 +531,7 @@ def _with_fermi_dos(
         scheduler=settings.scheduler,
         progress=progress,
     )
-    return {
-        key: {**row, **{c: checks[key][c] for c in electrons.COLUMNS}} if key in checks else row
-        for key, row in finished.items()
-    }
+    return _merged(finished, checks, electrons.COLUMNS)
 
 
 def tc_lower_bound(row: dict[str, Any], settings: ScreenSettings) -> float:

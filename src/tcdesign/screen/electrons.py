@@ -100,23 +100,6 @@ def _key(fingerprint: str, structure: Structure, pseudo_dir: Path) -> str:
     )
 
 
-def _read_cache(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """(id, key) -> result of every complete line (a torn last line is ignored)."""
-    cached: dict[tuple[str, str], dict[str, Any]] = {}
-    if not path.is_file():
-        return cached
-    for line in path.read_text().splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        result = entry["result"]
-        for name in ("nef", "dft_magmom"):
-            result[name] = math.nan if result.get(name) is None else result[name]
-        cached[(entry["id"], entry["key"])] = result
-    return cached
-
-
 def check_candidates(
     candidates: Iterable[tuple[str, str, Structure]],
     out_dir: str | Path,
@@ -136,7 +119,7 @@ def check_candidates(
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / CACHE_FILE
     jsonio.drop_partial_line(path)
-    cached = _read_cache(path)
+    cached = jsonio.read_keyed_results(path, ("nef", "dft_magmom"))
     results: dict[str, dict[str, Any]] = {}
     todo: list[tuple[str, str]] = []  # (id, key)
     jobs: list[FermiJob] = []

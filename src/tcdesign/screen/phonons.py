@@ -169,24 +169,6 @@ def _failed(reason: str) -> dict[str, Any]:
     }
 
 
-def _read_cache(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """(id, key) -> result of every complete line of a phonon cache (a torn last line, from a
-    killed run, is ignored)."""
-    cached: dict[tuple[str, str], dict[str, Any]] = {}
-    if not path.is_file():
-        return cached
-    for line in path.read_text().splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        result = entry["result"]
-        for name in ("phonon_min_freq_cm1", "phonon_imaginary_fraction"):
-            result[name] = math.nan if result.get(name) is None else result[name]
-        cached[(entry["id"], entry["key"])] = result
-    return cached
-
-
 def check_candidates(
     candidates: Iterable[tuple[str, str, Structure]],
     out_dir: str | Path,
@@ -205,7 +187,7 @@ def check_candidates(
     settings = settings or PhononSettings()
     path = Path(out_dir) / PHONON_FILE
     jsonio.drop_partial_line(path)
-    cached = _read_cache(path)
+    cached = jsonio.read_keyed_results(path, ("phonon_min_freq_cm1", "phonon_imaginary_fraction"))
     results: dict[str, dict[str, Any]] = {}
     todo: list[tuple[str, str]] = []  # (id, key)
     jobs: list[PhononJob] = []
