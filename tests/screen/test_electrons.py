@@ -55,6 +55,8 @@ def test_results_are_cached_failures_are_reasons_and_scratch_is_removed(tmp_path
     def moment(structure, pseudo_dir, work, pw_command="pw.x"):
         calls.append("spin " + structure.composition.reduced_formula)
         (work / "tmp").mkdir(exist_ok=True)
+        if structure.composition.reduced_formula == "V":
+            raise RuntimeError("spin (pw.x) failed: convergence NOT achieved")
         return {"magmom_abs": 0.31234, "magmom_total": 0.3, "seconds": 2.0}
 
     monkeypatch.setattr(fermi, "magnetic_moment", moment)
@@ -86,6 +88,15 @@ def test_results_are_cached_failures_are_reasons_and_scratch_is_removed(tmp_path
     again = check_candidates(candidates, out, pseudo, progress=False)
     assert calls == [] and again["mgb2"] == results["mgb2"]
     assert again["al"]["nef_error"] == results["al"]["nef_error"]
+    # a failed spin-polarised scf keeps the N(E_F) of the first and says why
+    vanadium = Structure(Lattice.cubic(3.0), ["V", "V"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    v = check_candidates(
+        [("v", "f5", vanadium)], out, fake_pseudo_dir(tmp_path, ("V",)), progress=False
+    )
+    assert v["v"]["nef"] == 0.7 and math.isnan(v["v"]["dft_magmom"])
+    assert "spin-polarised scf: spin (pw.x) failed: convergence NOT" in v["v"]["nef_error"]
+    assert not (out / electrons.WORK_FOLDER / "v" / "tmp").exists()
+    calls.clear()
     # a changed input structure (fingerprint) is computed again
     check_candidates([("mgb2", "f9", mgb2())], out, pseudo, progress=False)
     assert calls == ["MgB2"]

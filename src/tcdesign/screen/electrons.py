@@ -72,10 +72,18 @@ def _run_job(job: FermiJob) -> dict[str, Any]:
         "nef_kpts": result["kpts"],
     }
     if may_be_magnetic(job.structure):
-        moment = fermi.magnetic_moment(job.structure, pseudo_dir, work, pw_command=job.pw_command)
-        shutil.rmtree(work / "tmp", ignore_errors=True)
-        row["dft_magmom"] = round(float(moment["magmom_abs"]), 4)
-        row["spin_seconds"] = moment["seconds"]
+        try:  # a spin-polarised scf that fails keeps the N(E_F) of the first
+            moment = fermi.magnetic_moment(
+                job.structure, pseudo_dir, work, pw_command=job.pw_command
+            )
+        except RuntimeError as exc:
+            row["dft_magmom"] = math.nan
+            row["nef_error"] = f"spin-polarised scf: {exc}"
+        else:
+            row["dft_magmom"] = round(float(moment["magmom_abs"]), 4)
+            row["spin_seconds"] = moment["seconds"]
+        finally:
+            shutil.rmtree(work / "tmp", ignore_errors=True)
     return row
 
 
