@@ -32,10 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from pymatgen.core import Structure
-from tqdm.auto import tqdm
 
 from tcdesign import jsonio
-from tcdesign.executor import run_tasks
+from tcdesign.screen.cached import run_and_append
 from tcdesign.verify import fermi
 from tcdesign.verify.executor import safe_name
 from tcdesign.verify.pseudo import choose_pseudopotentials
@@ -145,20 +144,17 @@ def check_candidates(
         jobs.append(FermiJob(candidate_id, structure, str(pseudo_dir), str(work), pw_command))
     order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].structure))  # largest first
     todo, jobs = [todo[i] for i in order], [jobs[i] for i in order]
-    bar = tqdm(total=len(jobs), desc="N(E_F) (pw.x)", unit="crystal", disable=not progress)
-    try:
-        with path.open("a") as handle:
-            # pw.x runs on one core per job; torch is not used, so one thread per worker
-            for outcome in run_tasks(
-                _run_job, jobs, workers=workers, scheduler=scheduler, threads=1
-            ):
-                candidate_id, key = todo[outcome.index]
-                result = outcome.value if outcome.error is None else _failed(outcome.error)
-                handle.write(jsonio.dumps({"id": candidate_id, "key": key, "result": result}))
-                handle.write("\n")
-                handle.flush()
-                results[candidate_id] = result
-                bar.update()
-    finally:
-        bar.close()
-    return results
+    # pw.x runs on one core per job; torch is not used, so one thread per worker
+    computed = run_and_append(
+        _run_job,
+        jobs,
+        todo,
+        path,
+        _failed,
+        desc="N(E_F) (pw.x)",
+        workers=workers,
+        scheduler=scheduler,
+        threads=1,
+        progress=progress,
+    )
+    return {**results, **computed}

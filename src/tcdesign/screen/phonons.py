@@ -39,10 +39,9 @@ from typing import Any
 
 import numpy as np
 from pymatgen.core import Structure
-from tqdm.auto import tqdm
 
 from tcdesign import jsonio
-from tcdesign.executor import run_tasks
+from tcdesign.screen.cached import run_and_append
 
 PHONON_FILE = "phonons.jsonl"  # in the screening --out folder
 THZ_TO_CM1 = 33.35641
@@ -200,19 +199,16 @@ def check_candidates(
             jobs.append(PhononJob(candidate_id, structure, settings, device))
     order = sorted(range(len(jobs)), key=lambda i: -estimated_cost(jobs[i].structure, settings))
     todo, jobs = [todo[i] for i in order], [jobs[i] for i in order]
-    bar = tqdm(total=len(jobs), desc="phonons (CHGNet)", unit="crystal", disable=not progress)
-    try:
-        with path.open("a") as handle:
-            for outcome in run_tasks(
-                _check_job, jobs, workers=workers, scheduler=scheduler, threads=threads
-            ):
-                candidate_id, key = todo[outcome.index]
-                result = outcome.value if outcome.error is None else _failed(outcome.error)
-                entry = {"id": candidate_id, "key": key, "result": result}
-                handle.write(jsonio.dumps(entry) + "\n")
-                handle.flush()
-                results[candidate_id] = result
-                bar.update()
-    finally:
-        bar.close()
-    return results
+    computed = run_and_append(
+        _check_job,
+        jobs,
+        todo,
+        path,
+        _failed,
+        desc="phonons (CHGNet)",
+        workers=workers,
+        scheduler=scheduler,
+        threads=threads,
+        progress=progress,
+    )
+    return {**results, **computed}
