@@ -47,7 +47,9 @@ def bcc_nb() -> Structure:
     return Structure(Lattice.cubic(3.3), ["Nb", "Nb"], [[0, 0, 0], [0.5, 0.5, 0.5]])
 
 
-def test_results_are_cached_failures_are_reasons_and_scratch_is_removed(tmp_path, monkeypatch):
+def test_results_are_cached_failures_are_reasons_and_scratch_is_removed(
+    tmp_path, monkeypatch, capsys
+):
     pseudo = fake_pseudo_dir(tmp_path)
     calls: list[str] = []
     monkeypatch.setattr(fermi, "fermi_dos", stand_in(calls))
@@ -78,6 +80,10 @@ def test_results_are_cached_failures_are_reasons_and_scratch_is_removed(tmp_path
         and "eigenvalues not converged" in results["al"]["nef_error"]
     )
     assert math.isnan(results["nacl"]["nef"]) and "Na" in results["nacl"]["nef_error"]
+    # one line says how many lack pseudopotentials, for which elements, and what fixes it
+    warning = capsys.readouterr().err
+    assert "1 of 4 candidates cannot be computed" in warning
+    assert "(no file for Cl, Na)" in warning and "SSSP" in warning
     assert not (out / electrons.WORK_FOLDER / "mgb2" / "tmp").exists()
     lines = (out / CACHE_FILE).read_text().splitlines()
     assert sorted(json.loads(line)["id"] for line in lines) == ["al", "mgb2", "nb"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ from tcdesign import jsonio
 from tcdesign.screen.cached import run_and_append
 from tcdesign.verify import fermi
 from tcdesign.verify.executor import safe_name
-from tcdesign.verify.pseudo import choose_pseudopotentials
+from tcdesign.verify.pseudo import PseudopotentialError, choose_pseudopotentials
 
 CACHE_FILE = "fermi_dos.jsonl"  # in the screening --out folder
 WORK_FOLDER = "fermi_dos"  # QE runs, one sub-folder per candidate
@@ -86,6 +87,16 @@ def _run_job(job: FermiJob) -> dict[str, Any]:
     return row
 
 
+def _pseudo_warning(failed: int, total: int, lacking: set[str], pseudo_dir: Path) -> str:
+    """One stderr line: how many candidates get no N(E_F) for want of pseudopotentials."""
+    which = f" (no file for {', '.join(sorted(lacking))})" if lacking else ""
+    return (
+        f"N(E_F): {failed} of {total} candidates cannot be computed with the pseudopotentials "
+        f"in {pseudo_dir}{which}; they fail the nef rule (reason in nef_error). A complete "
+        "library such as SSSP in --pseudo-dir covers every element (README: Pseudopotentials)"
+    )
+
+
 def _failed(reason: str) -> dict[str, Any]:
     return {"nef": math.nan, "dft_magmom": math.nan, "nef_error": reason}
 
@@ -130,11 +141,13 @@ def check_candidates(
     results: dict[str, dict[str, Any]] = {}
     todo: list[tuple[str, str]] = []  # (id, key)
     jobs: list[FermiJob] = []
+    lacking: set[str] = set()  # elements without a pseudopotential
     for candidate_id, fingerprint, structure in candidates:
         try:
             key = _key(fingerprint, structure, pseudo_dir)
-        except ValueError as exc:  # PseudopotentialError: recorded, not cached
+        except PseudopotentialError as exc:  # recorded, not cached
             results[candidate_id] = _failed(str(exc))
+            lacking.update(exc.missing)
             continue
         if (candidate_id, key) in cached:
             results[candidate_id] = cached[(candidate_id, key)]
@@ -142,6 +155,11 @@ def check_candidates(
         work = out_dir / WORK_FOLDER / safe_name(candidate_id)
         todo.append((candidate_id, key))
         jobs.append(FermiJob(candidate_id, structure, str(pseudo_dir), str(work), pw_command))
+    if results:
+        print(
+            _pseudo_warning(len(results), len(results) + len(jobs), lacking, pseudo_dir),
+            file=sys.stderr,
+        )
     order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].structure))  # largest first
     todo, jobs = [todo[i] for i in order], [jobs[i] for i in order]
     # pw.x runs on one core per job; torch is not used, so one thread per worker

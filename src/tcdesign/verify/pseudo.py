@@ -33,7 +33,12 @@ HEADER_BYTES = 200_000  # headers sit at the top; PP_INFO can be long
 
 
 class PseudopotentialError(ValueError):
-    """No usable set of pseudopotentials for a structure (names every missing element)."""
+    """No usable set of pseudopotentials for a structure (names every missing element, also in
+    ``missing``)."""
+
+    def __init__(self, message: str, missing: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.missing = tuple(missing)
 
 
 @dataclass(frozen=True)
@@ -228,7 +233,7 @@ def choose_pseudopotentials(
     if missing or problems:
         detail = "; ".join(problems)
         lacking = f"no pseudopotential in {pseudo_dir} for {', '.join(missing)}" if missing else ""
-        raise PseudopotentialError("; ".join(p for p in (lacking, detail) if p))
+        raise PseudopotentialError("; ".join(p for p in (lacking, detail) if p), tuple(missing))
     remaining = [e for e in elements if e not in chosen]
     if not remaining:
         return chosen
