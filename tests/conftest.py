@@ -15,6 +15,14 @@ warnings.filterwarnings("ignore", module="pymatgen")
 torch.set_num_threads(2)
 
 
+@pytest.fixture(autouse=True)
+def no_user_pseudopotentials(monkeypatch, tmp_path_factory):
+    """The default pseudopotential folder is Debian's in every test, whatever this machine's
+    user has fetched (``tcdesign fetch-pseudos``) or set in TCDESIGN_PSEUDO_DIR."""
+    monkeypatch.delenv("TCDESIGN_PSEUDO_DIR", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.getbasetemp() / "xdg-data"))
+
+
 @pytest.fixture()
 def one_thread():
     """One torch thread for the test: parallel CPU kernels add in a varying order, so only

@@ -23,6 +23,7 @@ from tcdesign.predict import command as predict_command
 from tcdesign.report.command import register as register_report
 from tcdesign.screen.command import register as register_screen
 from tcdesign.verify.command import register as register_verify
+from tcdesign.verify.command import register_fetch as register_fetch_pseudos
 
 
 def version_line() -> str:
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict_command.register_fetch(verbs)
     register_screen(verbs)
     register_verify(verbs)
+    register_fetch_pseudos(verbs)
     register_report(verbs)
     register_run(verbs)
     return parser

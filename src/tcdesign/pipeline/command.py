@@ -87,6 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def register(verbs: argparse._SubParsersAction) -> None:
     """Add the ``run`` verb to the ``tcdesign`` sub-parsers."""
     from tcdesign.screen.settings import NEF_MIN
+    from tcdesign.verify.pseudo import DEFAULT_HELP
 
     parser = verbs.add_parser(
         "run",
@@ -237,8 +238,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--pseudo-dir",
         default=None,
-        help="UPF pseudopotentials for --verify and --fermi-dos (default "
-        "/usr/share/espresso/pseudo)",
+        help=f"UPF pseudopotentials for --verify and --fermi-dos ({DEFAULT_HELP})",
     )
     parser.add_argument("--np", type=int, default=None, help="MPI ranks for QE (default 1)")
     parser.add_argument(

@@ -137,6 +137,7 @@ def cmd_screen_references(args: argparse.Namespace) -> int:
 def register(verbs: argparse._SubParsersAction) -> None:
     """Add the ``screen`` and ``screen-references`` verbs to the ``tcdesign`` sub-parsers."""
     from tcdesign.screen.settings import NEF_MIN
+    from tcdesign.verify.pseudo import DEFAULT_HELP
 
     parser = verbs.add_parser(
         "screen",
@@ -332,8 +333,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--pseudo-dir",
         default=None,
-        help="pseudopotential folder for --fermi-dos (default: Debian's "
-        "/usr/share/espresso/pseudo; an SSSP library is better)",
+        help=f"pseudopotential folder for --fermi-dos ({DEFAULT_HELP})",
     )
     parser.add_argument(
         "--nef-min",

@@ -137,6 +137,8 @@ def _print_plan(records: list, out: Path, settings, pseudo_dir: str | None) -> i
 
 def register(verbs: argparse._SubParsersAction) -> None:
     """Add the ``verify`` verb to the ``tcdesign`` sub-parsers."""
+    from tcdesign.verify.pseudo import DEFAULT_HELP
+
     parser = verbs.add_parser(
         "verify",
         help="DFT electron-phonon Tc with Quantum ESPRESSO (relax, scf, ph.x, matdyn)",
@@ -156,7 +158,7 @@ def register(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--pseudo-dir",
         default=None,
-        help="folder of UPF pseudopotentials (default /usr/share/espresso/pseudo)",
+        help=f"folder of UPF pseudopotentials ({DEFAULT_HELP})",
     )
     parser.add_argument(
         "--preset",
@@ -242,3 +244,62 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "CSV or folder finishes)",
     )
     parser.set_defaults(func=cmd_verify)
+
+
+def cmd_fetch_pseudos(args: argparse.Namespace) -> int:
+    """Handler of ``tcdesign fetch-pseudos``; returns the exit status."""
+    from tcdesign.verify.fetch import FetchError, fetch_sssp, user_pseudo_dir
+    from tcdesign.verify.pseudo import PSEUDO_DIR_ENV, default_pseudo_dir
+
+    out = Path(args.out) if args.out else user_pseudo_dir()
+    try:
+        source = fetch_sssp(out, mirror=args.mirror, suite=args.suite, progress=not args.quiet)
+    except ValueError as exc:
+        print(f"tcdesign: --out: {exc}", file=sys.stderr)
+        return 2
+    except FetchError as exc:
+        print(f"tcdesign: {exc}", file=sys.stderr)
+        return 1
+    package = f"{source['package']} {source['version']}"
+    print(f"wrote {source['files']} pseudopotentials ({package}) to {out}")
+    if default_pseudo_dir() == out:
+        print("verify, screen --fermi-dos and run use them when --pseudo-dir is not given")
+    else:
+        print(f"use them with --pseudo-dir {out} (or {PSEUDO_DIR_ENV}={out})")
+    return 0
+
+
+def register_fetch(verbs: argparse._SubParsersAction) -> None:
+    """Add the ``fetch-pseudos`` verb to the ``tcdesign`` sub-parsers."""
+    from tcdesign.verify.fetch import DEBIAN_MIRROR, PACKAGE, SUITE, user_pseudo_dir
+
+    parser = verbs.add_parser(
+        "fetch-pseudos",
+        help="download the SSSP pseudopotential library (internet) for verify and --fermi-dos",
+        description="Download the SSSP pseudopotential library (one tested UPF file per element) "
+        f"from the Debian archive, as its package {PACKAGE}, check it against the archive's "
+        "SHA-256, and unpack the files into one folder with SOURCE.json (version, URL, "
+        "checksum) and the package's COPYRIGHT. Debian's default quantum-espresso-data folder "
+        "lacks most transition metals, so verify and screen --fermi-dos cannot run most "
+        "candidates without a library like this one. The default folder is found by itself; "
+        "another is used with --pseudo-dir or TCDESIGN_PSEUDO_DIR. A rerun replaces an "
+        "earlier fetch. About 43 MB to download, 160 MB unpacked.",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help=f"folder to write (default {user_pseudo_dir()}, which the other verbs find "
+        "without --pseudo-dir); must be new, empty or an earlier fetch",
+    )
+    parser.add_argument(
+        "--mirror",
+        default=DEBIAN_MIRROR,
+        help=f"Debian mirror URL (default {DEBIAN_MIRROR}; a local mirror or file:// works)",
+    )
+    parser.add_argument(
+        "--suite",
+        default=SUITE,
+        help=f"Debian suite whose package to take (default {SUITE}; e.g. trixie, testing)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=cmd_fetch_pseudos)

@@ -22,11 +22,17 @@ anything runs.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 DEBIAN_PSEUDO_DIR = Path("/usr/share/espresso/pseudo")
+PSEUDO_DIR_ENV = "TCDESIGN_PSEUDO_DIR"  # overrides the default folder
+DEFAULT_HELP = (  # the --pseudo-dir flags' account of the default
+    "default: $TCDESIGN_PSEUDO_DIR, else the SSSP library 'tcdesign fetch-pseudos' writes, "
+    "else Debian's /usr/share/espresso/pseudo, which lacks most transition metals"
+)
 FUNCTIONAL_PREFERENCE = ("pbesol", "pbe", "lda")
 KIND_PREFERENCE = ("NC", "US", "PAW")
 HEADER_BYTES = 200_000  # headers sit at the top; PP_INFO can be long
@@ -70,7 +76,17 @@ class Pseudopotential:
 
 
 def default_pseudo_dir() -> Path | None:
-    """Debian's ``quantum-espresso-data`` folder when it exists, else None."""
+    """The pseudopotential folder used without ``--pseudo-dir``, the first of:
+    ``$TCDESIGN_PSEUDO_DIR`` when set (as given, so that a wrong path is reported by name); the
+    library ``tcdesign fetch-pseudos`` writes (:func:`tcdesign.verify.fetch.user_pseudo_dir`)
+    when it exists; Debian's ``quantum-espresso-data`` folder; else None."""
+    from tcdesign.verify.fetch import SOURCE_FILE, user_pseudo_dir
+
+    if os.environ.get(PSEUDO_DIR_ENV):
+        return Path(os.environ[PSEUDO_DIR_ENV])
+    fetched = user_pseudo_dir()
+    if (fetched / SOURCE_FILE).is_file():
+        return fetched
     return DEBIAN_PSEUDO_DIR if DEBIAN_PSEUDO_DIR.is_dir() else None
 
 
