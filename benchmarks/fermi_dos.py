@@ -96,7 +96,7 @@ def feature_study(done: dict[str, dict]) -> dict:
             "phon": np.array([[float(phonons[r.id][c]) for c in PHONON_COLUMNS] for r in keep]),
             "nef": _nef_columns(entries),
             "structures": structures,
-                    }
+        }
     train, val = data["train"], data["val"]
     ensemble_tc = Ensemble.load(None).predict(val["structures"])[0]
     positive = val["y"] > THRESHOLD

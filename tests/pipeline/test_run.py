@@ -190,14 +190,14 @@ def test_fermi_dos_flags_reach_the_screen_settings(tmp_path: Path, monkeypatch) 
 
     monkeypatch.setattr("tcdesign.pipeline.run.run_pipeline", stop)
     out = str(tmp_path / "out")
-    assert main(["run", "--out", out, "--nef-min", "0.7", "--pseudo-dir", str(tmp_path)]) == 130
+    assert main(["run", "--out", out, "--nef-min", "0.6", "--pseudo-dir", str(tmp_path)]) == 130
     assert main(["run", "--out", out, "--fermi-dos", "--quiet"]) == 130
     assert main(["run", "--out", out, "--quiet"]) == 130
     assert main(["run", "--out", out, "--dft-magmom-max", "0.05", "--quiet"]) == 130
     assert seen[3]["fermi_dos"] is True and seen[3]["dft_magmom_max"] == 0.05
     assert (seen[0]["fermi_dos"], seen[0]["nef_min"], seen[0]["pseudo_dir"]) == (
         True,
-        0.7,
+        0.6,
         str(tmp_path),
     )
     assert seen[1]["fermi_dos"] is True and "nef_min" not in seen[1]
