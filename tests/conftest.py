@@ -20,7 +20,7 @@ def no_user_pseudopotentials(monkeypatch, tmp_path_factory):
     """The default pseudopotential folder is Debian's in every test, whatever this machine's
     user has fetched (``tcdesign fetch-pseudos``) or set in TCDESIGN_PSEUDO_DIR."""
     monkeypatch.delenv("TCDESIGN_PSEUDO_DIR", raising=False)
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.getbasetemp() / "xdg-data"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))  # per test
 
 
 @pytest.fixture()

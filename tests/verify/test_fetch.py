@@ -16,6 +16,7 @@ from tcdesign.verify import fetch
 from tcdesign.verify.fetch import FetchError, fetch_sssp, find_package, unpack_deb
 from tcdesign.verify.pseudo import (
     DEBIAN_PSEUDO_DIR,
+    PseudopotentialError,
     choose_pseudopotentials,
     default_pseudo_dir,
 )
@@ -112,6 +113,8 @@ def test_fetch_checks_the_checksum_writes_its_source_and_is_the_default(tmp_path
         "Nb": "Nb.pbe-sssp.UPF",
         "V": "V.pbe-sssp.UPF",
     }
+    with pytest.raises(PseudopotentialError, match="for Ta .'tcdesign fetch-pseudos' gets SSSP"):
+        choose_pseudopotentials(["Nb", "Ta"], folder)  # the missing element and the remedy
     monkeypatch.setenv("TCDESIGN_PSEUDO_DIR", str(tmp_path / "mine"))
     assert default_pseudo_dir() == tmp_path / "mine"  # the variable wins, even if missing
     monkeypatch.delenv("TCDESIGN_PSEUDO_DIR")

@@ -248,7 +248,12 @@ def choose_pseudopotentials(
     missing = [e for e in elements if e not in chosen and e not in explicit and e not in available]
     if missing or problems:
         detail = "; ".join(problems)
-        lacking = f"no pseudopotential in {pseudo_dir} for {', '.join(missing)}" if missing else ""
+        lacking = (
+            f"no pseudopotential in {pseudo_dir} for {', '.join(missing)} ('tcdesign "
+            "fetch-pseudos' gets SSSP, every element)"
+            if missing
+            else ""
+        )
         raise PseudopotentialError("; ".join(p for p in (lacking, detail) if p), tuple(missing))
     remaining = [e for e in elements if e not in chosen]
     if not remaining:
