@@ -92,8 +92,8 @@ def _pseudo_warning(failed: int, total: int, lacking: set[str], pseudo_dir: Path
     which = f" (no file for {', '.join(sorted(lacking))})" if lacking else ""
     return (
         f"N(E_F): {failed} of {total} candidates cannot be computed with the pseudopotentials "
-        f"in {pseudo_dir}{which}; they fail the nef rule (reason in nef_error). A complete "
-        "library such as SSSP in --pseudo-dir covers every element (README: Pseudopotentials)"
+        f"in {pseudo_dir}{which}; they fail the nef rule (reason in nef_error). The SSSP "
+        "library covers every element: 'tcdesign fetch-pseudos', or --pseudo-dir"
     )
 
 
@@ -142,12 +142,14 @@ def check_candidates(
     todo: list[tuple[str, str]] = []  # (id, key)
     jobs: list[FermiJob] = []
     lacking: set[str] = set()  # elements without a pseudopotential
+    unstartable = 0
     for candidate_id, fingerprint, structure in candidates:
         try:
             key = _key(fingerprint, structure, pseudo_dir)
         except PseudopotentialError as exc:  # recorded, not cached
             results[candidate_id] = _failed(str(exc))
             lacking.update(exc.missing)
+            unstartable += 1
             continue
         if (candidate_id, key) in cached:
             results[candidate_id] = cached[(candidate_id, key)]
@@ -155,9 +157,9 @@ def check_candidates(
         work = out_dir / WORK_FOLDER / safe_name(candidate_id)
         todo.append((candidate_id, key))
         jobs.append(FermiJob(candidate_id, structure, str(pseudo_dir), str(work), pw_command))
-    if results:
+    if unstartable:
         print(
-            _pseudo_warning(len(results), len(results) + len(jobs), lacking, pseudo_dir),
+            _pseudo_warning(unstartable, len(results) + len(jobs), lacking, pseudo_dir),
             file=sys.stderr,
         )
     order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].structure))  # largest first
