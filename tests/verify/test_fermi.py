@@ -1,5 +1,10 @@
 import math
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -13,6 +18,7 @@ from tcdesign.verify.fermi import (
     scf_input,
 )
 from tcdesign.verify.pseudo import DEBIAN_PSEUDO_DIR, PseudopotentialError
+from tests.processes import wait_gone
 
 HAVE_QE = shutil.which("pw.x") is not None and DEBIAN_PSEUDO_DIR.is_dir()
 
@@ -107,3 +113,30 @@ def test_real_moments_of_iron_and_aluminium(tmp_path):
     )
     al = magnetic_moment(fcc_al().get_primitive_structure(), DEBIAN_PSEUDO_DIR, tmp_path / "al")
     assert al["magmom_abs"] < 0.05 and (tmp_path / "al" / "spin.out").is_file()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_pw_x_ends_when_its_parent_is_killed_outright(tmp_path):
+    """A screening pool worker killed outright (its parent interrupted) must not leave its pw.x
+    running: the kernel ends it with the worker."""
+    pid_file = tmp_path / "pw.pid"
+    fake = tmp_path / "pw.x"
+    fake.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec /bin/sleep 60\n")
+    fake.chmod(0o755)
+    script = (
+        "from pathlib import Path\n"
+        "from tcdesign.verify.fermi import _run_pw\n"
+        f"_run_pw('&control\\n/\\n', Path({str(tmp_path / 'w')!r}), 'scf', {str(fake)!r}, None)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ))
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not pid_file.exists():
+            time.sleep(0.1)
+        time.sleep(0.2)
+        pw_pid = int(pid_file.read_text())
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        assert wait_gone([pw_pid], timeout=10) == []
+    finally:
+        parent.kill()

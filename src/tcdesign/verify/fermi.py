@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from pymatgen.io.ase import AseAtomsAdaptor
 from tcdesign.verify.inputs import STARTING_MAGNETIZATION, grid_from_spacing
 from tcdesign.verify.parsers import magnetization, qe_failure
 from tcdesign.verify.pseudo import choose_pseudopotentials
+from tcdesign.verify.workflow import _die_with_parent
 
 BROADENINGS_EV = (0.05, 0.1, 0.2)
 K_SPACING = 0.25  # 1/A, 2 pi included
@@ -136,6 +138,8 @@ def _run_pw(text: str, work: Path, name: str, pw_command: str, timeout: float | 
             env={**os.environ, "OMP_NUM_THREADS": "1"},
             timeout=timeout,
             check=False,
+            # ends with its parent: a pool worker that dies must not leave pw.x running
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
     seconds = time.perf_counter() - started
     log = (work / f"{name}.out").read_text(errors="replace")
