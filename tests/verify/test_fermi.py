@@ -1,10 +1,6 @@
 import math
-import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -18,7 +14,7 @@ from tcdesign.verify.fermi import (
     scf_input,
 )
 from tcdesign.verify.pseudo import DEBIAN_PSEUDO_DIR, PseudopotentialError
-from tests.processes import wait_gone
+from tests.processes import survivors_of_killed_parent
 
 HAVE_QE = shutil.which("pw.x") is not None and DEBIAN_PSEUDO_DIR.is_dir()
 
@@ -128,15 +124,4 @@ def test_pw_x_ends_when_its_parent_is_killed_outright(tmp_path):
         "from tcdesign.verify.fermi import _run_pw\n"
         f"_run_pw('&control\\n/\\n', Path({str(tmp_path / 'w')!r}), 'scf', {str(fake)!r}, None)\n"
     )
-    parent = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ))
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not pid_file.exists():
-            time.sleep(0.1)
-        time.sleep(0.2)
-        pw_pid = int(pid_file.read_text())
-        parent.send_signal(signal.SIGKILL)
-        parent.wait()
-        assert wait_gone([pw_pid], timeout=10) == []
-    finally:
-        parent.kill()
+    assert survivors_of_killed_parent(script, pid_file) == []

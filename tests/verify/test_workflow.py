@@ -12,7 +12,7 @@ from tcdesign.verify.command import register
 from tcdesign.verify.pseudo import DEBIAN_PSEUDO_DIR
 from tcdesign.verify.settings import make_settings
 from tcdesign.verify.workflow import StepRunner, verify
-from tests.processes import wait_gone
+from tests.processes import survivors_of_killed_parent, wait_gone
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HAVE_QE = shutil.which("pw.x") is not None and DEBIAN_PSEUDO_DIR.is_dir()
@@ -275,10 +275,6 @@ def test_an_interrupted_step_runs_again_from_its_start(tmp_path, monkeypatch):
 def test_qe_ends_when_its_parent_is_killed_outright(tmp_path, monkeypatch):
     """QE runs in its own session (so a timeout can end mpirun's ranks); a parent killed with
     SIGKILL cannot clean up, so the kernel must end QE with it."""
-    import os
-    import signal
-    import subprocess
-
     pid_file = tmp_path / "qe.pid"
     fake_qe(tmp_path, monkeypatch, f"echo $$ > {pid_file}\nexec /bin/sleep 60\n")
     script = (
@@ -286,18 +282,7 @@ def test_qe_ends_when_its_parent_is_killed_outright(tmp_path, monkeypatch):
         "from tcdesign.verify.workflow import StepRunner\n"
         f"StepRunner(Path({str(tmp_path / 'qe')!r})).run('scf', 'pw.x', '&control\\n/\\n')\n"
     )
-    parent = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ))
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not pid_file.exists():
-            time.sleep(0.1)
-        time.sleep(0.2)
-        qe_pid = int(pid_file.read_text())
-        parent.send_signal(signal.SIGKILL)
-        parent.wait()
-        assert wait_gone([qe_pid], timeout=10) == []
-    finally:
-        parent.kill()
+    assert survivors_of_killed_parent(script, pid_file) == []
 
 
 def test_a_branch_step_leaves_the_hashes_of_the_later_steps_alone(tmp_path, monkeypatch):
