@@ -86,7 +86,8 @@ def test_results_are_cached_failures_are_reasons_and_scratch_is_removed(
     assert "(no file for Cl, Na)" in warning and "tcdesign fetch-pseudos" in warning
     assert not (out / electrons.WORK_FOLDER / "mgb2" / "tmp").exists()
     lines = (out / CACHE_FILE).read_text().splitlines()
-    assert sorted(json.loads(line)["id"] for line in lines) == ["al", "mgb2", "nb"]
+    # one line per scf: Nb's plain and spin-polarised ones are two
+    assert sorted(json.loads(line)["id"] for line in lines) == ["al", "mgb2", "nb", "nb"]
 
     with (out / CACHE_FILE).open("a") as handle:
         handle.write('{"id": "half-wri')  # a run killed while writing
@@ -107,6 +108,54 @@ def test_results_are_cached_failures_are_reasons_and_scratch_is_removed(
     # a changed input structure (fingerprint) is computed again
     check_candidates([("mgb2", "f9", mgb2())], out, pseudo, progress=False)
     assert calls == ["MgB2"]
+
+
+def test_the_spin_scf_runs_only_where_nef_reaches_spin_min(tmp_path, monkeypatch):
+    """A candidate below the nef rule fails whatever its moment, so its spin-polarised scf (two
+    to three times the plain one) is skipped; lowering the bar later runs only that scf."""
+    pseudo = fake_pseudo_dir(tmp_path, ("Nb", "V", "Mg", "B"))
+    nef = {"Nb": 1.5, "V": 0.3, "MgB2": 0.3}
+    calls: list[str] = []
+
+    def plain(structure, pseudo_dir, work, pw_command="pw.x"):
+        formula = structure.composition.reduced_formula
+        calls.append(formula)
+        return {"seconds": 1.0, "kpts": [4, 4, 4], "nef_0.2": nef[formula]}
+
+    def moment(structure, pseudo_dir, work, pw_command="pw.x"):
+        calls.append("spin " + structure.composition.reduced_formula)
+        return {"magmom_abs": 0.5, "magmom_total": 0.5, "seconds": 3.0}
+
+    monkeypatch.setattr(fermi, "fermi_dos", plain)
+    monkeypatch.setattr(fermi, "magnetic_moment", moment)
+    vanadium = Structure(Lattice.cubic(3.0), ["V", "V"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    candidates = [("nb", "f1", bcc_nb()), ("v", "f2", vanadium), ("mgb2", "f3", mgb2())]
+    out = tmp_path / "out"
+    first = check_candidates(candidates, out, pseudo, spin_min=0.7, progress=False)
+    assert sorted(calls) == ["MgB2", "Nb", "V", "spin Nb"]
+    assert first["nb"]["dft_magmom"] == 0.5 and first["nb"]["spin_seconds"] == 3.0
+    assert math.isnan(first["v"]["dft_magmom"]) and first["v"]["nef"] == 0.3
+    assert first["v"]["nef_error"] == ""  # skipped, not failed
+    assert first["mgb2"]["dft_magmom"] == 0.0  # no d or f shell: no scf needed
+    calls.clear()
+    assert check_candidates(candidates, out, pseudo, spin_min=0.7, progress=False) == first
+    assert calls == []
+    lower = check_candidates(candidates, out, pseudo, spin_min=0.2, progress=False)
+    assert calls == ["spin V"] and lower["v"]["dft_magmom"] == 0.5
+    assert lower["nb"] == first["nb"]
+
+
+def test_cache_lines_holding_both_scfs_are_still_read(tmp_path, monkeypatch):
+    """Before the spin-polarised scf was a step of its own, one cache line held both."""
+    pseudo = fake_pseudo_dir(tmp_path)
+    monkeypatch.setattr(fermi, "fermi_dos", lambda *a, **k: pytest.fail("recomputed"))
+    monkeypatch.setattr(fermi, "magnetic_moment", lambda *a, **k: pytest.fail("recomputed"))
+    key = electrons._keys("f1", bcc_nb(), pseudo)["both"]
+    old = {"nef": 1.2, "dft_magmom": 0.0, "nef_error": "", "nef_seconds": 5.0, "spin_seconds": 9.0}
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / CACHE_FILE).write_text(json.dumps({"id": "nb", "key": key, "result": old}) + "\n")
+    assert check_candidates([("nb", "f1", bcc_nb())], out, pseudo, progress=False) == {"nb": old}
 
 
 def test_the_rule_applies_only_with_the_stage():

@@ -527,6 +527,7 @@ def _with_fermi_dos(
         contenders,
         out_dir,
         fermi_dos_ready(settings),
+        spin_min=settings.nef_min,  # below it a candidate fails whatever its moment
         workers=settings.workers,
         scheduler=settings.scheduler,
         progress=progress,

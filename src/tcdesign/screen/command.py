@@ -326,9 +326,10 @@ def register(verbs: argparse._SubParsersAction) -> None:
         "worker; 35/280 Ry, k-spacing 0.25 1/A; 20 s to a few minutes per crystal, cached in "
         "OUT/fermi_dos.jsonl), in the nef column (states/eV/atom, both spins, 0.2 eV "
         "broadening), and the --nef-min rule. N(E_F) is the electronic half of the coupling "
-        "lambda. Candidates with d- or f-block elements also get the scf spin-polarised from "
-        "a ferromagnetic start (the dft_magmom column; about twice the time), since a large "
-        "N(E_F) can also mean a magnet. Needs pw.x",
+        "lambda. Candidates with d- or f-block elements whose N(E_F) reaches --nef-min also "
+        "get the scf spin-polarised from a ferromagnetic start (the dft_magmom column; two to "
+        "three times the time; left empty below --nef-min, where the candidate fails anyway), "
+        "since a large N(E_F) can also mean a magnet. Needs pw.x",
     )
     parser.add_argument(
         "--pseudo-dir",

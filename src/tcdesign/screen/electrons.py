@@ -11,13 +11,16 @@ with N(E_F) >= nef_min.
 A large N(E_F) is also Stoner's condition for ferromagnetism, and magnetic order suppresses
 conventional superconductivity. So each candidate with a d- or f-block element also gets the same
 scf spin-polarised from a ferromagnetic start (:func:`tcdesign.verify.fermi.magnetic_moment`,
-about twice the time), and the moment that survives, Bohr magnetons per atom, goes to the
-``dft_magmom`` column (0 without such elements); with ``dft_magmom_max`` set, a rule passes only
-candidates at or below it.
+two to three times the time of the first), and the moment that survives, Bohr magnetons per
+atom, goes to the ``dft_magmom`` column (0 without such elements); with ``dft_magmom_max`` set,
+a rule passes only candidates at or below it. The spin-polarised scf runs after the plain one,
+and only where N(E_F) reaches ``spin_min`` (the screen passes its ``nef_min``): a candidate that
+fails the nef rule cannot pass whatever its moment, so its ``dft_magmom`` stays empty (NaN).
 
-Results are cached in ``fermi_dos.jsonl`` of the screening folder (one line per candidate,
-keyed by its input fingerprint, the pseudopotential files and the settings), the QE input and
-log of each in ``fermi_dos/ID/``; a rerun computes only what is new. The scratch folder of each
+Results are cached in ``fermi_dos.jsonl`` of the screening folder (one line per candidate and
+scf, keyed by its input fingerprint, the pseudopotential files and the settings), the QE input
+and log of each in ``fermi_dos/ID/``; a rerun computes only what is new, so lowering
+``spin_min`` later runs just the spin-polarised scfs it newly needs. The scratch folder of each
 scf (wavefunctions) is removed when it finishes.
 """
 
@@ -46,45 +49,47 @@ BROADENING_EV = 0.2  # the value in the nef column (robust on coarse grids; ferm
 COLUMNS = ("nef", "dft_magmom", "nef_error")
 
 
+SPIN_ERROR = "spin-polarised scf: "  # prefix of nef_error when only that scf failed
+SPIN_FIELDS = ("dft_magmom", "spin_seconds", "nef_error")  # what the spin-polarised scf gives
+
+
 @dataclass(frozen=True)
 class FermiJob:
-    """One candidate's N(E_F) scf."""
+    """One candidate's scf: the plain one for N(E_F) (``spin=False``) or the spin-polarised one
+    for the moment."""
 
     id: str
     structure: Structure  # relaxed
     pseudo_dir: str
     work: str  # absolute: dask workers do not share this process's working directory
     pw_command: str = "pw.x"
+    spin: bool = False
 
 
 def _run_job(job: FermiJob) -> dict[str, Any]:
-    from tcdesign.verify.workflow import may_be_magnetic
-
     work = Path(job.work)
     pseudo_dir = Path(job.pseudo_dir)
-    result = fermi.fermi_dos(job.structure, pseudo_dir, work, pw_command=job.pw_command)
-    shutil.rmtree(work / "tmp", ignore_errors=True)  # wavefunctions: megabytes, not needed
-    row = {
-        "nef": round(float(result[f"nef_{BROADENING_EV:g}"]), 5),
-        "dft_magmom": 0.0,
-        "nef_error": "",
-        "nef_seconds": result["seconds"],
-        "nef_kpts": result["kpts"],
-    }
-    if may_be_magnetic(job.structure):
-        try:  # a spin-polarised scf that fails keeps the N(E_F) of the first
-            moment = fermi.magnetic_moment(
-                job.structure, pseudo_dir, work, pw_command=job.pw_command
-            )
-        except RuntimeError as exc:
-            row["dft_magmom"] = math.nan
-            row["nef_error"] = f"spin-polarised scf: {exc}"
-        else:
-            row["dft_magmom"] = round(float(moment["magmom_abs"]), 4)
-            row["spin_seconds"] = moment["seconds"]
-        finally:
-            shutil.rmtree(work / "tmp", ignore_errors=True)
-    return row
+    try:
+        if job.spin:
+            try:  # a spin-polarised scf that fails keeps the N(E_F) of the first
+                moment = fermi.magnetic_moment(
+                    job.structure, pseudo_dir, work, pw_command=job.pw_command
+                )
+            except RuntimeError as exc:
+                return _spin_failed(str(exc))
+            return {
+                "dft_magmom": round(float(moment["magmom_abs"]), 4),
+                "spin_seconds": moment["seconds"],
+            }
+        result = fermi.fermi_dos(job.structure, pseudo_dir, work, pw_command=job.pw_command)
+        return {
+            "nef": round(float(result[f"nef_{BROADENING_EV:g}"]), 5),
+            "nef_error": "",
+            "nef_seconds": result["seconds"],
+            "nef_kpts": result["kpts"],
+        }
+    finally:
+        shutil.rmtree(work / "tmp", ignore_errors=True)  # wavefunctions: megabytes, not needed
 
 
 def _pseudo_warning(failed: int, total: int, lacking: set[str], pseudo_dir: Path) -> str:
@@ -101,21 +106,29 @@ def _failed(reason: str) -> dict[str, Any]:
     return {"nef": math.nan, "dft_magmom": math.nan, "nef_error": reason}
 
 
-def _key(fingerprint: str, structure: Structure, pseudo_dir: Path) -> str:
-    """What a cached result depends on; the pseudopotential choice is part of it."""
+def _spin_failed(reason: str) -> dict[str, Any]:
+    return {"dft_magmom": math.nan, "nef_error": SPIN_ERROR + reason}
+
+
+def _keys(fingerprint: str, structure: Structure, pseudo_dir: Path) -> dict[str, str]:
+    """What a cached result depends on (the pseudopotential choice is part of it), for each
+    scf: ``plain`` and ``spin``, and ``both`` for cache lines written before the two became
+    separate steps (one result with both), which are still read."""
     elements = sorted({e.symbol for e in structure.composition})
     pseudos = choose_pseudopotentials(elements, pseudo_dir)
-    return json.dumps(
-        {
-            "fingerprint": fingerprint,
-            "pseudopotentials": {e: p.filename for e, p in pseudos.items()},
-            "ecut_ry": fermi.ECUT_RY,
-            "k_spacing": fermi.K_SPACING,
-            "broadening_ev": BROADENING_EV,
-            "spin_check": True,
-        },
-        sort_keys=True,
-    )
+    common = {
+        "fingerprint": fingerprint,
+        "pseudopotentials": {e: p.filename for e, p in pseudos.items()},
+        "ecut_ry": fermi.ECUT_RY,
+        "k_spacing": fermi.K_SPACING,
+    }
+    return {
+        "both": json.dumps(
+            {**common, "broadening_ev": BROADENING_EV, "spin_check": True}, sort_keys=True
+        ),
+        "plain": json.dumps({**common, "broadening_ev": BROADENING_EV}, sort_keys=True),
+        "spin": json.dumps({**common, "scf": "spin-polarised"}, sort_keys=True),
+    }
 
 
 def check_candidates(
@@ -123,15 +136,20 @@ def check_candidates(
     out_dir: str | Path,
     pseudo_dir: str | Path,
     *,
+    spin_min: float | None = None,
     workers: int = 1,
     scheduler: str | None = None,
     pw_command: str = "pw.x",
     progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """N(E_F) of ``(id, input fingerprint, relaxed structure)`` candidates, keyed by id; cached
-    in ``out_dir/fermi_dos.jsonl`` (appended as each finishes). A candidate whose scf cannot be
-    made (no pseudopotential for an element, pw.x failing) gets NaN and the reason in
-    ``nef_error``; the others go on."""
+    in ``out_dir/fermi_dos.jsonl`` (appended as each scf finishes). A candidate whose scf cannot
+    be made (no pseudopotential for an element, pw.x failing) gets NaN and the reason in
+    ``nef_error``; the others go on. The spin-polarised scf (``dft_magmom``) runs for the
+    candidates with a d- or f-block element whose N(E_F) is at least ``spin_min`` (None: all of
+    them); the others with such elements keep NaN there."""
+    from tcdesign.verify.workflow import may_be_magnetic
+
     out_dir = Path(out_dir).resolve()
     pseudo_dir = Path(pseudo_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -139,42 +157,70 @@ def check_candidates(
     jsonio.drop_partial_line(path)
     cached = jsonio.read_keyed_results(path, ("nef", "dft_magmom"))
     results: dict[str, dict[str, Any]] = {}
-    todo: list[tuple[str, str]] = []  # (id, key)
-    jobs: list[FermiJob] = []
+    keys: dict[str, dict[str, str]] = {}
+    structures: dict[str, Structure] = {}
     lacking: set[str] = set()  # elements without a pseudopotential
     unstartable = 0
     for candidate_id, fingerprint, structure in candidates:
         try:
-            key = _key(fingerprint, structure, pseudo_dir)
+            keys[candidate_id] = _keys(fingerprint, structure, pseudo_dir)
         except PseudopotentialError as exc:  # recorded, not cached
             results[candidate_id] = _failed(str(exc))
             lacking.update(exc.missing)
             unstartable += 1
             continue
-        if (candidate_id, key) in cached:
-            results[candidate_id] = cached[(candidate_id, key)]
-            continue
-        work = out_dir / WORK_FOLDER / safe_name(candidate_id)
-        todo.append((candidate_id, key))
-        jobs.append(FermiJob(candidate_id, structure, str(pseudo_dir), str(work), pw_command))
+        structures[candidate_id] = structure
     if unstartable:
         print(
-            _pseudo_warning(unstartable, len(results) + len(jobs), lacking, pseudo_dir),
+            _pseudo_warning(unstartable, len(results) + len(keys), lacking, pseudo_dir),
             file=sys.stderr,
         )
-    order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].structure))  # largest first
-    todo, jobs = [todo[i] for i in order], [jobs[i] for i in order]
-    # pw.x runs on one core per job; torch is not used, so one thread per worker
-    computed = run_and_append(
-        _run_job,
-        jobs,
-        todo,
-        path,
-        _failed,
-        desc="N(E_F) (pw.x)",
-        workers=workers,
-        scheduler=scheduler,
-        threads=1,
-        progress=progress,
-    )
-    return {**results, **computed}
+
+    def computed(ids: list[str], spin: bool) -> dict[str, dict[str, Any]]:
+        """Cached or newly run results of one kind of scf for ``ids``."""
+        kind = "spin" if spin else "plain"
+        done = {i: cached[(i, keys[i][kind])] for i in ids if (i, keys[i][kind]) in cached}
+        todo = sorted((i for i in ids if i not in done), key=lambda i: -len(structures[i]))
+        jobs = [  # largest cells first
+            FermiJob(
+                i,
+                structures[i],
+                str(pseudo_dir),
+                str(out_dir / WORK_FOLDER / safe_name(i)),
+                pw_command,
+                spin,
+            )
+            for i in todo
+        ]
+        fresh = run_and_append(
+            _run_job,
+            jobs,
+            [(i, keys[i][kind]) for i in todo],
+            path,
+            _spin_failed if spin else _failed,
+            desc="spin-polarised scf (pw.x)" if spin else "N(E_F) (pw.x)",
+            workers=workers,
+            scheduler=scheduler,
+            threads=1,  # pw.x runs on one core per job; torch is not used
+            progress=progress and bool(jobs),
+        )
+        return {**done, **fresh}
+
+    legacy = {i: cached[(i, k["both"])] for i, k in keys.items() if (i, k["both"]) in cached}
+    plain = computed([i for i in keys if i not in legacy], spin=False)
+    magnetic = {i for i in plain if may_be_magnetic(structures[i])}
+    wanted = [
+        i
+        for i in plain
+        if i in magnetic
+        and math.isfinite(plain[i]["nef"])
+        and (spin_min is None or plain[i]["nef"] >= spin_min)
+    ]
+    spin = computed(wanted, spin=True)
+    for i, row in plain.items():
+        no_shell = i not in magnetic and math.isfinite(row["nef"])  # no d or f shell: 0
+        row = {**row, "dft_magmom": 0.0 if no_shell else math.nan}
+        if i in spin:  # only its own fields: a cached line reads back a missing nef as NaN
+            row.update({k: v for k, v in spin[i].items() if k in SPIN_FIELDS})
+        results[i] = row
+    return {**results, **legacy}
