@@ -9,11 +9,11 @@
    candidates refined by the score network, :mod:`tcdesign.generate.hybrid`; every ranking of
    the same refined candidates is reported beside the default one);
 4. speed: structures per second and network evaluations per structure;
-5. with ``--csp-relax``: each CSP method's best ``--csp-pool`` candidates relaxed with CHGNet
-   and ranked by relaxed energy alone (:mod:`tcdesign.generate.energy_rank`; ``tcdesign csp
-   --relax`` ranks CDVAE candidates so, template and hybrid candidates by their own score minus
-   the weighed relaxed energy, which ``csp_relax_rank.py`` measures), reported as
-   ``METHOD+relax``; the relaxations are cached in ``--csp-cache`` (resumable).
+5. with ``--csp-relax``: ``tcdesign csp --relax`` itself for each method (its best
+   ``--csp-pool`` candidates relaxed with CHGNet and re-ranked, :mod:`tcdesign.generate.
+   energy_rank`: CDVAE candidates by relaxed energy, template and hybrid candidates by their own
+   score minus the weighed relaxed energy), the relaxed cells matched, reported as
+   ``METHOD+relax``; each run is a csp output folder under ``--csp-cache`` (resumable).
 
 The substitution baseline is measured by ``generator_baselines.py``.
 Writes benchmarks/results/generator.json and prints a table; ``--only csp`` measures step 3
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import time
 import warnings
 from pathlib import Path
@@ -37,10 +36,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from pymatgen.core import Structure
-from tqdm.auto import tqdm
 
 from tcdesign.data.io import read_structures
-from tcdesign.generate.api import csp_cdvae, load_generator, sample_batch, training_latents
+from tcdesign.generate.api import (
+    csp as run_csp,
+)
+from tcdesign.generate.api import (
+    csp_cdvae,
+    load_generator,
+    sample_batch,
+    training_latents,
+)
 from tcdesign.generate.defaults import (
     COMPOSITION_RULE,
     COMPOSITION_TEMPERATURE,
@@ -49,7 +55,6 @@ from tcdesign.generate.defaults import (
     OPT_LR,
     OPT_STARTS,
 )
-from tcdesign.generate.energy_rank import order_by_energy, relax_candidates
 from tcdesign.generate.hybrid import RANKINGS, HybridSettings, hybrid_candidates
 from tcdesign.generate.metrics import (
     composition_validity,
@@ -219,8 +224,8 @@ def csp_benchmark(
 
 
 def csp_relax_benchmark(
+    model_path: str,
     model,
-    train: list[Structure],
     truths: list[Structure],
     k: int,
     seed: int,
@@ -228,40 +233,41 @@ def csp_relax_benchmark(
     hybrid: HybridSettings,
     methods: tuple[str, ...],
     pool: int,
-    cache_path: Path,
+    energy_weight: float,
+    folder: Path,
 ) -> dict:
-    """CSP metrics of each method's ``pool`` best candidates relaxed and ranked by energy."""
+    """CSP metrics of ``tcdesign csp --relax`` itself (:func:`tcdesign.generate.api.csp` with
+    ``relax=True``: the method's ``pool`` best candidates relaxed with CHGNet and re-ranked as
+    the CLI ranks them), the relaxed cells matched. Each method's run lives in ``folder/METHOD``
+    and resumes by formula, so a killed benchmark keeps its relaxations."""
     truths = [t for t in truths if len(t) <= model.config.max_atoms]
-    volumes = fit_atomic_volumes(train)
-    cache: dict = pickle.loads(cache_path.read_bytes()) if cache_path.is_file() else {}
+    formulas = [cell_formula(t) for t in truths]
     result: dict = {}
     for method in methods:
         started = time.perf_counter()
-        pairs = []
-        for index, truth in enumerate(tqdm(truths, desc=f"csp {method}+relax", unit="formula")):
-            formula = cell_formula(truth)
-            key = (method, formula, index)
-            if key not in cache:
-                try:
-                    if method == "cdvae":
-                        counts = parse_cell_formula(formula)
-                        found = [s for s, _ in csp_cdvae(model, counts, pool, seed, schedule)]
-                    elif method == "template":
-                        found = template_csp(formula, train, pool, volumes=volumes)
-                    else:
-                        refined = hybrid_candidates(
-                            model, formula, train, pool, schedule, hybrid, seed, volumes
-                        )
-                        found = [s for s, _ in refined.ranked(hybrid.rank_by, pool)]
-                except ValueError:  # no template: a miss
-                    found = []
-                cache[key] = relax_candidates(found)
-                cache_path.write_bytes(pickle.dumps(cache))
-            ranked = order_by_energy(cache[key])
-            pairs.append((truth, [c.structure for c in ranked if not c.error][:k]))
+        table = run_csp(
+            formulas,
+            folder / method,
+            k,
+            method=method,
+            seed=seed,
+            model=model_path,
+            schedule=schedule,
+            hybrid=hybrid,
+            relax=True,
+            pool=pool,
+            primitive_cell=hybrid.primitive_cell,
+            energy_weight=energy_weight,
+        )
+        table = table[table["status"] != "error"].sort_values(["formula", "rank"])
+        found = {
+            formula: [Structure.from_str(cif, fmt="cif") for cif in rows["cif"] if cif]
+            for formula, rows in table.groupby("formula")
+        }
+        pairs = [(t, found.get(f, [])[:k]) for t, f in zip(truths, formulas, strict=True)]
         metrics = csp_metrics(pairs, k=k)
         metrics["pool"] = pool
-        metrics["seconds"] = time.perf_counter() - started  # cached relaxations take none
+        metrics["seconds"] = time.perf_counter() - started  # formulas already done take none
         result[f"{method}+relax"] = metrics
     return result
 
@@ -308,7 +314,8 @@ def main() -> None:
     parser.add_argument(
         "--csp-relax",
         action="store_true",
-        help="also relax each method's --csp-pool best candidates with CHGNet, rank by energy",
+        help="also measure 'tcdesign csp --relax' (each method's --csp-pool best candidates "
+        "relaxed with CHGNet and re-ranked as the CLI does; the relaxed cells matched)",
     )
     parser.add_argument("--csp-pool", type=int, default=CSP_POOL, help="candidates relaxed")
     parser.add_argument(
@@ -319,8 +326,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--csp-cache",
-        default="benchmarks/results/.csp_relax_cache.pkl",
-        help="relaxed candidates, kept between runs (resumable)",
+        default="benchmarks/results/.csp_relax",
+        help="folder of the --csp-relax runs (one csp output folder per method; a rerun resumes "
+        "them by formula)",
     )
     defaults = HybridSettings()
     parser.add_argument("--hybrid-start-level", type=int, default=defaults.start_level)
@@ -434,7 +442,21 @@ def main() -> None:
         )
         csp = csp_benchmark(*common, energy_weight=args.csp_energy_weight)
         if args.csp_relax:
-            csp.update(csp_relax_benchmark(*common, args.csp_pool, Path(args.csp_cache)))
+            csp.update(
+                csp_relax_benchmark(
+                    args.model,
+                    model,
+                    truths,
+                    args.k,
+                    args.seed,
+                    schedule,
+                    hybrid,
+                    tuple(args.csp_methods),
+                    args.csp_pool,
+                    args.csp_energy_weight,
+                    Path(args.csp_cache),
+                )
+            )
     if args.only == "all":
         result["csp"] = csp.get("cdvae", {})
         result["csp_methods"] = csp
