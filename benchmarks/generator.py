@@ -430,28 +430,15 @@ def main() -> None:
     csp = {}
     if args.csp_formulas > 0:
         truths = val[: args.csp_formulas]
-        common = (
-            model,
-            train,
-            truths,
-            args.k,
-            args.seed,
-            schedule,
-            hybrid,
-            tuple(args.csp_methods),
-        )
-        csp = csp_benchmark(*common, energy_weight=args.csp_energy_weight)
+        # the formulas and sampling settings both CSP measurements share
+        shared = (truths, args.k, args.seed, schedule, hybrid, tuple(args.csp_methods))
+        csp = csp_benchmark(model, train, *shared, energy_weight=args.csp_energy_weight)
         if args.csp_relax:
             csp.update(
                 csp_relax_benchmark(
                     args.model,
                     model,
-                    truths,
-                    args.k,
-                    args.seed,
-                    schedule,
-                    hybrid,
-                    tuple(args.csp_methods),
+                    *shared,
                     args.csp_pool,
                     args.csp_energy_weight,
                     Path(args.csp_cache),
