@@ -88,6 +88,32 @@ def test_csv_ids_stay_strings(bundled: pd.DataFrame, tmp_path: Path) -> None:
     assert read_structures(write_csv(tmp_path / "in.csv", rows))[0].id == "007"
 
 
+def test_repeated_csv_ids_are_renamed_with_a_warning(
+    bundled: pd.DataFrame, tmp_path: Path
+) -> None:
+    """Ids name output rows, files and folders: a repeat used to give two predict rows with one
+    id, and two verify runs one folder."""
+    rows = [
+        {"material_id": "a", "cif": bundled.cif.iloc[0], "prop": -1.0},
+        {"material_id": "a", "cif": bundled.cif.iloc[1], "prop": np.nan},
+        {"material_id": "a_2", "cif": bundled.cif.iloc[2], "prop": -2.0},
+        {"material_id": "a", "cif": "not a cif", "prop": -3.0},
+    ]
+    records = read_structures(write_csv(tmp_path / "in.csv", rows), ["tc"])
+    assert [r.id for r in records] == ["a", "a_3", "a_2", "a_4"]
+    assert records[0].warning is None and records[2].warning is None
+    assert "NaN" in records[1].warning and "'a' repeated" in records[1].warning
+    assert "this row is 'a_4'" in records[3].warning and "does not parse" in records[3].error
+    assert [r.formula for r in records[:3]] == [formula_of(c) for c in bundled.cif]
+
+
+def test_repeated_folder_ids_are_renamed(bundled: pd.DataFrame, tmp_path: Path) -> None:
+    (tmp_path / "x.cif").write_text(bundled.cif.iloc[0])
+    (tmp_path / "x.vasp").write_text(Poscar(nbc()).get_str())
+    records = read_structures(tmp_path)
+    assert [r.id for r in records] == ["x", "x_2"] and records[1].formula == "NbC"
+
+
 def test_csv_without_prop_has_no_targets(bundled: pd.DataFrame, tmp_path: Path) -> None:
     path = tmp_path / "in.csv"
     bundled[["material_id", "cif"]].to_csv(path, index=False)

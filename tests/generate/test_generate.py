@@ -245,6 +245,13 @@ def test_csp_bad_input_is_exit_2(tmp_path, tiny_generator, capsys) -> None:
     assert main(too_big) == 2
     assert "more than the 20" in capsys.readouterr().err
     assert main(["csp", "--compositions", str(tmp_path / "none.csv"), "--out", str(tmp_path)]) == 2
+    # an empty --formula was written as a row that the summary then counted neither way
+    assert main(["csp", "--formula", " ", "--out", str(tmp_path / "empty"), "--quiet"]) == 2
+    assert "an empty formula" in capsys.readouterr().err
+    blank = tmp_path / "blank.csv"
+    blank.write_text("formula\n \n\n")  # only blank rows: no formula to run
+    assert main(["csp", "--compositions", str(blank), "--out", str(tmp_path / "b")]) == 2
+    assert "at least one formula" in capsys.readouterr().err
 
 
 def test_csp_template(tmp_path, val_frame) -> None:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -212,10 +212,38 @@ def read_structure_file(path: Path) -> StructureRecord:
     return _record(path.stem, text, fmt, {})
 
 
+def unique_ids(records: Sequence[StructureRecord]) -> list[StructureRecord]:
+    """Records with repeated ids renamed ``ID_2``, ``ID_3``... (ids name output rows, files
+    and folders, and key resumed runs), each renamed one with a warning saying so.
+
+    The first record of an id keeps it; a repeat takes the lowest suffix that no record of the
+    input has and no earlier repeat took (ids ``a, a, a_2`` become ``a, a_3, a_2``).
+    """
+    used = {record.id for record in records}
+    kept: set[str] = set()
+    out = []
+    for record in records:
+        if record.id not in kept:
+            kept.add(record.id)
+            out.append(record)
+            continue
+        suffix = 2
+        while f"{record.id}_{suffix}" in used:
+            suffix += 1
+        new_id = f"{record.id}_{suffix}"
+        used.add(new_id)
+        kept.add(new_id)
+        note = f"id {record.id!r} repeated in the input; this row is {new_id!r}"
+        warning = f"{record.warning}; {note}" if record.warning else note
+        out.append(replace(record, id=new_id, warning=warning))
+    return out
+
+
 def read_structures(
     path: str | Path, targets: Iterable[str] = (), require_targets: bool = False
 ) -> list[StructureRecord]:
-    """Read any accepted input into records, good and bad, in input order.
+    """Read any accepted input into records, good and bad, in input order, with unique ids
+    (:func:`unique_ids`: a repeated id becomes ``ID_2``, with a warning).
 
     Raises :class:`InputError` when the input cannot be used at all: it does not exist, is empty
     or binary, is a CSV without a ``cif`` column, is a folder with no structure files, or is a
@@ -228,9 +256,9 @@ def read_structures(
         files = sorted(p for p in path.iterdir() if p.is_file() and _structure_format(p))
         if not files:
             raise InputError(f"{path}: folder has no CIF or POSCAR files")
-        return [read_structure_file(p) for p in files]
+        return unique_ids([read_structure_file(p) for p in files])
     if path.suffix.lower() == ".csv":
-        return read_csv(path, targets, require_targets)
+        return unique_ids(read_csv(path, targets, require_targets))
     if path.stat().st_size == 0:
         raise InputError(f"{path}: file is empty")
     record = read_structure_file(path)

@@ -187,9 +187,12 @@ def cmd_csp(args: argparse.Namespace) -> int:
             raise InputError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
         if "formula" not in frame.columns:
             raise InputError(f"{path}: no 'formula' column")
-        formulas = [f.strip() for f in frame.formula.dropna()]
+        formulas = [f.strip() for f in frame.formula.dropna() if f.strip()]  # blank rows skipped
     else:
-        formulas = args.formula
+        formulas = [f.strip() for f in args.formula]
+        if not all(formulas):
+            print("tcdesign: --formula: an empty formula", file=sys.stderr)
+            return 2
     if not formulas or args.n < 1:
         print("tcdesign: give at least one formula and --n >= 1", file=sys.stderr)
         return 2

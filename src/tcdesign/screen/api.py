@@ -41,7 +41,7 @@ from pymatgen.core import Composition, Structure
 from tqdm.auto import tqdm
 
 from tcdesign import jsonio
-from tcdesign.data.io import InputError, StructureRecord, read_structures
+from tcdesign.data.io import InputError, StructureRecord, read_structures, unique_ids
 from tcdesign.executor import run_tasks
 from tcdesign.folder_settings import check_folder_settings
 from tcdesign.generate.metrics import duplicate_groups, novel_flags
@@ -141,30 +141,6 @@ def _known_structures(path: str | None) -> list[Structure]:
     return [r.structure for r in records if r.ok]
 
 
-def _unique_ids(records: Sequence[StructureRecord]) -> list[StructureRecord]:
-    """Records with repeated ids renamed ``ID_2``, ``ID_3``... (ids name files and resume).
-
-    The first record of an id keeps it; a repeat takes the lowest suffix that no record of the
-    input has and no earlier repeat took (ids ``a, a, a_2`` become ``a, a_3, a_2``).
-    """
-    used = {record.id for record in records}
-    kept: set[str] = set()
-    out = []
-    for record in records:
-        if record.id not in kept:
-            kept.add(record.id)
-            out.append(record)
-            continue
-        suffix = 2
-        while f"{record.id}_{suffix}" in used:
-            suffix += 1
-        new_id = f"{record.id}_{suffix}"
-        used.add(new_id)
-        kept.add(new_id)
-        out.append(replace(record, id=new_id))
-    return out
-
-
 def _short_hash(text: str, length: int = 8) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
@@ -172,17 +148,17 @@ def _short_hash(text: str, length: int = 8) -> str:
 def _file_stems(ids: Iterable[str]) -> dict[str, str]:
     """File stem (``OUT/relaxed/STEM.cif``) of each id, distinct for distinct ids.
 
-    An id that is a safe file name is its own stem; any other id gets its :func:`safe_name` and
-    a short hash of the id (``JVASP 1`` -> ``JVASP_1-<hash>``, so that it never takes the file of
-    an id ``JVASP_1``); an id equal to an earlier stem but for letter case gets the hash too
-    (case-insensitive file systems). The stem of an id does not depend on the other ids unless
-    they clash, so reruns name the same files.
+    The stem is :func:`safe_name` (an id that is a safe file name is its own stem; any other id
+    gets a short hash of the id, so ``JVASP 1`` never takes the file of an id ``JVASP_1``); an id
+    equal to an earlier stem but for letter case gets the hash too (case-insensitive file
+    systems). The stem of an id does not depend on the other ids unless they clash, so reruns
+    name the same files.
     """
     stems: dict[str, str] = {}
     taken: set[str] = set()  # lower-case stems
     for rid in ids:
         stem = safe_name(rid)
-        if stem != rid or stem.lower() in taken:
+        if stem.lower() in taken:
             stem = f"{stem}-{_short_hash(rid)}"
         taken.add(stem.lower())
         stems[rid] = stem
@@ -704,7 +680,7 @@ def screen_records(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_state(out_dir, settings)
-    records = _unique_ids(records)
+    records = unique_ids(records)  # records may come from the API, not read_structures
     good = [r for r in records if r.ok]
     unrelaxed: dict[str, tuple[float, float]] = {}
     if good:

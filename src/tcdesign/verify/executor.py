@@ -9,6 +9,7 @@ filesystem). A failing structure is a row with ``status='error'`` and never stop
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sys
 from functools import partial
@@ -36,11 +37,21 @@ ROW_COLUMNS = [
     "qe_seconds",
     "folder",
 ]
+_SAFE = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def safe_name(structure_id: str) -> str:
-    """A folder name for an id (anything but letters, digits, '.', '-' and '_' becomes '_')."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", structure_id) or "structure"
+    """A file or folder name for an id, distinct for distinct ids.
+
+    An id of letters, digits, '.', '-' and '_' (other than '.' and '..') is its own name. In
+    any other id those other characters become '_' and a short hash of the id follows
+    (``JVASP 1`` -> ``JVASP_1-<hash>``), so that it never takes the folder of an id ``JVASP_1``
+    and ``..`` never names the parent folder.
+    """
+    if _SAFE.fullmatch(structure_id) and structure_id not in (".", ".."):
+        return structure_id
+    digest = hashlib.sha256(structure_id.encode()).hexdigest()[:8]
+    return f"{re.sub(r'[^A-Za-z0-9._-]', '_', structure_id) or 'structure'}-{digest}"
 
 
 def _run_one(
