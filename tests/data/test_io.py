@@ -88,9 +88,7 @@ def test_csv_ids_stay_strings(bundled: pd.DataFrame, tmp_path: Path) -> None:
     assert read_structures(write_csv(tmp_path / "in.csv", rows))[0].id == "007"
 
 
-def test_repeated_csv_ids_are_renamed_with_a_warning(
-    bundled: pd.DataFrame, tmp_path: Path
-) -> None:
+def test_repeated_csv_ids_are_renamed_with_a_warning(bundled: pd.DataFrame, tmp_path: Path) -> None:
     """Ids name output rows, files and folders: a repeat used to give two predict rows with one
     id, and two verify runs one folder."""
     rows = [
