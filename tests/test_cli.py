@@ -280,3 +280,26 @@ def test_predict_members_uses_the_first_ones(tmp_path, csv_input, capsys) -> Non
     assert table.tc_std.to_numpy() == pytest.approx(std, abs=1e-3)
     code, _, err = run([*argv, "--members", "11"], capsys)
     assert code == 2 and "--members 11" in err and "has 10 members" in err
+
+
+def _all_parsers(parser: argparse.ArgumentParser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _all_parsers(sub)
+
+
+def test_every_help_text_formats_and_explains_every_flag() -> None:
+    """Each verb's --help renders (a stray '%' in a flag's help breaks it), shows no doubled
+    '%%' (a description is not %-formatted, so one showed '95%%'), and every flag has a help."""
+    from tcdesign.cli import build_parser
+
+    parsers = list(_all_parsers(build_parser()))
+    assert len(parsers) > 10
+    for parser in parsers:
+        text = parser.format_help()
+        assert "%%" not in text, parser.prog
+        for action in parser._actions:
+            if action.option_strings and action.help != argparse.SUPPRESS:
+                assert action.help, f"{parser.prog} {action.option_strings[0]}: no help"

@@ -177,7 +177,7 @@ def register_train(models: argparse._SubParsersAction) -> None:
         help="train an ALIGNN ensemble for Tc or any numeric property",
         description="Train an ensemble of ALIGNN models (different seeds) with AdamW, a "
         "one-cycle schedule and early stopping on val MAE; calibrates the ensemble "
-        "std on val so ~95%% of val errors fall within 2 std. Writes DIR/member_k/ "
+        "std on val so ~95% of val errors fall within 2 std. Writes DIR/member_k/ "
         "(checkpoints every epoch), DIR/ensemble.pt and DIR/metrics.json.",
     )
     add_data_flags(pred, "validation CSV for early stopping and calibration (default: bundled)")
