@@ -55,6 +55,12 @@ def test_predict_csv(tmp_path, csv_input, tiny_model, val_frame, capsys) -> None
     assert np.all(table.tc >= 0) and np.all(table.tc_std >= 0)
     assert table.tc_ref.to_numpy() == pytest.approx(-val_frame.prop[:4].to_numpy(), abs=1e-3)
     assert "MAE vs tc_ref" in stdout
+    # the screening rule's view of the same rows, from the same numbers
+    above, truth = table.tc > 5, table.tc_ref > 5
+    hits = int((above & truth).sum())
+    precision = hits / max(int(above.sum()), 1)
+    expected = f"Tc > 5 K: precision {precision:.2f} ({int(above.sum())} predicted above)"
+    assert expected in stdout and f"(of {int(truth.sum())} above)" in stdout
 
 
 def test_predict_cif_and_folder(tmp_path, val_frame, tiny_model, capsys) -> None:

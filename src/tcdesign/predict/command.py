@@ -26,10 +26,16 @@ from tcdesign.cli_common import (
     training_csvs,
 )
 
+TC_SCREEN_THRESHOLD = 5.0  # K: the paper's screening rule (screen --tc-min), as the benchmarks
+
 
 def _print_table(table, target: str, limit: int = 25) -> None:
-    """A readable summary of a prediction table on stdout."""
+    """A readable summary of a prediction table on stdout; with reference values, the MAE, the
+    2-std coverage and, for Tc, precision and recall above the screening threshold."""
     import numpy as np
+
+    from tcdesign.data.io import TC_TARGET
+    from tcdesign.predict.ensemble import regression_metrics
 
     ok = table[table.status == "ok"]
     columns = ["id", "formula", target, f"{target}_std"]
@@ -44,9 +50,23 @@ def _print_table(table, target: str, limit: int = 25) -> None:
     if ref in table.columns:
         valid = ok[np.isfinite(ok[ref])]
         if len(valid):
-            mae = float(np.mean(np.abs(valid[target] - valid[ref])))
-            cover = float(np.mean(np.abs(valid[target] - valid[ref]) <= 2 * valid[f"{target}_std"]))
-            line += f"; MAE vs {ref}: {mae:.2f} over {len(valid)} rows, {cover:.0%} within 2 std"
+            threshold = TC_SCREEN_THRESHOLD if target == TC_TARGET else None
+            metrics = regression_metrics(
+                valid[target].to_numpy(float),
+                valid[ref].to_numpy(float),
+                valid[f"{target}_std"].to_numpy(float),
+                threshold,
+            )
+            line += (
+                f"; MAE vs {ref}: {metrics['mae']:.2f} over {len(valid)} rows, "
+                f"{metrics['within_2std']:.0%} within 2 std"
+            )
+            if threshold is not None:  # the screening rule's view of the same rows
+                line += (
+                    f"; Tc > {threshold:g} K: precision {metrics['precision']:.2f} "
+                    f"({metrics['n_predicted_above']} predicted above), recall "
+                    f"{metrics['recall']:.2f} (of {metrics['n_above']} above)"
+                )
     print(line)
 
 
