@@ -49,6 +49,15 @@ def main() -> int:
         help="start no QE run: report the crystals already finished in --work (e.g. while "
         "'tcdesign verify' runs them in that folder), the others as pending",
     )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="ID",
+        default=None,
+        help="run QE only for these of the chosen candidates (their id, e.g. gen-00047, or "
+        "folder name, gen-00047-NbRu), for example to skip ahead of a slow one; the others are "
+        "reported from --work as with --summarize-only",
+    )
     parser.add_argument("--out", default=str(RESULTS / "verify_candidates.json"))
     args = parser.parse_args()
     if shutil.which("pw.x") is None:
@@ -93,13 +102,33 @@ def main() -> int:
     )
     start = time.perf_counter()
     records = [record for _, record in chosen]
-    if args.summarize_only:
-        table = pd.DataFrame([_finished(Path(args.work), record.id) for record in records])
-    else:
-        table = run_many(
-            records, args.work, settings, args.pseudo_dir, workers=args.workers, progress=True
+    only = set(args.only or [])
+    unknown = only - {r.id for r in records} - {str(row["id"]) for row, _ in chosen}
+    if unknown:
+        print(f"--only: not among the chosen candidates: {', '.join(sorted(unknown))}")
+        return 2
+    run = [
+        record
+        for row, record in chosen
+        if not args.summarize_only and (not only or {record.id, str(row["id"])} & only)
+    ]
+    finished = {}
+    if run:
+        computed = run_many(
+            run, args.work, settings, args.pseudo_dir, workers=args.workers, progress=True
         )
+        finished = {str(row["id"]): dict(row) for _, row in computed.iterrows()}
+    table = pd.DataFrame(
+        [finished.get(record.id) or _finished(Path(args.work), record.id) for record in records]
+    )
     wall = time.perf_counter() - start
+    if run:  # run_many rewrote work/verify.csv with only the crystals it ran: list all finished
+        done = [
+            {**row, "folder": str(Path(args.work) / safe_name(str(row["id"])))}
+            for _, row in table.iterrows()
+            if row["status"] != "pending"
+        ]
+        pd.DataFrame(done, columns=ROW_COLUMNS).to_csv(Path(args.work) / "verify.csv", index=False)
     rows = []
     for (candidate, record), (_, row) in zip(chosen, table.iterrows(), strict=True):
         rows.append(
