@@ -725,3 +725,40 @@ def test_verify_cli_stop_if_unstable(tmp_path, monkeypatch, capsys):
     )
     saved = json.loads((out / "x" / "result.json").read_text())
     assert saved["settings"]["stop_if_unstable"] is True
+
+
+def test_negative_zeros_do_not_make_a_finished_step_run_again(tmp_path, monkeypatch):
+    """Which sign a coordinate of zero prints with is rounding noise (another numpy, another
+    CPU): an input that differs only there reuses the step, also in a run folder whose markers
+    were hashed with the sign (before this rule), where the input on disk proves what ran."""
+    from tcdesign.verify.workflow import StepRunner, _hash, unsigned_zeros
+
+    assert unsigned_zeros("N -0.0000 -0.00 -0 -0.001 x-0.0 1e-0.0") == (
+        "N 0.0000 0.00 0 -0.001 x-0.0 1e-0.0"
+    )
+    fake_qe(tmp_path, monkeypatch, "cat > /dev/null\necho '   JOB DONE.'\n")
+    old = "pseudo_dir = '/old/pseudo'\nMn 0.0000 -0.0000 2.8\nN 0.0000 0.0000 4.6\n"
+    new = "pseudo_dir = '/new/pseudo'\nMn 0.0000 0.0000 2.8\nN 0.0000 -0.0000 4.6\n"
+    runner = StepRunner(tmp_path / "qe")
+    runner.aliases["'/new/pseudo'"] = "pseudopotentials abc"
+    # a folder from before the rule: the marker hashes the input as it was, signs included
+    (runner.workdir / "relax.in").write_text(old)
+    (runner.workdir / "relax.out").write_text("JOB DONE")
+    as_before = old.replace("'/old/pseudo'", "pseudopotentials abc")
+    legacy = _hash("", as_before)
+    (runner.markers / "relax.done").write_text(json.dumps({"hash": legacy, "seconds": 5}))
+    (runner.markers / "scf.done").write_text(json.dumps({"hash": _hash(legacy, "scf")}))
+    (runner.workdir / "scf.out").write_text("JOB DONE")
+    runner.run("relax", "pw.x", new)
+    runner.run("scf", "pw.x", "scf")
+    assert runner.skipped == ["relax", "scf"]
+    # other pseudopotentials, or another coordinate, run it again
+    for aliases, text in (({"'/new/pseudo'": "pseudopotentials xyz"}, new), ({}, new + "X")):
+        other = StepRunner(tmp_path / "qe")
+        other.aliases.update(aliases or runner.aliases)
+        assert not other.done("relax", text)
+    # a step run now is known by its unsigned input: either sign reuses it
+    fresh = StepRunner(tmp_path / "fresh")
+    fresh.run("scf", "pw.x", "Mn -0.0 0.5\n")
+    again = StepRunner(tmp_path / "fresh")
+    assert again.done("scf", "Mn 0.0 0.5\n") and again.done("scf", "Mn -0.0 0.5\n")

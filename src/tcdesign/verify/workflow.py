@@ -45,6 +45,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -149,6 +150,17 @@ def _hash(*parts: str) -> str:
     return digest.hexdigest()[:16]
 
 
+# A zero printed with a sign ("-0.0000000000"): which sign a coordinate of zero gets depends on
+# rounding noise (a numpy or pymatgen release, the CPU), not on the physics.
+_SIGNED_ZERO = re.compile(r"(?<![\w.])-(0(?:\.0*)?)(?![\w.])")
+_PSEUDO_DIR = re.compile(r"(pseudo_dir\s*=\s*)'[^']*'")
+
+
+def unsigned_zeros(text: str) -> str:
+    """``text`` with every number that prints as a negative zero written without its sign."""
+    return _SIGNED_ZERO.sub(r"\1", text)
+
+
 def pseudo_fingerprint(pseudos: dict[str, Pseudopotential]) -> str:
     """A digest of the pseudopotential files (element, file name and contents) a run uses."""
     digest = hashlib.sha256()
@@ -199,20 +211,45 @@ class StepRunner:
         marker = self.markers / f"{step}.done"
         if not marker.exists():
             return False
-        try:
-            record = json.loads(marker.read_text())
-        except (OSError, json.JSONDecodeError):
+        stored = self._stored_hash(step)
+        if stored is None:
             return False
-        return record.get("hash") == self.key(input_text)
+        return stored == self.key(input_text) or self._same_as_before(step, input_text, stored)
+
+    def _stored_hash(self, step: str) -> str | None:
+        try:
+            return json.loads((self.markers / f"{step}.done").read_text()).get("hash")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            return None
+
+    def _dealias(self, input_text: str) -> str:
+        for text, meaning in self.aliases.items():
+            input_text = input_text.replace(text, meaning)
+        return input_text
 
     def key(self, input_text: str) -> str:
         """The hash of a step with this input after everything upstream. Each ``aliases``
         string in the input (the absolute pseudopotential folder) is replaced by what it stands
         for (the files' contents), so that a run folder moved to a machine that keeps the same
-        pseudopotentials elsewhere reuses its finished steps."""
-        for text, meaning in self.aliases.items():
-            input_text = input_text.replace(text, meaning)
-        return _hash(self.chain, input_text)
+        pseudopotentials elsewhere reuses its finished steps; negative zeros count as zeros."""
+        return _hash(self.chain, unsigned_zeros(self._dealias(input_text)))
+
+    def _same_as_before(self, step: str, input_text: str, stored: str) -> bool:
+        """True when the step's input on disk is the one its marker was written for (hashed as
+        before zeros lost their signs, and with its pseudopotential folder, wherever that was,
+        standing for the current files) and differs from ``input_text`` only in the signs of
+        zeros: a run folder from another machine, or from before that rule, whose coordinates
+        of zero were printed with another sign."""
+        try:
+            before = (self.workdir / f"{step}.in").read_text()
+        except OSError:
+            return False
+        if self.aliases:
+            folder = next(iter(self.aliases))
+            before = _PSEUDO_DIR.sub(lambda m: m.group(1) + folder, before)
+        before = self._dealias(before)
+        now = self._dealias(input_text)
+        return _hash(self.chain, before) == stored and unsigned_zeros(before) == unsigned_zeros(now)
 
     def finished(self, step: str, input_text: str) -> bool:
         """True when :meth:`run` would reuse ``step``: done with this input and upstream, and
@@ -257,8 +294,8 @@ class StepRunner:
             self.skipped.append(step)
             self.timings[step] = json.loads(marker.read_text()).get("seconds", 0.0)
             self.report(f"{step}: finished earlier, reused")
-            if not branch:
-                self.chain = key
+            if not branch:  # the hash the later steps' markers were written after
+                self.chain = self._stored_hash(step) or key
             return log.read_text(errors="replace")
         marker.unlink(missing_ok=True)
         if step in self.skipped:  # reused earlier in this call, now run again (force)
