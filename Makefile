@@ -29,6 +29,7 @@ lint: setup
 	$(BIN)/ruff check src tests benchmarks
 
 bench: setup
+	$(BIN)/pip install --quiet -e '.[dev,bench]' torch==2.13.0
 	$(BIN)/python benchmarks/predictor.py
 
 clean:

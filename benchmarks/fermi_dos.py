@@ -11,18 +11,19 @@ It then reports the Spearman correlation of N(E_F) with the JARVIS Tc and, once 
 ``MIN_TRAIN`` training crystals are done, whether N(E_F) adds to the cheap features: gradient
 boosting on log(1 + Tc) (the settings of ``predictor_phonons.py``) with the composition
 descriptors, the CHGNet phonon descriptors (``phonon_features.csv``) and N(E_F), alone and
-together, scored by 5-fold cross-validation on the finished training crystals and, fitted on
-them, on the finished val crystals; and the > 5 K rule of the bundled ensemble on val with such a
-model as a second condition, as a screen could apply it to the few candidates that pass
-(needs scikit-learn). The threshold of the screen's N(E_F) rule is set here too, on the
-training crystals the composition model flags above 5 K out of fold (about 170 of the 846 in
-some shuffle): only those need their scf for it, and ``--list-flagged`` lists them so that they
-can run first. The rule is also scored, not tuned, with the out-of-fold Tc of ALIGNN members
-(``predictor_weights.py``'s results) as the first stage, which is closer to the bundled ensemble.
-A crystal takes 30 s (median; 1.5 min mean, up to 20 min) on one core, so all 951 take about a
-day of one core: results stream to ``--cache`` (JSON lines, one per crystal,
-committed), and a rerun continues where the last one stopped. Writes
-``benchmarks/results/fermi_dos.json`` and prints a table.
+together, scored by 5-fold cross-validation on the finished training crystals and, fitted on them,
+on the finished val crystals; and the > 5 K rule of the bundled ensemble on val with such a model
+as a second condition, as a screen could apply it to the few candidates that pass (needs
+scikit-learn, ``pip install -e '.[bench]' torch==2.13.0``; checked before any scf runs, so that
+hours of DFT never end in an ImportError). The threshold of the screen's N(E_F) rule is set here
+too, on the training crystals the composition model flags above 5 K out of fold (about 170 of the
+846 in some shuffle): only those need their scf for it, and ``--list-flagged`` lists them so that
+they can run first. The rule is also scored, not tuned, with the out-of-fold Tc of ALIGNN members
+(``predictor_weights.py``'s results) as the first stage, which is closer to the bundled ensemble. A
+crystal takes 30 s (median; 1.5 min mean, up to 20 min) on one core, so all 951 take about a day of
+one core: results stream to ``--cache`` (JSON lines, one per crystal, committed), and a rerun
+continues where the last one stopped. Writes ``benchmarks/results/fermi_dos.json`` and prints a
+table.
 
     python benchmarks/fermi_dos.py --pseudo-dir DIR [--split val] [--limit 20] [--work DIR]
     python benchmarks/fermi_dos.py --pseudo-dir DIR --shard 1/2 &   # a second core
@@ -33,7 +34,9 @@ committed), and a rerun continues where the last one stopped. Writes
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -349,6 +352,11 @@ def main() -> None:
         "fold by the composition model in any shuffle), most often flagged first, and exit",
     )
     args = parser.parse_args()
+    if importlib.util.find_spec("sklearn") is None:
+        sys.exit(
+            "fermi_dos.py needs scikit-learn for its feature study: "
+            "pip install -e '.[bench]' torch==2.13.0"
+        )
     if args.list_flagged:
         print("\n".join(flagged_ids()))
         return
